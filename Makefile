@@ -1,0 +1,69 @@
+# mt: build, test, install. `make test` is what CI runs.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CARGO   ?= cargo
+BINDIR   = $(DESTDIR)$(PREFIX)/bin
+SHAREDIR = $(DESTDIR)$(PREFIX)/share
+MANDIR   = $(SHAREDIR)/man
+
+# Every [[bin]] of Cargo.toml except the build-time generator.
+BINS := $(filter-out mt-gen,$(shell sed -n 's/^name = "\(mt-[a-z-]*\)"/\1/p' Cargo.toml))
+REL  := target/release
+GEN  := target/gen
+
+.PHONY: all build test check-long lint man completions install uninstall bench demo clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+test:
+	$(CARGO) build --locked --all-targets
+	$(CARGO) test --locked
+	$(MAKE) --no-print-directory man completions CARGO_PROFILE=debug
+
+check-long:
+	MT_LONG_TESTS=1 $(CARGO) test --locked --release -- --include-ignored
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+CARGO_PROFILE ?= release
+GENBIN = target/$(CARGO_PROFILE)/mt-gen
+
+$(GENBIN):
+	$(CARGO) build --locked $(if $(filter release,$(CARGO_PROFILE)),--release) --bin mt-gen
+
+man: $(GENBIN)
+	rm -rf $(GEN)/man && mkdir -p $(GEN)/man/man1
+	$(GENBIN) man $(GEN)/man/man1
+	cp -R share/man/. $(GEN)/man/
+
+completions: $(GENBIN)
+	rm -rf $(GEN)/completions
+	$(GENBIN) completions $(GEN)/completions
+
+install: build man completions
+	install -d $(BINDIR) $(SHAREDIR)/mt/hooks
+	install -m 0755 $(addprefix $(REL)/,$(BINS)) $(BINDIR)/
+	for f in hooks/*; do [ -f "$$f" ] && install -m 0755 "$$f" $(SHAREDIR)/mt/hooks/ || :; done
+	for d in $(GEN)/man/man*; do install -d $(MANDIR)/$${d##*/}; install -m 0644 $$d/* $(MANDIR)/$${d##*/}/; done
+	install -d $(SHAREDIR)/bash-completion/completions $(SHAREDIR)/zsh/site-functions $(SHAREDIR)/fish/vendor_completions.d
+	for b in $(BINS); do \
+	  install -m 0644 $(GEN)/completions/bash/$$b.bash $(SHAREDIR)/bash-completion/completions/$$b; \
+	  install -m 0644 $(GEN)/completions/zsh/_$$b $(SHAREDIR)/zsh/site-functions/_$$b; \
+	  install -m 0644 $(GEN)/completions/fish/$$b.fish $(SHAREDIR)/fish/vendor_completions.d/$$b.fish; \
+	done
+
+uninstall:
+	rm -f $(addprefix $(BINDIR)/,$(BINS))
+	rm -rf $(SHAREDIR)/mt
+
+bench:
+	$(CARGO) bench --locked --bench mt
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,105 @@
+//! mt-channels: list channels with their size, last activity and, for a
+//! reader, how much is unread.
+
+use anyhow::Result;
+use clap::Parser;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use super::{Common, Tool};
+use crate::channel;
+use crate::cursor;
+use crate::exit;
+use crate::names;
+
+/// List channels
+///
+/// One line per channel: name, number of records, time of the last record
+/// and, with a reader identity, how many records that reader has not read.
+#[derive(Debug, Parser)]
+#[command(name = "mt-channels", version)]
+pub struct Args {
+    /// Count unread records for this reader
+    #[arg(long = "as", env = "MT_AGENT", value_name = "NAME")]
+    pub reader: Option<String>,
+
+    /// One JSON object per channel
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-channels",
+        &[
+            (
+                "EXAMPLES",
+                "Channels with something unread for york:
+  $ mt-channels --as york --json | jq -r 'select(.unread > 0) | .name'",
+            ),
+            ("EXIT STATUS", "0\tsuccess\n2\tusage error"),
+            ("", super::EXIT_COMMON),
+            ("ENVIRONMENT", "MT_DIR\tstate directory\nMT_AGENT\tdefault reader identity"),
+            ("SEE ALSO", "mt-read(1), mt-post(1), mt-files(5)"),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    exit::main("mt-channels", || run(args))
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    #[serde(flatten)]
+    summary: channel::Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread: Option<u64>,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    if let Some(r) = &args.reader {
+        names::check("reader", r)?;
+    }
+    let state = args.common.state()?;
+    let mut rows = Vec::new();
+    for name in channel::list_channels(&state)? {
+        let summary = channel::summarize(&state, &name)?;
+        let unread = match &args.reader {
+            Some(r) => {
+                let seen = cursor::load(&state, r, &name)?.map(|p| p.seq).unwrap_or(0);
+                Some(summary.last_seq.saturating_sub(seen))
+            }
+            None => None,
+        };
+        rows.push(Row { summary, unread });
+    }
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if args.json {
+        for r in &rows {
+            serde_json::to_writer(&mut out, r)?;
+            out.write_all(b"\n")?;
+        }
+    } else if !rows.is_empty() {
+        let w = rows.iter().map(|r| r.summary.name.len()).max().unwrap_or(7).max(7);
+        write!(out, "{:<w$}  {:>8}  {:<24}", "CHANNEL", "RECORDS", "LAST")?;
+        if args.reader.is_some() {
+            write!(out, "  {:>7}", "UNREAD")?;
+        }
+        writeln!(out)?;
+        for r in &rows {
+            let last = r.summary.last_activity.as_deref().unwrap_or("-");
+            write!(out, "{:<w$}  {:>8}  {:<24}", r.summary.name, r.summary.records, last)?;
+            if let Some(u) = r.unread {
+                write!(out, "  {u:>7}")?;
+            }
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}

@@ -1,0 +1,118 @@
+//! Man pages and shell completions, generated from the clap definitions.
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use std::fs;
+use std::path::Path;
+
+use super::tools;
+
+/// Turn the light markup used for extra sections into roff:
+/// paragraphs are separated by blank lines; a line `TERM<TAB>text` is a
+/// tagged item; lines indented by two spaces are shown verbatim.
+pub fn roff(text: &str) -> String {
+    let mut out = String::new();
+    let mut verbatim = false;
+    let mut para_open = false;
+    for line in text.lines() {
+        if let Some(code) = line.strip_prefix("  ") {
+            if !verbatim {
+                out.push_str(".PP\n.nf\n.RS 4\n");
+                verbatim = true;
+            }
+            out.push_str(&escape(code));
+            out.push('\n');
+            continue;
+        }
+        if verbatim {
+            out.push_str(".RE\n.fi\n");
+            verbatim = false;
+            para_open = false;
+        }
+        if line.trim().is_empty() {
+            para_open = false;
+        } else if let Some((term, body)) = line.split_once('\t') {
+            out.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", escape(term), escape(body)));
+            para_open = true;
+        } else {
+            if !para_open {
+                out.push_str(".PP\n");
+                para_open = true;
+            }
+            out.push_str(&escape(line));
+            out.push('\n');
+        }
+    }
+    if verbatim {
+        out.push_str(".RE\n.fi\n");
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
+    let s = s.replace('\\', "\\e").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+/// Write `<name>.1` for every tool into `dir`.
+pub fn man_pages(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    for tool in tools() {
+        let cmd = (tool.command)().name(tool.name);
+        let man = clap_mangen::Man::new(cmd.clone())
+            .section("1")
+            .source(format!("mt {}", env!("CARGO_PKG_VERSION")))
+            .manual("mt manual");
+        let mut buf: Vec<u8> = Vec::new();
+        man.render_title(&mut buf)?;
+        man.render_name_section(&mut buf)?;
+        man.render_synopsis_section(&mut buf)?;
+        man.render_description_section(&mut buf)?;
+        man.render_options_section(&mut buf)?;
+        if cmd.get_subcommands().next().is_some() {
+            man.render_subcommands_section(&mut buf)?;
+        }
+        let mut text = String::from_utf8(buf)?;
+        for (title, body) in tool.sections {
+            // An empty title continues the previous section.
+            if !title.is_empty() {
+                text.push_str(&format!(".SH \"{title}\"\n"));
+            }
+            text.push_str(&roff(body));
+        }
+        let path = dir.join(format!("{}.1", tool.name));
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Write completions for bash, zsh and fish into `dir/<shell>/`.
+pub fn completions(dir: &Path) -> Result<()> {
+    use clap_complete::Shell;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let sub = dir.join(shell.to_possible_value().expect("shell").get_name());
+        fs::create_dir_all(&sub)?;
+        for tool in tools() {
+            let mut cmd = (tool.command)().name(tool.name);
+            clap_complete::generate_to(shell, &mut cmd, tool.name, &sub)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roff_markup() {
+        let r = roff("First line.\nsame para\n\n0\tok\n  $ mt-post hi\n.dot");
+        assert!(r.starts_with(".PP\nFirst line.\nsame para\n.TP\n\\fB0\\fR\nok\n"));
+        assert!(r.contains(".nf\n.RS 4\n$ mt\\-post hi\n.RE\n.fi\n"));
+        assert!(r.contains("\\&.dot"));
+    }
+}

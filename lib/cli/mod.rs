@@ -1,0 +1,63 @@
+//! Command-line front ends. Each tool's module holds its clap definition,
+//! its `main`, and the extra man-page sections, so the generator in `manpages`
+//! can build man pages and completions from the same definitions.
+
+use clap::CommandFactory;
+use std::path::PathBuf;
+
+pub mod channels;
+pub mod manpages;
+pub mod post;
+pub mod read;
+
+/// Options every tool takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// State directory (default: <git common dir>/mt of the current repository)
+    #[arg(long, env = "MT_DIR", value_name = "DIR", global = true)]
+    pub dir: Option<PathBuf>,
+}
+
+impl Common {
+    pub fn state(&self) -> anyhow::Result<crate::statedir::StateDir> {
+        crate::statedir::StateDir::resolve(self.dir.as_deref())
+    }
+}
+
+/// What the generator needs to know about a tool.
+pub struct Tool {
+    pub name: &'static str,
+    pub command: fn() -> clap::Command,
+    /// Extra man sections, as (TITLE, text) in the light markup of
+    /// `manpages::roff`.
+    pub sections: &'static [(&'static str, &'static str)],
+}
+
+impl Tool {
+    pub fn of<T: CommandFactory>(
+        name: &'static str,
+        sections: &'static [(&'static str, &'static str)],
+    ) -> Tool {
+        fn cmd<T: CommandFactory>() -> clap::Command {
+            T::command()
+        }
+        Tool {
+            name,
+            command: cmd::<T>,
+            sections,
+        }
+    }
+}
+
+/// Every tool, in the order mt(7) lists them.
+pub fn tools() -> Vec<Tool> {
+    vec![post::tool(), read::tool(), channels::tool()]
+}
+
+/// The EXIT STATUS text shared by the tools, with a first line of their own.
+pub const EXIT_COMMON: &str = "\
+65\tbad input data: an invalid name, an empty or oversized message, a file that does not parse
+69\ta needed program or service is unavailable, or there is no state directory
+70\tinternal error
+73\tcannot create or write a file (permissions, full disk)
+75\ttemporary failure: a lock stayed busy; try again";

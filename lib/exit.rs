@@ -1,0 +1,114 @@
+//! Exit codes shared by every tool, and the `main` wrapper that maps errors to them.
+//!
+//! The codes follow sysexits(3) where one fits; see the table in mt(7).
+
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+
+pub const OK: u8 = 0;
+/// A negative answer, not an error: nothing new, still running, refused.
+pub const NO: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const DATAERR: u8 = 65;
+pub const UNAVAILABLE: u8 = 69;
+pub const SOFTWARE: u8 = 70;
+pub const CANTCREAT: u8 = 73;
+pub const TEMPFAIL: u8 = 75;
+
+/// An error that carries the exit code it should end the process with.
+#[derive(Debug)]
+pub struct Fail {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// Build an error with an exit code.
+pub fn fail(code: u8, msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Fail {
+        code,
+        msg: msg.into(),
+    })
+}
+
+/// Attach an exit code to any error, keeping its full message.
+pub trait Coded<T> {
+    fn code(self, code: u8) -> anyhow::Result<T>;
+}
+
+impl<T, E> Coded<T> for Result<T, E>
+where
+    E: Into<anyhow::Error>,
+{
+    fn code(self, code: u8) -> anyhow::Result<T> {
+        self.map_err(|e| {
+            let e: anyhow::Error = e.into();
+            fail(code, format!("{e:#}"))
+        })
+    }
+}
+
+/// The exit code an error asks for: the first `Fail` in its chain, else 70.
+pub fn code_of(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Fail>() {
+            return f.code;
+        }
+    }
+    SOFTWARE
+}
+
+/// True when the error is a closed pipe on our output: a clean way to end.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Run a tool's body, print `tool: message` on failure and turn the outcome
+/// into the process exit code.
+pub fn main(tool: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
+    match body() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: {e:#}");
+            ExitCode::from(code_of(&e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_survives_context() {
+        let e = fail(TEMPFAIL, "busy").context("while posting");
+        assert_eq!(code_of(&e), TEMPFAIL);
+        assert_eq!(format!("{e:#}"), "while posting: busy");
+    }
+
+    #[test]
+    fn plain_errors_are_internal() {
+        let e = anyhow::anyhow!("boom");
+        assert_eq!(code_of(&e), SOFTWARE);
+    }
+
+    #[test]
+    fn coded_keeps_message() {
+        let r: Result<(), io::Error> = Err(io::Error::other("disk"));
+        let e = r.code(CANTCREAT).unwrap_err();
+        assert_eq!(code_of(&e), CANTCREAT);
+        assert_eq!(e.to_string(), "disk");
+    }
+}

@@ -1,0 +1,18 @@
+//! mt: coordination for a lead and a team of coding agents on one git
+//! repository, through plain files and small programs, with no daemon.
+//!
+//! Each module holds one noun of the design; the binaries in `bin/` only
+//! parse arguments and call into `cli`.
+
+pub mod channel;
+pub mod cli;
+pub mod cursor;
+pub mod exit;
+pub mod fsutil;
+pub mod id;
+pub mod lock;
+pub mod names;
+pub mod record;
+pub mod statedir;
+pub mod time;
+pub mod wake;

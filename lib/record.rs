@@ -1,0 +1,188 @@
+//! Channel records: one compact JSON object per line. Field names match the
+//! log of the system mt replaces, so either tool can read the other's records.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::names;
+
+/// Record types mt knows; other values are kept as they are.
+pub const TYPES: &[&str] = &[
+    "text", "status", "action", "system", "error", "insight", "command",
+];
+
+/// A record as written by mt-post.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub seq: u64,
+    pub id: String,
+    pub timestamp: String,
+    pub from: String,
+    #[serde(rename = "type", default = "default_type")]
+    pub kind: String,
+    pub content: String,
+    pub channel: String,
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reply_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub meta: Option<Value>,
+}
+
+fn default_type() -> String {
+    "text".into()
+}
+
+/// The parts of a stored line a reader needs; unknown fields are ignored and
+/// strings are borrowed where the JSON allows it.
+#[derive(Debug, Deserialize)]
+pub struct View<'a> {
+    pub seq: u64,
+    #[serde(default, borrow)]
+    pub id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub timestamp: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub from: std::borrow::Cow<'a, str>,
+    #[serde(rename = "type", default, borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub content: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    pub mentions: Vec<String>,
+}
+
+impl View<'_> {
+    /// Whether this record mentions `name` directly or through `@all`.
+    pub fn mentions_name(&self, name: &str) -> bool {
+        self.mentions.iter().any(|m| m == name || m == "all")
+    }
+}
+
+/// The readable one-line form: local time, seq, sender, type unless `text`,
+/// content; further lines of the content are indented by four spaces.
+pub fn render_text(v: &View<'_>, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let when = crate::time::parse_stamp(&v.timestamp)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| v.timestamp.to_string());
+    write!(out, "{when} #{} {}", v.seq, v.from)?;
+    if !v.kind.is_empty() && v.kind != "text" {
+        write!(out, " [{}]", v.kind)?;
+    }
+    out.write_all(b": ")?;
+    let mut lines = v.content.split('\n');
+    out.write_all(lines.next().unwrap_or("").as_bytes())?;
+    for l in lines {
+        out.write_all(b"\n    ")?;
+        out.write_all(l.as_bytes())?;
+    }
+    out.write_all(b"\n")
+}
+
+/// Parse one stored line (without its newline).
+pub fn parse(line: &[u8]) -> Option<View<'_>> {
+    serde_json::from_slice(line).ok()
+}
+
+/// Only the sequence number of a stored line.
+pub fn parse_seq(line: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    serde_json::from_slice::<Seq>(line).ok().map(|s| s.seq)
+}
+
+/// The names written as `@name` in `content`, in order of first appearance.
+/// An `@` counts only at the start or after a character that cannot be part
+/// of a name (so `a@b.com` is not a mention); trailing dots are punctuation.
+pub fn mentions(content: &str) -> Vec<String> {
+    let b = content.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'@' && (i == 0 || !is_word_byte(b[i - 1])) {
+            let start = i + 1;
+            let mut end = start;
+            while end < b.len() && names::is_name_byte(b[end]) {
+                end += 1;
+            }
+            let mut name = &content[start..end];
+            name = name.trim_end_matches(['.', '-', '_']);
+            if names::is_valid(name) && !out.iter().any(|m| m == name) {
+                out.push(name.to_string());
+            }
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_mentions() {
+        assert_eq!(mentions("@york can you review?"), vec!["york"]);
+        assert_eq!(mentions("hi @a, @b. and @all!"), vec!["a", "b", "all"]);
+        assert_eq!(mentions("mail me at x@y.com"), Vec::<String>::new());
+        assert_eq!(mentions("@a @a (@b)"), vec!["a", "b"]);
+        assert_eq!(mentions("@ alone, @Upper"), Vec::<String>::new());
+        assert_eq!(mentions("line\n@park-2: done"), vec!["park-2"]);
+    }
+
+    #[test]
+    fn record_round_trip_and_field_order() {
+        let r = Record {
+            seq: 42,
+            id: "01J".into(),
+            timestamp: "2026-11-21T19:40:01.123Z".into(),
+            from: "park".into(),
+            kind: "text".into(),
+            content: "@york can you review?".into(),
+            channel: "general".into(),
+            mentions: vec!["york".into()],
+            reply_to: None,
+            session_id: None,
+            meta: None,
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"seq":42,"id":"01J","timestamp":"2026-11-21T19:40:01.123Z","from":"park","type":"text","content":"@york can you review?","channel":"general","mentions":["york"]}"#
+        );
+        let v = parse(line.as_bytes()).unwrap();
+        assert_eq!(v.seq, 42);
+        assert!(v.mentions_name("york"));
+        assert!(!v.mentions_name("park"));
+    }
+
+    #[test]
+    fn renders_text() {
+        let line = br#"{"seq":7,"timestamp":"bad","from":"park","type":"status","content":"a\nb"}"#;
+        let mut out = Vec::new();
+        render_text(&parse(line).unwrap(), &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "bad #7 park [status]: a\n    b\n");
+    }
+
+    #[test]
+    fn tolerates_unknown_fields_and_rejects_garbage() {
+        assert_eq!(parse_seq(br#"{"seq":3,"x":{"y":1}}"#), Some(3));
+        assert!(parse(b"{\"seq\":").is_none());
+        assert!(parse(b"not json").is_none());
+    }
+}
