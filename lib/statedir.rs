@@ -144,6 +144,17 @@ impl StateDir {
         self.root.join("agents").join(name)
     }
 
+    /// The agent's liveness lock: its supervisor holds an exclusive lock on
+    /// this file for exactly as long as the agent runs.
+    pub fn agent_lock(&self, name: &str) -> PathBuf {
+        self.agent(name).join("running.lock")
+    }
+
+    /// Whether the agent's supervisor is alive (its liveness lock is held).
+    pub fn agent_running(&self, name: &str) -> Result<bool> {
+        crate::lock::is_held(&self.agent_lock(name))
+    }
+
     pub fn agents(&self) -> PathBuf {
         self.root.join("agents")
     }
@@ -163,6 +174,21 @@ pub fn default_channel() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "general".into())
+}
+
+/// Claude Code's configuration directory: `$CLAUDE_CONFIG_DIR`, else
+/// `~/.claude`.
+pub fn claude_config_dir() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    match std::env::var_os("HOME").filter(|p| !p.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".claude")),
+        None => Err(fail(
+            UNAVAILABLE,
+            "cannot find Claude Code's directory: neither CLAUDE_CONFIG_DIR nor HOME is set",
+        )),
+    }
 }
 
 /// Who is speaking: `$MT_AGENT`, else `None`.
