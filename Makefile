@@ -63,7 +63,7 @@ uninstall:
 	rm -rf $(SHAREDIR)/mt
 
 bench:
-	$(CARGO) bench --locked --bench mt
+	$(CARGO) bench --locked --bench '*'
 
 clean:
 	$(CARGO) clean

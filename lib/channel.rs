@@ -290,7 +290,9 @@ impl<'f> RevLines<'f> {
         if self.pos == 0 {
             return Ok(false);
         }
-        let want = (READ_CHUNK as u64).min(self.pos).max(self.buf.len() as u64 / 2);
+        // Start small (a cursor check needs one line) and double as lines
+        // turn out longer.
+        let want = (self.buf.len() as u64).clamp(8 << 10, READ_CHUNK as u64 * 4);
         let want = want.min(self.pos);
         let start = self.pos - want;
         let mut chunk = vec![0u8; want as usize];
@@ -422,14 +424,12 @@ impl Reader {
             return Reader::from_start(state, name);
         }
         let path = dir.join(segment_file_name(pos.segment));
-        if let Ok(f) = fsutil::open_read(&path) {
+        if let Ok(mut f) = fsutil::open_read(&path) {
             let len = f.metadata()?.len();
-            if pos.offset <= len && seq_ending_at(&f, pos.offset)? == Some(pos.seq) {
-                let mut r = Reader::at(&dir, name, pos);
-                r.file = Some(f);
-                return Ok(r);
-            }
-            if pos.offset == 0 && pos.segment == pos.seq + 1 {
+            let valid = (pos.offset <= len && seq_ending_at(&f, pos.offset)? == Some(pos.seq))
+                || (pos.offset == 0 && pos.segment == pos.seq + 1);
+            if valid {
+                f.seek(SeekFrom::Start(pos.offset))?;
                 let mut r = Reader::at(&dir, name, pos);
                 r.file = Some(f);
                 return Ok(r);
@@ -808,6 +808,11 @@ mod tests {
             v
         };
         assert_eq!(seqs(Reader::resume(&st, "g", pos).unwrap()), vec![4, 5]);
+        // Resuming reads only what follows the offset, and ends at the file's end.
+        let mut r = Reader::resume(&st, "g", pos).unwrap();
+        r.read_available(&mut |_| Ok(true)).unwrap();
+        let len = fs::metadata(st.channel("g").join(segment_file_name(1))).unwrap().len();
+        assert_eq!(r.position(), Position { segment: 1, offset: len, seq: 5 });
         // A wrong offset falls back to the seq.
         let bad = Position { offset: pos.offset - 3, ..pos };
         assert_eq!(seqs(Reader::resume(&st, "g", bad).unwrap()), vec![4, 5]);

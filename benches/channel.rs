@@ -1,0 +1,227 @@
+//! Channel benchmarks: whole-process timings of the release binaries, each
+//! beside a baseline measured in the same run.
+//!
+//! `cargo bench --bench channel` (or `make bench`). `MT_BENCH_QUICK=1` uses
+//! smaller sizes; `MT_BENCH_GIB` sets the size of the streaming test.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const POST: &str = env!("CARGO_BIN_EXE_mt-post");
+const READ: &str = env!("CARGO_BIN_EXE_mt-read");
+
+fn quick() -> bool {
+    std::env::var_os("MT_BENCH_QUICK").is_some()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p) as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn time_runs(n: usize, mut f: impl FnMut() -> Command) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let mut c = f();
+            c.stdout(Stdio::null());
+            let t = Instant::now();
+            let st = c.status().expect("run");
+            let d = t.elapsed();
+            assert!(st.success(), "{c:?} failed");
+            d
+        })
+        .collect()
+}
+
+fn post_lines(dir: &Path, n: usize, width: usize) {
+    let mut c = Command::new(POST);
+    c.env("MT_DIR", dir)
+        .env("MT_FSYNC", "0")
+        .args(["--lines", "--from", "bench"])
+        .stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        let mut w = std::io::BufWriter::new(child.stdin.take().unwrap());
+        let pad = "x".repeat(width);
+        for i in 0..n {
+            writeln!(w, "message {i} {pad}").unwrap();
+        }
+    }
+    assert!(child.wait().unwrap().success());
+}
+
+fn bench_post(tmp: &Path) {
+    let n = if quick() { 100 } else { 500 };
+    let dir = tmp.join("post");
+    let mt = time_runs(n, || {
+        let mut c = Command::new(POST);
+        c.env("MT_DIR", &dir).args(["--from", "bench", "hello @york, a short message"]);
+        c
+    });
+    let chan = dir.join("channels/general");
+    let lock = chan.join("LOCK");
+    let file = chan.join("baseline.jsonl");
+    let base = time_runs(n, || {
+        let mut c = Command::new("flock");
+        c.arg(&lock).args(["sh", "-c"]).arg(format!(
+            "printf '%s\\n' '{{\"seq\":1,\"from\":\"bench\",\"content\":\"hello\"}}' >> {}",
+            file.display()
+        ));
+        c
+    });
+    let (m, b) = (median(mt.clone()), median(base.clone()));
+    println!("mt-post, one message, data sync on ({n} runs)");
+    println!("  mt-post                     median {}  p90 {}", ms(m), ms(pct(mt, 0.9)));
+    println!("  flock + sh printf >> (no sync) median {}  p90 {}", ms(b), ms(pct(base, 0.9)));
+    println!("  ratio mt-post / baseline    {:.2}x", m.as_secs_f64() / b.as_secs_f64());
+}
+
+fn bench_read_cursor(tmp: &Path) {
+    let sizes: &[usize] = if quick() { &[1_000, 100_000] } else { &[1_000, 1_000_000] };
+    let runs = if quick() { 50 } else { 200 };
+    let mut medians = Vec::new();
+    for &size in sizes {
+        let dir = tmp.join(format!("read-{size}"));
+        post_lines(&dir, size, 100);
+        // Catch the reader up, then time reads of 10 new records each.
+        let read = || {
+            let mut c = Command::new(READ);
+            c.env("MT_DIR", &dir).args(["--as", "bench", "--json"]);
+            c
+        };
+        time_runs(1, read);
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            post_lines(&dir, 10, 100);
+            times.extend(time_runs(1, read));
+        }
+        let m = median(times);
+        println!("mt-read --as, 10 new records, {size} records of history: median {}", ms(m));
+        medians.push(m);
+    }
+    println!(
+        "  ratio {} / {} history: {:.2}x (target at most 1.2x)",
+        sizes[1],
+        sizes[0],
+        medians[1].as_secs_f64() / medians[0].as_secs_f64()
+    );
+}
+
+fn bench_ingest(tmp: &Path) {
+    let n = if quick() { 100_000 } else { 1_000_000 };
+    let dir = tmp.join("ingest");
+    let input: String = (0..n).map(|i| format!("record number {i} @york\n")).collect();
+    let run = |sync: bool| {
+        let mut c = Command::new(POST);
+        c.env("MT_DIR", &dir).arg("--lines").stdin(Stdio::piped()).stdout(Stdio::null());
+        if !sync {
+            c.env("MT_FSYNC", "0");
+        }
+        let t = Instant::now();
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+        t.elapsed()
+    };
+    let d = run(true);
+    println!(
+        "mt-post --lines: {n} records in {} = {:.0} records/s (target 200,000/s)",
+        ms(d),
+        n as f64 / d.as_secs_f64()
+    );
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(format!("cat > {}", tmp.join("cat-baseline").display())).stdin(Stdio::piped());
+    let t = Instant::now();
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait().unwrap();
+    println!("  baseline: cat of the same input to a file: {}", ms(t.elapsed()));
+}
+
+/// Run a command as our own child in a fresh process, so RUSAGE_CHILDREN
+/// reports its peak memory alone.
+fn max_rss_kib(cmd: &[&str], env: &[(&str, &Path)]) -> (i64, Duration) {
+    let exe = std::env::current_exe().unwrap();
+    let mut c = Command::new(exe);
+    c.arg("--rss-child").args(cmd);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let t = Instant::now();
+    let out = c.output().unwrap();
+    let d = t.elapsed();
+    let s = String::from_utf8_lossy(&out.stdout);
+    (s.trim().parse().unwrap_or(-1), d)
+}
+
+fn rss_child(cmd: &[String]) {
+    let st = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    println!("{}", ru.max_rss());
+}
+
+fn bench_stream(tmp: &Path) {
+    let gib: f64 = std::env::var("MT_BENCH_GIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick() { 0.1 } else { 1.0 });
+    let dir = tmp.join("stream");
+    let width = 1000;
+    let n = ((gib * (1u64 << 30) as f64) / (width as f64 + 200.0)) as usize;
+    // Write in slices so the writer itself stays small.
+    let step = 200_000;
+    let mut done = 0;
+    while done < n {
+        let k = step.min(n - done);
+        post_lines(&dir, k, width);
+        done += k;
+    }
+    let bytes: u64 = std::fs::read_dir(dir.join("channels/general"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let (rss, d) = max_rss_kib(&[READ, "--all", "--json"], &[("MT_DIR", &dir)]);
+    println!(
+        "mt-read --all of {:.2} GiB ({n} records): {} ({:.0} MiB/s), peak RSS {:.1} MB (target under 20 MB)",
+        bytes as f64 / (1u64 << 30) as f64,
+        ms(d),
+        bytes as f64 / (1 << 20) as f64 / d.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+    let (rss, _) = max_rss_kib(&[READ, "--all"], &[("MT_DIR", &dir)]);
+    println!("  text form: peak RSS {:.1} MB", rss as f64 / 1024.0);
+    let (rss, _) = max_rss_kib(&["cat", "/dev/null"], &[]);
+    println!("  baseline: peak RSS of cat: {:.1} MB", rss as f64 / 1024.0);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--rss-child") {
+        return rss_child(&args[1..]);
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let tmp = tempfile::tempdir_in(std::env::var_os("MT_BENCH_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)).unwrap();
+    println!("== channel benchmarks (release build) ==");
+    bench_post(tmp.path());
+    bench_read_cursor(tmp.path());
+    bench_ingest(tmp.path());
+    bench_stream(tmp.path());
+}
