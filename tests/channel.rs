@@ -71,13 +71,18 @@ fn contents(s: &str) -> Vec<String> {
 }
 
 fn seqs(s: &str) -> Vec<u64> {
-    json_lines(s).iter().map(|v| v["seq"].as_u64().unwrap()).collect()
+    json_lines(s)
+        .iter()
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect()
 }
 
 #[test]
 fn post_stores_a_complete_record() {
     let e = Env::new();
-    let out = ok(&e.post(&["--json", "--from", "park", "@york", "can", "you", "review?", "@all"]));
+    let out = ok(&e.post(&[
+        "--json", "--from", "park", "@york", "can", "you", "review?", "@all",
+    ]));
     let v = &json_lines(&out)[0];
     assert_eq!(v["seq"], 1);
     assert_eq!(v["from"], "park");
@@ -97,10 +102,17 @@ fn post_stores_a_complete_record() {
 fn post_reads_stdin_and_lines_and_environment() {
     let e = Env::new();
     let mut c = e.cmd("mt-post");
-    c.env("MT_AGENT", "york").env("MT_CHANNEL", "dev").arg("--json");
+    c.env("MT_AGENT", "york")
+        .env("MT_CHANNEL", "dev")
+        .arg("--json");
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"line one\n\nline two\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"line one\n\nline two\n")
+        .unwrap();
     let out = ok(&child.wait_with_output().unwrap());
     let v = &json_lines(&out)[0];
     assert_eq!(v["content"], "line one\n\nline two");
@@ -108,9 +120,16 @@ fn post_reads_stdin_and_lines_and_environment() {
     assert_eq!(v["channel"], "dev");
 
     let mut c = e.cmd("mt-post");
-    c.args(["--lines", "--json", "-c", "dev"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+    c.args(["--lines", "--json", "-c", "dev"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"a\n\n  \nb\nc").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a\n\n  \nb\nc")
+        .unwrap();
     let out = ok(&child.wait_with_output().unwrap());
     assert_eq!(contents(&out), ["a", "b", "c"]);
     assert_eq!(seqs(&out), [2, 3, 4]);
@@ -123,18 +142,42 @@ fn cursors_are_per_reader_and_per_channel() {
     ok(&e.post(&["-c", "dev", "dev one"]));
     ok(&e.post(&["two"]));
 
-    assert_eq!(contents(&ok(&e.read(&["--as", "york", "--json"]))), ["one", "two"]);
-    assert_eq!(ok(&e.read(&["--as", "york", "--json"])), "", "york caught up");
-    assert_eq!(contents(&ok(&e.read(&["--as", "park", "--json"]))), ["one", "two"]);
-    assert_eq!(contents(&ok(&e.read(&["--as", "york", "-c", "dev", "--json"]))), ["dev one"]);
+    assert_eq!(
+        contents(&ok(&e.read(&["--as", "york", "--json"]))),
+        ["one", "two"]
+    );
+    assert_eq!(
+        ok(&e.read(&["--as", "york", "--json"])),
+        "",
+        "york caught up"
+    );
+    assert_eq!(
+        contents(&ok(&e.read(&["--as", "park", "--json"]))),
+        ["one", "two"]
+    );
+    assert_eq!(
+        contents(&ok(&e.read(&["--as", "york", "-c", "dev", "--json"]))),
+        ["dev one"]
+    );
 
     ok(&e.post(&["three"]));
     // --peek shows but does not advance.
-    assert_eq!(contents(&ok(&e.read(&["--as", "york", "--peek", "--json"]))), ["three"]);
-    assert_eq!(contents(&ok(&e.read(&["--as", "york", "--json"]))), ["three"]);
+    assert_eq!(
+        contents(&ok(&e.read(&["--as", "york", "--peek", "--json"]))),
+        ["three"]
+    );
+    assert_eq!(
+        contents(&ok(&e.read(&["--as", "york", "--json"]))),
+        ["three"]
+    );
     assert_eq!(ok(&e.read(&["--as", "york", "--json"])), "");
     // MT_AGENT is an identity too.
-    let o = e.cmd("mt-read").env("MT_AGENT", "park").arg("--json").output().unwrap();
+    let o = e
+        .cmd("mt-read")
+        .env("MT_AGENT", "park")
+        .arg("--json")
+        .output()
+        .unwrap();
     assert_eq!(contents(&ok(&o)), ["three"]);
 }
 
@@ -147,13 +190,28 @@ fn selections_touch_no_cursor() {
     // No identity: the whole channel, no cursor created.
     assert_eq!(seqs(&ok(&e.read(&["--json"]))), [1, 2, 3, 4, 5]);
     assert!(!e.dir.join("cursors").exists());
-    assert_eq!(seqs(&ok(&e.read(&["--as", "york", "--all", "--json"]))), [1, 2, 3, 4, 5]);
-    assert_eq!(seqs(&ok(&e.read(&["--as", "york", "--last", "2", "--json"]))), [4, 5]);
-    assert_eq!(seqs(&ok(&e.read(&["--as", "york", "--since", "3", "--json"]))), [4, 5]);
-    assert_eq!(seqs(&ok(&e.read(&["--last", "10", "--json"]))), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        seqs(&ok(&e.read(&["--as", "york", "--all", "--json"]))),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        seqs(&ok(&e.read(&["--as", "york", "--last", "2", "--json"]))),
+        [4, 5]
+    );
+    assert_eq!(
+        seqs(&ok(&e.read(&["--as", "york", "--since", "3", "--json"]))),
+        [4, 5]
+    );
+    assert_eq!(
+        seqs(&ok(&e.read(&["--last", "10", "--json"]))),
+        [1, 2, 3, 4, 5]
+    );
     assert!(!e.dir.join("cursors/york/general.json").exists());
     // The cursor is still at the start.
-    assert_eq!(seqs(&ok(&e.read(&["--as", "york", "--json"]))), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        seqs(&ok(&e.read(&["--as", "york", "--json"]))),
+        [1, 2, 3, 4, 5]
+    );
 }
 
 #[test]
@@ -226,7 +284,11 @@ fn wait_timeout(child: &mut std::process::Child, t: Duration) -> Option<std::pro
 fn concurrent_writers_lose_nothing_and_keep_order() {
     let e = Arc::new(Env::new());
     let writers = 8;
-    let per = if std::env::var_os("MT_LONG_TESTS").is_some() { 3000 } else { 1000 };
+    let per = if std::env::var_os("MT_LONG_TESTS").is_some() {
+        3000
+    } else {
+        1000
+    };
     // Eight writers posting one record per process, as scripts and hooks do,
     // and two more posting batches with --lines, all at once.
     let mut hs: Vec<_> = (0..writers)
@@ -248,7 +310,12 @@ fn concurrent_writers_lose_nothing_and_keep_order() {
                 let mut c = e.cmd("mt-post");
                 c.arg("--lines").stdin(Stdio::piped()).stdout(Stdio::null());
                 let mut child = c.spawn().unwrap();
-                child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(body.as_bytes())
+                    .unwrap();
                 assert!(child.wait().unwrap().success());
             }
         })
@@ -280,16 +347,24 @@ fn killed_writer_fragment_never_surfaces_and_is_sealed() {
     let seg = e.seg_dir("general").join("00000000000000000001.jsonl");
     // What a writer killed in the middle of its write leaves behind.
     let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
-    f.write_all(br#"{"seq":2,"id":"01X","timestamp":"2026-11-21T19:40:01.1"#).unwrap();
+    f.write_all(br#"{"seq":2,"id":"01X","timestamp":"2026-11-21T19:40:01.1"#)
+        .unwrap();
     drop(f);
     assert_eq!(contents(&ok(&e.read(&["--json"]))), ["one"]);
     assert_eq!(contents(&ok(&e.read(&["--json", "--as", "york"]))), ["one"]);
     let o = e.post(&["--json", "two"]);
-    assert_eq!(seqs(&ok(&o)), [2], "the fragment's seq was never acknowledged");
+    assert_eq!(
+        seqs(&ok(&o)),
+        [2],
+        "the fragment's seq was never acknowledged"
+    );
     ok(&e.post(&["three"]));
     let o = e.read(&["--json", "--as", "york"]);
     assert_eq!(contents(&ok(&o)), ["two", "three"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("malformed"), "warned");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("malformed"),
+        "warned"
+    );
 }
 
 #[test]
@@ -327,7 +402,12 @@ fn reader_never_sees_part_of_a_large_record() {
                 let mut c = e.cmd("mt-post");
                 c.args(["--max-bytes", "2000000"]).stdin(Stdio::piped());
                 let mut child = c.spawn().unwrap();
-                child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(body.as_bytes())
+                    .unwrap();
                 assert!(child.wait().unwrap().success());
             }
         })
@@ -389,10 +469,20 @@ fn rollover_under_concurrent_writers_and_a_following_reader() {
     }
     let _ = follower.kill();
     let _ = follower.wait();
-    assert_eq!(got, (1..=total as u64).collect::<Vec<_>>(), "none lost, none twice");
+    assert_eq!(
+        got,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "none lost, none twice"
+    );
     let segs = fs::read_dir(e.seg_dir("general"))
         .unwrap()
-        .filter(|d| d.as_ref().unwrap().file_name().to_string_lossy().ends_with(".jsonl"))
+        .filter(|d| {
+            d.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".jsonl")
+        })
         .count();
     assert!(segs > 5, "rolled over into {segs} segments");
     // Every record appears once across segments, and a cursor reader agrees.
@@ -426,19 +516,36 @@ fn empty_and_oversized_messages_are_refused() {
     let o = e.post(&["--max-bytes", "10", "0123456789a"]);
     assert_eq!(o.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&o.stderr).contains("limit"));
-    let o = e.cmd("mt-post").env("MT_MAX_MESSAGE_BYTES", "3").arg("abcd").output().unwrap();
+    let o = e
+        .cmd("mt-post")
+        .env("MT_MAX_MESSAGE_BYTES", "3")
+        .arg("abcd")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(65));
     // The default limit is 1 MiB.
     let mut c = e.cmd("mt-post");
     c.stdin(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(&vec![b'y'; (1 << 20) + 1]).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&vec![b'y'; (1 << 20) + 1])
+        .unwrap();
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(65));
     // --lines refuses the whole batch when one line is bad: nothing is written.
     let mut c = e.cmd("mt-post");
-    c.args(["--lines", "--max-bytes", "5"]).stdin(Stdio::piped()).stderr(Stdio::piped());
+    c.args(["--lines", "--max-bytes", "5"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"ok\ntoo long\nok\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ok\ntoo long\nok\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"));
@@ -470,7 +577,11 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "t@t")
         .output()
         .unwrap();
-    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -503,16 +614,36 @@ fn linked_worktree_shares_the_state_directory_without_git() {
     let state = main.join(".git/mt");
     assert!(state.join("channels/general").is_dir());
     // Modes: directories 0700, files 0600.
-    for p in [state.clone(), state.join("channels"), state.join("channels/general")] {
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700, "{p:?}");
+    for p in [
+        state.clone(),
+        state.join("channels"),
+        state.join("channels/general"),
+    ] {
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700,
+            "{p:?}"
+        );
     }
     for ent in fs::read_dir(state.join("channels/general")).unwrap() {
         let p = ent.unwrap().path();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{p:?}");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{p:?}"
+        );
     }
     // Nothing shows up in git status.
-    let st = Command::new("git").args(["status", "--porcelain"]).current_dir(&main).output().unwrap();
-    assert!(st.stdout.is_empty(), "{}", String::from_utf8_lossy(&st.stdout));
+    let st = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(&main)
+        .output()
+        .unwrap();
+    assert!(
+        st.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
     // Outside a repository and without MT_DIR: a clear error.
     let o = run("mt-post", tmp.path(), &["x"]);
     assert_eq!(o.status.code(), Some(69));
@@ -526,7 +657,11 @@ fn channels_lists_counts_activity_and_unread() {
     ok(&e.post(&["b"]));
     ok(&e.post(&["-c", "dev", "c"]));
     ok(&e.read(&["--as", "york"]));
-    let out = ok(&e.cmd("mt-channels").args(["--as", "york", "--json"]).output().unwrap());
+    let out = ok(&e
+        .cmd("mt-channels")
+        .args(["--as", "york", "--json"])
+        .output()
+        .unwrap());
     let rows = json_lines(&out);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["name"], "dev");
@@ -547,7 +682,10 @@ fn cursor_survives_a_rewritten_segment_without_redelivery() {
     for i in 1..=4 {
         ok(&e.post(&[&format!("m{i}")]));
     }
-    assert_eq!(seqs(&ok(&e.read(&["--as", "york", "--json"]))), [1, 2, 3, 4]);
+    assert_eq!(
+        seqs(&ok(&e.read(&["--as", "york", "--json"]))),
+        [1, 2, 3, 4]
+    );
     // Archive the segment and start a new one from seq 5, as retention would.
     let dir = e.seg_dir("general");
     ok(&e.post(&["--segment-bytes", "1", "m5"]));
