@@ -22,41 +22,65 @@ pub fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Parse `500ms`, `30s`, `10m`, `2h`, `1d` (a bare number means seconds).
+/// Parse `500ms`, `30s`, `10m`, `2h`, `1d`, or a sum such as `1h30m`
+/// (a bare number means seconds).
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let Ok(n) = num.parse::<u64>() else {
+    let text = s.trim();
+    if text.is_empty() {
         bail!("invalid duration {s:?}: expected a number and a unit, like 30s or 10m");
-    };
-    let ms = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => bail!("invalid duration {s:?}: the unit must be ms, s, m, h or d"),
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| anyhow::anyhow!("invalid duration {s:?}: too large"))
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return parse_duration(&format!("{text}s"));
+    }
+    let mut rest = text;
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit_len = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len() - digits);
+        let (num, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
+        let Ok(n) = num.parse::<u64>() else {
+            bail!("invalid duration {s:?}: expected a number and a unit, like 30s or 10m");
+        };
+        let ms = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => bail!("invalid duration {s:?}: the unit must be ms, s, m, h or d"),
+        };
+        total = n
+            .checked_mul(ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| anyhow::anyhow!("invalid duration {s:?}: too large"))?;
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(Duration::from_millis(total))
 }
 
-/// A duration in the same short form, largest whole unit first (`90s` is `1m30s`).
+/// A duration in the same short form, largest unit first (`90s` is
+/// `1m30s`); `parse_duration` reads it back.
 pub fn format_duration(d: Duration) -> String {
-    let mut s = d.as_secs();
-    if s == 0 {
-        return format!("{}ms", d.as_millis());
+    let ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
     }
+    let mut rest = ms;
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if s >= size {
-            out.push_str(&format!("{}{unit}", s / size));
-            s %= size;
-            if out.len() >= 4 {
-                break;
-            }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
         }
     }
     out
@@ -88,7 +112,8 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        for bad in ["", "s", "1x", "-1s", "1.5s"] {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        for bad in ["", "s", "1x", "-1s", "1.5s", "1h30"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
