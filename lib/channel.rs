@@ -422,14 +422,12 @@ impl Reader {
             return Reader::from_start(state, name);
         }
         let path = dir.join(segment_file_name(pos.segment));
-        if let Ok(f) = fsutil::open_read(&path) {
+        if let Ok(mut f) = fsutil::open_read(&path) {
             let len = f.metadata()?.len();
-            if pos.offset <= len && seq_ending_at(&f, pos.offset)? == Some(pos.seq) {
-                let mut r = Reader::at(&dir, name, pos);
-                r.file = Some(f);
-                return Ok(r);
-            }
-            if pos.offset == 0 && pos.segment == pos.seq + 1 {
+            let valid = (pos.offset <= len && seq_ending_at(&f, pos.offset)? == Some(pos.seq))
+                || (pos.offset == 0 && pos.segment == pos.seq + 1);
+            if valid {
+                f.seek(SeekFrom::Start(pos.offset))?;
                 let mut r = Reader::at(&dir, name, pos);
                 r.file = Some(f);
                 return Ok(r);
