@@ -134,10 +134,7 @@ fn group_has_ours(g: &Value, hooks_dir: &Path) -> bool {
 }
 
 /// The `hooks` object of a settings object, created when `create`.
-fn hooks_of<'a>(
-    settings: &'a mut Value,
-    create: bool,
-) -> Result<Option<&'a mut Map<String, Value>>> {
+fn hooks_of(settings: &mut Value, create: bool) -> Result<Option<&mut Map<String, Value>>> {
     let Value::Object(root) = settings else {
         return Err(fail(
             DATAERR,

@@ -171,7 +171,14 @@ fn say(text: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: Args) -> Result<u8> {
+pub fn run(mut args: Args) -> Result<u8> {
+    // An empty variable means the default, as for an unset one.
+    if args.agent.is_empty() {
+        args.agent = "lead".into();
+    }
+    if args.channel.is_empty() {
+        args.channel = "general".into();
+    }
     names::check("agent", &args.agent)?;
     names::check("channel", &args.channel)?;
     if args.max_messages == 0 || args.max_bytes < 256 {
