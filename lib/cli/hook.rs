@@ -4,7 +4,7 @@
 //! accident.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, ValueEnum};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +25,8 @@ use crate::statedir::{self, StateDir};
 #[derive(Debug, Parser)]
 #[command(name = "mt-hook", version)]
 pub struct Args {
-    #[command(subcommand)]
+    /// The hook event
+    #[arg(value_enum)]
     pub event: Event,
 
     /// The agent this session is
@@ -33,8 +34,7 @@ pub struct Args {
         long = "as",
         env = "MT_AGENT",
         default_value = "lead",
-        value_name = "NAME",
-        global = true
+        value_name = "NAME"
     )]
     pub agent: String,
 
@@ -44,51 +44,39 @@ pub struct Args {
         long,
         env = "MT_CHANNEL",
         default_value = "general",
-        value_name = "NAME",
-        global = true
+        value_name = "NAME"
     )]
     pub channel: String,
 
     /// Which unread messages keep the agent working when it stops
-    #[arg(
-        long,
-        env = "MT_WAKE",
-        value_enum,
-        default_value = "mentions",
-        global = true
-    )]
+    #[arg(long, env = "MT_WAKE", value_enum, default_value = "mentions")]
     pub wake: Wake,
 
     /// Most messages one hook delivers
-    #[arg(long, default_value_t = 20, value_name = "N", global = true)]
+    #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_messages: usize,
 
     /// Most bytes of messages one hook delivers
-    #[arg(long, default_value_t = 4096, value_name = "BYTES", global = true)]
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
     pub max_bytes: usize,
 
     /// The agent's assigned task id (shown at session start)
-    #[arg(long, env = "MT_TASK", value_name = "ID", global = true)]
+    #[arg(long, env = "MT_TASK", value_name = "ID")]
     pub task: Option<String>,
 
     /// The Claude Code task list holding the task
-    #[arg(
-        long,
-        env = "CLAUDE_CODE_TASK_LIST_ID",
-        value_name = "LIST",
-        global = true
-    )]
+    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
     pub task_list: Option<String>,
 
     /// Claude Code's configuration directory (default ~/.claude)
-    #[arg(long, env = "CLAUDE_CONFIG_DIR", value_name = "DIR", global = true)]
+    #[arg(long, env = "CLAUDE_CONFIG_DIR", value_name = "DIR")]
     pub claude_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub common: Common,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Event {
     /// Context for a new session: identity, channel, task, unread messages
     SessionStart,
@@ -127,21 +115,28 @@ Messages are delivered as facts: at most --max-messages messages and --max-bytes
 When Claude Code says stop_hook_active (the session runs on because of an earlier block) and no wanted record arrived since that block, the hook lets the session stop. The Stop hook's state lives in cursors/AGENT/CHANNEL.stop beside the cursor; see mt-files(5).",
             ),
             (
+                "HOOK SCRIPTS",
+                "PREFIX/share/mt/hooks holds one POSIX sh script per event (session-start, user-prompt-submit, stop, post-tool-use, notification); mt-hooks(1) registers them. Each runs mt-hook from $MT_BIN, else from its own PREFIX/bin, else from PATH.
+
+Claude Code reads exit status 2 as \"block\", so the scripts never pass mt-hook's status on: they exit 0 when it succeeds and 1 otherwise, which Claude Code shows as a non-blocking hook error. Every failure (no mt-hook, empty or malformed input, no state directory, a failing mt-hook) leaves one line on standard error.",
+            ),
+            (
                 "EXIT STATUS",
                 "0\tsuccess
-2\tusage error
-65\tthe input is empty or not a JSON object, or a name in it is invalid",
+2\tusage error",
             ),
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
+                "MT_DIR\tstate directory; a state directory that does not exist yet has nothing unread, and reading creates nothing
 MT_AGENT\tthe agent (lead)
 MT_CHANNEL\tthe agent's channel (general)
 MT_WAKE\tmentions or all
 MT_TASK\tthe assigned task id
 CLAUDE_CODE_TASK_LIST_ID\tthe task list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
+CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+MT_FSYNC\t0 skips the data sync of posted records
+MT_BIN\tfor the hook scripts: the directory holding mt-hook",
             ),
             ("SEE ALSO", "mt-hooks(1), mt-read(1), mt-post(1), mt-files(5)"),
         ],
