@@ -31,6 +31,7 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -164,7 +165,7 @@ impl Batch {
 }
 
 /// Who reads what: the agent, its channel, and the limits of one delivery.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Inbox<'a> {
     pub state: &'a StateDir,
     pub agent: &'a str,
@@ -240,7 +241,7 @@ pub fn render(v: &View<'_>, channel: &str, budget: usize) -> String {
     } else {
         let note = format!(
             " … [cut; `mt-read -c {channel} --since {}` shows it whole]",
-            v.seq - 1
+            v.seq.saturating_sub(1)
         );
         let mut cut = room.saturating_sub(note.len());
         while !content.is_char_boundary(cut) {
@@ -269,32 +270,72 @@ struct Scan {
     gap: bool,
 }
 
-impl Inbox<'_> {
-    /// Unread records from others, bounded (SessionStart, UserPromptSubmit):
-    /// the cursor moves past what was delivered.
-    pub fn unread(&self) -> Result<Batch> {
-        Ok(self.take(Wake::All, None)?.unwrap_or_default())
+/// What a hook is about to deliver, with the agent's lock held. The caller
+/// writes the output, then calls `commit`, so a message lost on the way out
+/// is not marked delivered (at-least-once, like mt-read).
+#[must_use = "nothing is marked delivered until commit"]
+pub struct Pending<'a> {
+    /// What to deliver; `None` when there is nothing to say (the Stop hook
+    /// lets the agent stop).
+    pub batch: Option<Batch>,
+    inbox: &'a Inbox<'a>,
+    cursor: Option<Position>,
+    stop: Option<StopState>,
+    _lock: Option<File>,
+}
+
+impl Pending<'_> {
+    /// Mark what was delivered: move the cursor, save the Stop state.
+    pub fn commit(self) -> Result<()> {
+        let Inbox {
+            state,
+            agent,
+            channel,
+            ..
+        } = *self.inbox;
+        if let Some(pos) = self.cursor {
+            cursor::save(state, agent, channel, pos)?;
+        }
+        if let Some(mut st) = self.stop {
+            save_stop(&stop_path(state, agent, channel), &mut st)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Inbox<'a> {
+    /// Unread records from others, bounded (SessionStart, UserPromptSubmit).
+    pub fn unread(&'a self) -> Result<Pending<'a>> {
+        self.take(Wake::All, None)
     }
 
-    /// The Stop hook: `Some` when the agent should keep working on the
-    /// returned records, `None` when it may stop.
-    pub fn stop(&self, wake: Wake, stop_hook_active: bool) -> Result<Option<Batch>> {
+    /// The Stop hook: a batch when the agent should keep working on it, none
+    /// when it may stop.
+    pub fn stop(&'a self, wake: Wake, stop_hook_active: bool) -> Result<Pending<'a>> {
         self.take(wake, Some(stop_hook_active))
     }
 
     /// `stop` is `None` for the prompt hooks, or the Stop hook's
     /// `stop_hook_active`.
-    fn take(&self, wake: Wake, stop: Option<bool>) -> Result<Option<Batch>> {
+    fn take(&'a self, wake: Wake, stop: Option<bool>) -> Result<Pending<'a>> {
         let (state, agent, channel) = (self.state, self.agent, self.channel);
+        let mut pending = Pending {
+            batch: None,
+            inbox: self,
+            cursor: None,
+            stop: None,
+            _lock: None,
+        };
         if !state.channel(channel).is_dir() {
             // Nothing was ever posted here; create nothing.
-            return Ok(None);
+            return Ok(pending);
         }
-        let _lock = cursor::lock_agent(state, agent)?;
+        let lock = cursor::lock_agent(state, agent)?;
         let cur = cursor::load(state, agent, channel)?.unwrap_or_default();
         let spath = stop_path(state, agent, channel);
         let mut st = load_stop(&spath)?;
         let scan_mark = if st.seq > cur.seq { st.mark() } else { cur };
+        // The Stop hook waking on mentions only looks past its scan mark.
         let start = if wake == Wake::Mentions && stop.is_some() {
             scan_mark
         } else {
@@ -341,14 +382,15 @@ impl Inbox<'_> {
             // The channel was reset under the Stop state: drop it and retry.
             std::fs::remove_file(&spath)
                 .with_context(|| format!("cannot remove {}", spath.display()))?;
-            drop(_lock);
+            drop(lock);
             return self.take(wake, stop);
         }
+        pending._lock = Some(lock);
 
         if stop == Some(true) && scan.newest_wanted <= st.blocked_through {
             // Running because of our last block, and nothing new since: let
             // the agent stop, and change nothing.
-            return Ok(None);
+            return Ok(pending);
         }
 
         // Move the cursor past the leading records that need nothing more.
@@ -359,11 +401,12 @@ impl Inbox<'_> {
             } else {
                 end
             };
-            cursor::save(state, agent, channel, pos)?;
+            pending.cursor = Some(pos);
             new_cursor = pos.seq;
         }
 
-        // The Stop hook in mentions mode: every mention up to here is delivered.
+        // The Stop hook on mentions: every mention up to the new mark is
+        // delivered (vacuously so for a pass that found none).
         let mut dirty = false;
         if wake == Wake::Mentions && stop.is_some() {
             let (mark_seq, bounded) = if scan.batch.more > 0 {
@@ -387,9 +430,10 @@ impl Inbox<'_> {
             dirty = true;
         }
         if dirty {
-            save_stop(&spath, &mut st)?;
+            pending.stop = Some(st);
         }
-        Ok(deliver.then_some(scan.batch))
+        pending.batch = deliver.then_some(scan.batch);
+        Ok(pending)
     }
 }
 
@@ -407,7 +451,7 @@ pub struct Intro<'a> {
 
 /// The SessionStart context: who the agent is, its channel, how to post and
 /// read, its task, and what is unread.
-pub fn session_context(intro: &Intro<'_>, unread: &Batch) -> String {
+pub fn session_context(intro: &Intro<'_>, unread: Option<&Batch>) -> String {
     let (agent, channel) = (intro.agent, intro.channel);
     let waking = match intro.wake {
         Wake::Mentions => format!("messages that mention {agent} or @all"),
@@ -428,13 +472,11 @@ pub fn session_context(intro: &Intro<'_>, unread: &Batch) -> String {
         s.push_str(t);
         s.push('\n');
     }
-    if unread.is_empty() {
-        s.push_str(&format!("Nothing unread on #{channel}."));
-    } else {
-        s.push_str(&format!(
-            "Unread on #{channel}:\n{}",
-            unread.render(channel)
-        ));
+    match unread {
+        Some(b) if !b.is_empty() => {
+            s.push_str(&format!("Unread on #{channel}:\n{}", b.render(channel)))
+        }
+        _ => s.push_str(&format!("Nothing unread on #{channel}.")),
     }
     s
 }

@@ -1006,3 +1006,54 @@ fn installer_finds_scripts_beside_its_prefix() {
     let dir = fs::canonicalize(prefix.join("share/mt/hooks")).unwrap();
     assert_eq!(v["hooks"], expected_hooks(&dir.display().to_string()));
 }
+
+#[test]
+fn nothing_is_consumed_when_the_output_fails() {
+    let e = Env::new();
+    e.post("lead", "@york look");
+    e.post("lead", "chatter");
+    for script in ["stop", "user-prompt-submit"] {
+        let mut c = e.command("sh");
+        c.arg(repo().join("hooks").join(script))
+            .env("MT_AGENT", "york");
+        c.stdout(
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(STOP.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{script}");
+    }
+    assert!(stdout(&e.hook("stop", "york", STOP.as_bytes())).contains("#1 lead: @york look"));
+    assert!(
+        stdout(&e.hook("user-prompt-submit", "york", PROMPT.as_bytes()))
+            .contains("#2 lead: chatter")
+    );
+}
+
+#[test]
+fn stop_state_follows_a_channel_reset() {
+    let e = Env::new();
+    e.post("lead", "chatter");
+    e.post("lead", "@york one");
+    e.post("lead", "@york two");
+    assert!(stdout(&e.hook("stop", "york", STOP.as_bytes())).contains("#3 lead: @york two"));
+    assert!(e.state.join("cursors/york/general.stop").is_file());
+    // Someone removes the channel and starts again: seqs restart at 1.
+    fs::remove_dir_all(e.state.join("channels/general")).unwrap();
+    e.post("park", "@york fresh start");
+    let out = stdout(&e.hook("stop", "york", STOP_ACTIVE.as_bytes()));
+    assert!(out.contains("#1 park: @york fresh start"), "{out}");
+}

@@ -201,30 +201,34 @@ pub fn run(mut args: Args) -> Result<u8> {
                 wake: args.wake,
                 task: assigned_task(&args),
             };
-            let unread = inbox.unread()?;
+            let pending = inbox.unread()?;
             say(&hook::context_output(
                 "SessionStart",
-                &hook::session_context(&intro, &unread),
+                &hook::session_context(&intro, pending.batch.as_ref()),
             ))?;
+            pending.commit()?;
         }
         Event::UserPromptSubmit => {
-            let unread = inbox.unread()?;
-            if !unread.is_empty() {
+            let pending = inbox.unread()?;
+            if let Some(b) = &pending.batch {
                 say(&hook::context_output(
                     "UserPromptSubmit",
-                    &hook::prompt_context(&args.channel, &unread),
+                    &hook::prompt_context(&args.channel, b),
                 ))?;
             }
+            pending.commit()?;
         }
         Event::Stop => {
-            if let Some(batch) = inbox.stop(args.wake, payload.flag("stop_hook_active"))? {
+            let pending = inbox.stop(args.wake, payload.flag("stop_hook_active"))?;
+            if let Some(b) = &pending.batch {
                 say(&hook::block_output(&hook::stop_reason(
                     &args.agent,
                     &args.channel,
                     args.wake,
-                    &batch,
+                    b,
                 )))?;
             }
+            pending.commit()?;
         }
         Event::PostToolUse => {
             let null = serde_json::Value::Null;
