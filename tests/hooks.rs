@@ -64,7 +64,11 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
+        Env::in_dir(&std::env::temp_dir())
+    }
+
+    fn in_dir(parent: &Path) -> Env {
+        let tmp = tempfile::tempdir_in(parent).unwrap();
         let root = tmp.path().to_path_buf();
         fs::create_dir_all(root.join("home")).unwrap();
         Env {
@@ -648,28 +652,30 @@ fn missing_or_failing_binary_never_exits_2() {
         });
         assert!(failed(&o).contains("mt-hook not found"), "{script}");
     }
-    // A binary that exits 2 (a usage error), and one that dies of a signal.
+    // mt-hook exits 2 on a usage error (here a mistyped MT_WAKE): one line,
+    // and the script ends with 1.
+    for script in SCRIPTS {
+        let o = e.hook_with(script, STOP.as_bytes(), |c| {
+            c.env("MT_WAKE", "bogus");
+        });
+        assert!(
+            failed(&o).starts_with("mt-hook: invalid value 'bogus' for '--wake"),
+            "{script}"
+        );
+    }
+    // An mt-hook that dies of a signal: here sh, reading a script named after
+    // the event from the current directory (nothing is written and then run,
+    // which could race with other tests' forks).
     let fake = e.root.join("fake");
     fs::create_dir_all(&fake).unwrap();
-    let path = fake.join("mt-hook");
-    let fake_hook = |body: &str| {
-        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    };
-    fake_hook("echo 'mt-hook: usage' >&2; exit 2");
+    std::os::unix::fs::symlink("/bin/sh", fake.join("mt-hook")).unwrap();
     for script in SCRIPTS {
+        fs::write(e.root.join(script), "kill -9 $$\n").unwrap();
         let o = e.hook_with(script, STOP.as_bytes(), |c| {
             c.env("MT_BIN", &fake);
         });
-        assert_eq!(failed(&o), "mt-hook: usage\n", "{script}");
-    }
-    // Killed: the shell may report the signal itself; the script adds its
-    // own line and still ends with 1.
-    fake_hook("kill -9 $$");
-    for script in SCRIPTS {
-        let o = e.hook_with(script, STOP.as_bytes(), |c| {
-            c.env("MT_BIN", &fake);
-        });
+        // The shell may report the signal itself; the script adds its own
+        // line and ends with 1.
         assert_eq!(o.status.code(), Some(1));
         assert!(o.stdout.is_empty());
         let err = String::from_utf8_lossy(&o.stderr);
@@ -981,7 +987,7 @@ fn installer_refuses_bad_files_and_missing_scripts() {
 
 #[test]
 fn installer_finds_scripts_beside_its_prefix() {
-    let e = Env::new();
+    let e = Env::in_dir(Path::new(env!("CARGO_TARGET_TMPDIR")));
     let prefix = e.root.join("prefix");
     fs::create_dir_all(prefix.join("bin")).unwrap();
     fs::create_dir_all(prefix.join("share/mt/hooks")).unwrap();
@@ -992,15 +998,30 @@ fn installer_finds_scripts_beside_its_prefix() {
         )
         .unwrap();
     }
-    // A copy, not a symlink: the program finds itself through its real path.
-    fs::copy(env!("CARGO_BIN_EXE_mt-hooks"), prefix.join("bin/mt-hooks")).unwrap();
+    // A hard link or a copy, not a symlink: the program finds itself through
+    // its real path.
+    let exe = prefix.join("bin/mt-hooks");
+    if fs::hard_link(env!("CARGO_BIN_EXE_mt-hooks"), &exe).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_mt-hooks"), &exe).unwrap();
+    }
     let f = e.root.join("s.json");
-    let o = e
-        .command(prefix.join("bin/mt-hooks"))
-        .args(["install", "--settings"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    // Another test's fork may briefly hold a copy open for writing
+    // (ETXTBSY): try again.
+    let mut tries = 0;
+    let o = loop {
+        match e
+            .command(prefix.join("bin/mt-hooks"))
+            .args(["install", "--settings"])
+            .arg(&f)
+            .output()
+        {
+            Err(err) if err.raw_os_error() == Some(26) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => break r.unwrap(),
+        }
+    };
     ok(&o);
     let v: Value = serde_json::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
     let dir = fs::canonicalize(prefix.join("share/mt/hooks")).unwrap();

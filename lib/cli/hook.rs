@@ -144,7 +144,21 @@ MT_BIN\tfor the hook scripts: the directory holding mt-hook",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line, as for every other hook failure (a mistyped MT_WAKE
+            // ends up here); the script turns the status into 1.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("usage error");
+            eprintln!(
+                "mt-hook: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     exit::main("mt-hook", || run(args))
 }
 
@@ -268,22 +282,22 @@ fn post(state: &StateDir, args: &Args, kind: &str, content: String, p: &Payload)
 /// session still gets the rest of its context.
 fn assigned_task(args: &Args) -> Option<String> {
     let id = args.task.as_deref().filter(|s| !s.is_empty())?;
-    let list = args.task_list.as_deref().filter(|s| !s.is_empty());
-    let info = list.and_then(|list| {
-        let dir = match &args.claude_dir {
-            Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
-            _ => statedir::claude_config_dir(),
-        };
-        match dir.and_then(|d| hook::read_task(&d, list, id)) {
-            Ok(info) => info,
-            Err(e) => {
-                eprintln!("mt-hook: task {}: {e:#}", names::quote(id));
-                None
-            }
-        }
-    });
-    if names::check("task id", id).is_err() {
+    if let Err(e) = names::check("task id", id) {
+        eprintln!("mt-hook: MT_TASK: {e:#}");
         return None;
     }
-    Some(hook::task_summary(id, list, info.as_ref()))
+    let Some(list) = args.task_list.as_deref().filter(|s| !s.is_empty()) else {
+        return Some(hook::task_summary(id, None, None));
+    };
+    let dir = match &args.claude_dir {
+        Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
+        _ => statedir::claude_config_dir(),
+    };
+    match dir.and_then(|d| hook::read_task(&d, list, id)) {
+        Ok(info) => Some(hook::task_summary(id, Some(list), info.as_ref())),
+        Err(e) => {
+            eprintln!("mt-hook: task {id}: {e:#}");
+            Some(hook::task_summary(id, None, None))
+        }
+    }
 }
