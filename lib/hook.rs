@@ -117,20 +117,15 @@ pub enum Wake {
     All,
 }
 
+/// Default bounds of one delivery: messages, and bytes of message text.
+pub const MAX_MESSAGES: usize = 20;
+pub const MAX_BYTES: usize = 4096;
+
 /// How much one hook hands over at most.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub messages: usize,
     pub bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            messages: 20,
-            bytes: 4096,
-        }
-    }
 }
 
 /// What one hook delivers: rendered messages, and how many wanted records

@@ -53,11 +53,11 @@ pub struct Args {
     pub wake: Wake,
 
     /// Most messages one hook delivers
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = hook::MAX_MESSAGES, value_name = "N")]
     pub max_messages: usize,
 
     /// Most bytes of messages one hook delivers
-    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    #[arg(long, default_value_t = hook::MAX_BYTES, value_name = "BYTES")]
     pub max_bytes: usize,
 
     /// The agent's assigned task id (shown at session start)
