@@ -6,6 +6,8 @@ use clap::CommandFactory;
 use std::path::PathBuf;
 
 pub mod channels;
+pub mod hook;
+pub mod hooks;
 pub mod manpages;
 pub mod post;
 pub mod read;
@@ -51,7 +53,13 @@ impl Tool {
 
 /// Every tool, in the order mt(7) lists them.
 pub fn tools() -> Vec<Tool> {
-    vec![post::tool(), read::tool(), channels::tool()]
+    vec![
+        post::tool(),
+        read::tool(),
+        channels::tool(),
+        hook::tool(),
+        hooks::tool(),
+    ]
 }
 
 /// The EXIT STATUS text shared by the tools, with a first line of their own.

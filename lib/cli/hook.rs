@@ -1,0 +1,303 @@
+//! mt-hook: the JSON side of mt's Claude Code hooks. The scripts in
+//! PREFIX/share/mt/hooks call it with the event's name and the hook's JSON on
+//! standard input, and translate its exit status so a hook never blocks by
+//! accident.
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{Common, Tool};
+use crate::channel::{self, Draft};
+use crate::exit::{self, DATAERR, fail};
+use crate::hook::{self, Inbox, Intro, Limits, Payload, Wake};
+use crate::names;
+use crate::statedir::{self, StateDir};
+
+/// Answer one Claude Code hook event
+///
+/// Reads the hook's JSON object on standard input and prints what Claude Code
+/// expects for the event on standard output, or nothing. Unread messages are
+/// taken from the agent's reader cursor (the one mt-read uses), so each is
+/// delivered once: by one hook, or by mt-read.
+#[derive(Debug, Parser)]
+#[command(name = "mt-hook", version)]
+pub struct Args {
+    /// The hook event
+    #[arg(value_enum)]
+    pub event: Event,
+
+    /// The agent this session is
+    #[arg(
+        long = "as",
+        env = "MT_AGENT",
+        default_value = "lead",
+        value_name = "NAME"
+    )]
+    pub agent: String,
+
+    /// The agent's channel
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
+    pub channel: String,
+
+    /// Which unread messages keep the agent working when it stops
+    #[arg(long, env = "MT_WAKE", value_enum, default_value = "mentions")]
+    pub wake: Wake,
+
+    /// Most messages one hook delivers
+    #[arg(long, default_value_t = hook::MAX_MESSAGES, value_name = "N")]
+    pub max_messages: usize,
+
+    /// Most bytes of messages one hook delivers
+    #[arg(long, default_value_t = hook::MAX_BYTES, value_name = "BYTES")]
+    pub max_bytes: usize,
+
+    /// The agent's assigned task id (shown at session start)
+    #[arg(long, env = "MT_TASK", value_name = "ID")]
+    pub task: Option<String>,
+
+    /// The Claude Code task list holding the task
+    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
+    pub task_list: Option<String>,
+
+    /// Claude Code's configuration directory (default ~/.claude)
+    #[arg(long, env = "CLAUDE_CONFIG_DIR", value_name = "DIR")]
+    pub claude_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Event {
+    /// Context for a new session: identity, channel, task, unread messages
+    SessionStart,
+    /// Unread messages as context for the prompt
+    UserPromptSubmit,
+    /// Keep the agent working while messages for it are unread
+    Stop,
+    /// Post an action record for TaskCreate and TaskUpdate
+    PostToolUse,
+    /// Post a status record when Claude Code waits for input
+    Notification,
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-hook",
+        &[
+            (
+                "EXAMPLES",
+                "What the Stop hook would say to york now (this consumes what it prints):
+  $ echo '{\"stop_hook_active\":false}' | MT_AGENT=york mt-hook stop
+
+The hook scripts are installed with mt-hooks(1); each one is a few lines of sh:
+  $ cat /usr/local/share/mt/hooks/stop",
+            ),
+            (
+                "OUTPUT",
+                "session-start and user-prompt-submit print {\"hookSpecificOutput\":{\"hookEventName\":…,\"additionalContext\":…}}; user-prompt-submit prints nothing when nothing is unread. stop prints {\"decision\":\"block\",\"reason\":…} or nothing. post-tool-use and notification print nothing.
+
+Messages are delivered as facts: at most --max-messages messages and --max-bytes bytes per hook, then a line saying how many more mt-read prints. The agent's own records are never delivered to it.",
+            ),
+            (
+                "STOP HOOK",
+                "With --wake mentions (the default), the Stop hook blocks only for unread records that mention the agent or @all, and consumes only those; other records stay unread for the next prompt. With --wake all, any record from someone else blocks.
+
+When Claude Code says stop_hook_active (the session runs on because of an earlier block) and no wanted record arrived since that block, the hook lets the session stop. The Stop hook's state lives in cursors/AGENT/CHANNEL.stop beside the cursor; see mt-files(5).",
+            ),
+            (
+                "HOOK SCRIPTS",
+                "PREFIX/share/mt/hooks holds one POSIX sh script per event (session-start, user-prompt-submit, stop, post-tool-use, notification); mt-hooks(1) registers them. Each runs mt-hook from $MT_BIN, else from its own PREFIX/bin, else from PATH.
+
+Claude Code reads exit status 2 as \"block\", so the scripts never pass mt-hook's status on: they exit 0 when it succeeds and 1 otherwise, which Claude Code shows as a non-blocking hook error. Every failure (no mt-hook, empty or malformed input, no state directory, a failing mt-hook) leaves one line on standard error.",
+            ),
+            (
+                "EXIT STATUS",
+                "0\tsuccess
+2\tusage error",
+            ),
+            ("", super::EXIT_COMMON),
+            (
+                "ENVIRONMENT",
+                "MT_DIR\tstate directory; a state directory that does not exist yet has nothing unread, and reading creates nothing
+MT_AGENT\tthe agent (lead)
+MT_CHANNEL\tthe agent's channel (general)
+MT_WAKE\tmentions or all
+MT_TASK\tthe assigned task id
+CLAUDE_CODE_TASK_LIST_ID\tthe task list
+CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+MT_FSYNC\t0 skips the data sync of posted records
+MT_BIN\tfor the hook scripts: the directory holding mt-hook",
+            ),
+            ("SEE ALSO", "mt-hooks(1), mt-read(1), mt-post(1), mt-files(5)"),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line, as for every other hook failure (a mistyped MT_WAKE
+            // ends up here); the script turns the status into 1.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("usage error");
+            eprintln!(
+                "mt-hook: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    exit::main("mt-hook", || run(args))
+}
+
+fn read_stdin() -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io::stdin()
+        .lock()
+        .read_to_end(&mut buf)
+        .context("cannot read standard input")?;
+    Ok(buf)
+}
+
+/// Print one line of output and flush it.
+fn say(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn run(mut args: Args) -> Result<u8> {
+    // An empty variable means the default, as for an unset one.
+    if args.agent.is_empty() {
+        args.agent = "lead".into();
+    }
+    if args.channel.is_empty() {
+        args.channel = "general".into();
+    }
+    names::check("agent", &args.agent)?;
+    names::check("channel", &args.channel)?;
+    if args.max_messages == 0 || args.max_bytes < 256 {
+        return Err(fail(
+            DATAERR,
+            "--max-messages must be at least 1 and --max-bytes at least 256",
+        ));
+    }
+    let payload = Payload::parse(&read_stdin()?)?;
+    let state = args.common.state()?;
+    let inbox = Inbox {
+        state: &state,
+        agent: &args.agent,
+        channel: &args.channel,
+        limits: Limits {
+            messages: args.max_messages,
+            bytes: args.max_bytes,
+        },
+    };
+    match args.event {
+        Event::SessionStart => {
+            let intro = Intro {
+                agent: &args.agent,
+                channel: &args.channel,
+                wake: args.wake,
+                task: assigned_task(&args),
+            };
+            let pending = inbox.unread()?;
+            say(&hook::context_output(
+                "SessionStart",
+                &hook::session_context(&intro, pending.batch.as_ref()),
+            ))?;
+            pending.commit()?;
+        }
+        Event::UserPromptSubmit => {
+            let pending = inbox.unread()?;
+            if let Some(b) = &pending.batch {
+                say(&hook::context_output(
+                    "UserPromptSubmit",
+                    &hook::prompt_context(&args.channel, b),
+                ))?;
+            }
+            pending.commit()?;
+        }
+        Event::Stop => {
+            let pending = inbox.stop(args.wake, payload.flag("stop_hook_active"))?;
+            if let Some(b) = &pending.batch {
+                say(&hook::block_output(&hook::stop_reason(
+                    &args.agent,
+                    &args.channel,
+                    args.wake,
+                    b,
+                )))?;
+            }
+            pending.commit()?;
+        }
+        Event::PostToolUse => {
+            let null = serde_json::Value::Null;
+            let action = hook::task_action(
+                payload.str("tool_name").unwrap_or(""),
+                payload.get("tool_input").unwrap_or(&null),
+                payload.get("tool_response").unwrap_or(&null),
+                &args.agent,
+            )?;
+            if let Some(content) = action {
+                post(&state, &args, "action", content, &payload)?;
+            }
+        }
+        Event::Notification => {
+            if let Some(status) = hook::notification_status(&payload) {
+                post(&state, &args, "status", status.to_string(), &payload)?;
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn post(state: &StateDir, args: &Args, kind: &str, content: String, p: &Payload) -> Result<()> {
+    let draft = Draft {
+        from: args.agent.clone(),
+        kind: kind.to_string(),
+        content,
+        session_id: p.session_id(),
+        ..Draft::default()
+    };
+    channel::post(state, &args.channel, &draft)?;
+    Ok(())
+}
+
+/// The assigned task as one paragraph, or `None` without MT_TASK. A task
+/// that cannot be read is reported on stderr and shown by id only: the
+/// session still gets the rest of its context.
+fn assigned_task(args: &Args) -> Option<String> {
+    let id = args.task.as_deref().filter(|s| !s.is_empty())?;
+    if let Err(e) = names::check("task id", id) {
+        eprintln!("mt-hook: MT_TASK: {e:#}");
+        return None;
+    }
+    let Some(list) = args.task_list.as_deref().filter(|s| !s.is_empty()) else {
+        return Some(hook::task_summary(id, None, None));
+    };
+    let dir = match &args.claude_dir {
+        Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
+        _ => statedir::claude_config_dir(),
+    };
+    match dir.and_then(|d| hook::read_task(&d, list, id)) {
+        Ok(info) => Some(hook::task_summary(id, Some(list), info.as_ref())),
+        Err(e) => {
+            eprintln!("mt-hook: task {id}: {e:#}");
+            Some(hook::task_summary(id, None, None))
+        }
+    }
+}
