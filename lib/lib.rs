@@ -16,3 +16,4 @@ pub mod record;
 pub mod statedir;
 pub mod time;
 pub mod wake;
+pub mod worktree;
