@@ -9,7 +9,8 @@ use tempfile::TempDir;
 
 /// A repository `repo` with one commit on `main`, in a private HOME.
 struct Fx {
-    tmp: TempDir,
+    /// Deleted on drop.
+    _tmp: TempDir,
     repo: PathBuf,
     state: PathBuf,
 }
@@ -22,7 +23,11 @@ impl Fx {
         let state = root.join("state");
         fs::create_dir_all(root.join("home")).unwrap();
         fs::create_dir(&repo).unwrap();
-        let fx = Fx { tmp, repo, state };
+        let fx = Fx {
+            _tmp: tmp,
+            repo,
+            state,
+        };
         fx.git(&fx.repo, &["init", "-q", "-b", "main"]);
         fs::write(fx.repo.join("README"), "hello\n").unwrap();
         fs::write(fx.repo.join(".gitignore"), "target/\n").unwrap();
