@@ -18,3 +18,4 @@ pub mod settings;
 pub mod statedir;
 pub mod time;
 pub mod wake;
+pub mod worktree;

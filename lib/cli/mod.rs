@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod manpages;
 pub mod post;
 pub mod read;
+pub mod worktree;
 
 /// Options every tool takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +60,7 @@ pub fn tools() -> Vec<Tool> {
         channels::tool(),
         hook::tool(),
         hooks::tool(),
+        worktree::tool(),
     ]
 }
 
