@@ -13,6 +13,8 @@ pub mod id;
 pub mod lock;
 pub mod names;
 pub mod record;
+pub mod remind;
 pub mod statedir;
 pub mod time;
 pub mod wake;
+pub mod watch;
