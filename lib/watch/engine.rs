@@ -51,6 +51,8 @@ pub struct Options {
 
 /// The log is started afresh (the old one kept as `log.1`) past this size.
 const LOG_MAX: u64 = 4 << 20;
+/// How long the rules file must stay unchanged before it is reloaded.
+const RULES_SETTLE: Duration = Duration::from_millis(100);
 /// Lines of a failing command's output quoted in its error record.
 const TAIL_LINES: usize = 5;
 
@@ -330,6 +332,8 @@ struct Engine {
     stopping: u8,
     /// Rescan on the next turn (the rules were reloaded).
     force_scan: bool,
+    /// When to reload the rules file, which changed.
+    reload_at: Option<Instant>,
 }
 
 impl Engine {
@@ -375,6 +379,7 @@ impl Engine {
             signals,
             stopping: 0,
             force_scan: false,
+            reload_at: None,
         })
     }
 
@@ -400,6 +405,11 @@ impl Engine {
                 last_scan = Some(Instant::now());
                 woken = false;
             }
+            if self.reload_at.is_some_and(|t| t <= Instant::now()) {
+                self.reload_at = None;
+                self.reload();
+                continue;
+            }
             self.reap();
             let mut next = None;
             if self.stopping == 0 && (first || !self.opts.once) {
@@ -420,6 +430,9 @@ impl Engine {
             if let Some(t) = next {
                 let wait = (t - super::now()).to_std().unwrap_or(Duration::ZERO);
                 timeout = timeout.min(wait);
+            }
+            if let Some(t) = self.reload_at {
+                timeout = timeout.min(t.saturating_duration_since(Instant::now()));
             }
             let ready = self.wait(timeout)?;
             if ready.signals {
@@ -535,8 +548,10 @@ impl Engine {
     fn rescan(&mut self) {
         let fp = rules_fingerprint(&self.opts.rules_path);
         if fp != self.rules_fp {
+            // Editors write in steps: reload once the file has been quiet
+            // for a moment, not on a half-written version.
             self.rules_fp = fp;
-            self.reload();
+            self.reload_at = Some(Instant::now() + RULES_SETTLE);
         }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for r in &self.rules {
@@ -768,9 +783,9 @@ impl Engine {
         }
     }
 
+    /// Write the state. Entries of rules no longer in the file are kept:
+    /// a rule put back (or a file caught half-written) finds its state.
     fn save(&mut self) {
-        let names: Vec<&String> = self.rules.iter().map(|r| &r.name).collect();
-        self.st.rules.retain(|k, _| names.contains(&k));
         match self.st.save(&self.st_path) {
             Ok(()) => self.dirty = false,
             Err(e) => self
