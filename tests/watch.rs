@@ -589,3 +589,63 @@ fn watcher_runs_reminder_checks() {
         .count();
     assert_eq!(n, 1);
 }
+
+/// Every mt-watch invocation in share/ (units, cron lines, launchd) uses
+/// flags the real binary accepts, and the example rules parse.
+#[test]
+fn packaging_uses_real_flags() {
+    let e = Env::new();
+    e.rules("name=i @every 1h true\n");
+    let share = Path::new(env!("CARGO_MANIFEST_DIR")).join("share");
+    let mut invocations: Vec<Vec<String>> = Vec::new();
+    for f in [
+        "systemd/mt-watch.service",
+        "systemd/mt-watch-once.service",
+        "cron/mt-watch",
+    ] {
+        let text = fs::read_to_string(share.join(f)).unwrap();
+        for line in text.lines() {
+            let line = line.trim_start_matches(['#', ' ']);
+            let Some(pos) = line.find("mt-watch") else {
+                continue;
+            };
+            if line.starts_with("ExecStart=") || line.contains("&& ") {
+                let args: Vec<String> = line[pos + "mt-watch".len()..]
+                    .split_whitespace()
+                    .take_while(|w| w.starts_with("--"))
+                    .map(str::to_string)
+                    .collect();
+                invocations.push(args);
+            }
+        }
+    }
+    assert!(invocations.len() >= 4, "{invocations:?}");
+    assert!(invocations.iter().any(|a| a == &["--once"]));
+    for args in invocations {
+        let out = e
+            .cmd("mt-watch")
+            .args(&args)
+            .args(["--rules", "rules", "--dry-run"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let plist = fs::read_to_string(share.join("launchd/org.mt.watch.plist")).unwrap();
+    assert!(plist.contains("<string>/usr/local/bin/mt-watch</string>"));
+    let example = share.join("examples/rules");
+    let out = e
+        .cmd("mt-watch")
+        .args(["--dry-run", "--rules"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

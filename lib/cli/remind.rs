@@ -102,6 +102,13 @@ pub fn tool() -> Tool {
         "mt-remind",
         &[
             (
+                "COMMANDS",
+                "mt-remind add (--at TIME | --after DURATION | --when all-tasks-done) [-c CHANNEL] [--to NAME] [--from NAME] [--task-list LIST] MESSAGE...\tset a reminder and print its id (ids are 1, 2, 3 ... and never reused). TIME is RFC 3339 or HH:MM (today, local time); DURATION is 30s, 10m, 2h, 1d, counted from now; all-tasks-done is due when the task list (--task-list, else $CLAUDE_CODE_TASK_LIST_ID) has at least one task and all of them are completed. The record goes to CHANNEL ($MT_CHANNEL, general), the nudge to NAME (lead).
+mt-remind list [--all] [--json]\tpending reminders, or all of them with --all: id, state (pending, firing, fired, cancelled), when, message; --json prints one object per line, with a stage field.
+mt-remind cancel ID\tcancel a pending reminder.
+mt-remind check [-q]\tfire every due reminder and print fired ID: MESSAGE for each; -q prints nothing.",
+            ),
+            (
                 "FIRING",
                 "A due reminder fires once: a record of type system from mt-remind on its channel, naming the reminder (meta.reminder holds its id), and, when the directory agents/NAME/inbox/new of the state directory exists, a message file for NAME (the lead unless add --to said otherwise), written in inbox/tmp and renamed into inbox/new.
 
@@ -128,9 +135,12 @@ Fire what is due every 30 seconds, and as soon as a task changes (mt-watch rules
                 "0\tsuccess
 1\tcancel: the reminder already fired or was cancelled
 2\tusage error
-75\tcheck: a reminder could not be delivered now; it stays due and the next check retries it",
+65\tbad input: an invalid name, id, time or duration, an empty message, no task list for --when all-tasks-done, cancel of an unknown id, a reminder file that does not parse
+69\tno state directory
+70\tinternal error
+73\tcannot create or write a file (permissions, full disk)
+75\tthe id lock stayed busy (add), or a reminder could not be delivered now (check): it stays due and the next check retries it",
             ),
-            ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
                 "MT_DIR\tstate directory

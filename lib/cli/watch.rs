@@ -132,11 +132,12 @@ share/systemd, share/cron and share/launchd hold units for both ways.",
                 "0\tdone (--once, --dry-run, --init), or stopped by SIGTERM or SIGINT. Failing commands do not change it; see the log and the channel.
 1\t--init: the rules file exists and was left alone
 2\tusage error
-65\ta bad rules file, or a state.json that does not parse
+65\ta bad rules file or channel name, or a state.json that does not parse
 69\tno rules file, or no state directory
-75\tanother mt-watch holds the lock of this state directory (also with --once, so a timer that fires while a long-running watcher works is harmless; the systemd unit treats 75 as success)",
+70\tinternal error
+73\tcannot create or write a file (permissions, full disk)
+75\tanother mt-watch holds the lock of this state directory. Also with --once, so a timer that fires while a long-running watcher works does nothing; the systemd unit counts 75 as success.",
             ),
-            ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
                 "MT_DIR\tstate directory
