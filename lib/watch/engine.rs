@@ -70,7 +70,13 @@ pub enum Due {
 /// Decide from a rule's saved state, the current fingerprint of what it
 /// watches, and the time.
 pub fn due(rule: &Rule, rs: &RuleState, fp: Option<&str>, now: DateTime<Utc>) -> Due {
-    let since = rs.since.as_deref().and_then(time::parse_stamp);
+    // A period that starts in the future means the clock was set back:
+    // count from now rather than wait for the old time to come round.
+    let since = rs
+        .since
+        .as_deref()
+        .and_then(time::parse_stamp)
+        .map(|t| t.min(now));
     match &rule.trigger {
         Trigger::Every(iv) => {
             let Some(since) = since else {
@@ -384,16 +390,18 @@ impl Engine {
     }
 
     fn main_loop(&mut self) -> Result<u8> {
-        let mode = if self.opts.once { "once" } else { "watching" };
-        self.log.line(
-            "mt-watch",
-            &format!(
-                "{mode}: {} rules from {} (pid {})",
-                self.rules.len(),
-                self.opts.rules_path.display(),
-                std::process::id()
-            ),
-        );
+        // A pass of --once every minute would fill the log with these.
+        if !self.opts.once {
+            self.log.line(
+                "mt-watch",
+                &format!(
+                    "watching: {} rules from {} (pid {})",
+                    self.rules.len(),
+                    self.opts.rules_path.display(),
+                    std::process::id()
+                ),
+            );
+        }
         let mut last_scan: Option<Instant> = None;
         let mut woken = false;
         let mut first = true;
@@ -457,8 +465,9 @@ impl Engine {
             }
         }
         self.save();
-        let how = if self.stopping > 0 { "stopped" } else { "done" };
-        self.log.line("mt-watch", how);
+        if !self.opts.once || self.stopping > 0 {
+            self.log.line("mt-watch", "stopped");
+        }
         Ok(0)
     }
 
@@ -827,6 +836,20 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         time::parse_stamp(s).unwrap()
+    }
+
+    #[test]
+    fn clock_set_back_does_not_stall_timers() {
+        let r = rule("@every 10m");
+        let rs = RuleState {
+            since: Some("2030-01-01T00:00:00.000Z".into()),
+            ..RuleState::default()
+        };
+        let now = at("2026-01-01T00:00:00Z");
+        assert_eq!(
+            due(&r, &rs, None, now),
+            Due::Later(Some(at("2026-01-01T00:10:00Z")))
+        );
     }
 
     #[test]
