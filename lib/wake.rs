@@ -65,10 +65,7 @@ impl Waker {
         if let Some(fd) = output {
             fds.push(PollFd::new(fd, PollFlags::empty()));
         }
-        let n = match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
+        let n = match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => return Ok(Woke::Timeout),
             Err(e) => return Err(e).context("poll failed"),
@@ -114,10 +111,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let w = Waker::new().unwrap();
         w.watch_dir(d.path()).unwrap();
-        assert_eq!(
-            w.wait(Duration::from_millis(10), None).unwrap(),
-            Woke::Timeout
-        );
+        assert_eq!(w.wait(Duration::from_millis(10), None).unwrap(), Woke::Timeout);
         std::fs::write(d.path().join("x"), b"1").unwrap();
         assert_eq!(w.wait(Duration::from_secs(5), None).unwrap(), Woke::Changed);
     }

@@ -53,13 +53,7 @@ impl Tool {
 
 /// Every tool, in the order mt(7) lists them.
 pub fn tools() -> Vec<Tool> {
-    vec![
-        post::tool(),
-        read::tool(),
-        channels::tool(),
-        watch::tool(),
-        remind::tool(),
-    ]
+    vec![post::tool(), read::tool(), channels::tool(), watch::tool(), remind::tool()]
 }
 
 /// The EXIT STATUS text shared by the tools, with a first line of their own.
