@@ -50,6 +50,7 @@ install: build man completions
 	install -d $(BINDIR) $(SHAREDIR)/mt/hooks
 	install -m 0755 $(addprefix $(REL)/,$(BINS)) $(BINDIR)/
 	for f in hooks/*; do [ -f "$$f" ] && install -m 0755 "$$f" $(SHAREDIR)/mt/hooks/ || :; done
+	for d in systemd cron launchd examples; do if [ -d share/$$d ]; then install -d $(SHAREDIR)/mt/$$d && install -m 0644 share/$$d/* $(SHAREDIR)/mt/$$d/ || exit 1; fi; done
 	for d in $(GEN)/man/man*; do install -d $(MANDIR)/$${d##*/}; install -m 0644 $$d/* $(MANDIR)/$${d##*/}/; done
 	install -d $(SHAREDIR)/bash-completion/completions $(SHAREDIR)/zsh/site-functions $(SHAREDIR)/fish/vendor_completions.d
 	for b in $(BINS); do \

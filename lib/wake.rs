@@ -83,14 +83,25 @@ impl Waker {
         {
             return Ok(Woke::OutputClosed);
         }
-        // Drain the queue; the caller rescans, so the events themselves
-        // do not matter.
+        self.drain();
+        Ok(Woke::Changed)
+    }
+
+    /// Discard queued events: callers rescan, so the events themselves do
+    /// not matter.
+    pub fn drain(&self) {
         while let Ok(ev) = self.inotify.read_events() {
             if ev.is_empty() {
                 break;
             }
         }
-        Ok(Woke::Changed)
+    }
+}
+
+/// For callers that poll the notification descriptor together with others.
+impl AsFd for Waker {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
     }
 }
 

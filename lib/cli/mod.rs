@@ -11,6 +11,8 @@ pub mod hooks;
 pub mod manpages;
 pub mod post;
 pub mod read;
+pub mod remind;
+pub mod watch;
 pub mod worktree;
 
 /// Options every tool takes.
@@ -61,6 +63,8 @@ pub fn tools() -> Vec<Tool> {
         hook::tool(),
         hooks::tool(),
         worktree::tool(),
+        watch::tool(),
+        remind::tool(),
     ]
 }
 

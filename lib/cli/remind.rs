@@ -1,0 +1,287 @@
+//! mt-remind: reminders that fire once, at a time or when the tasks are done.
+
+use anyhow::Result;
+use clap::{ArgGroup, Parser, Subcommand};
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use super::{Common, Tool};
+use crate::exit::{self, DATAERR, TEMPFAIL, fail};
+use crate::names;
+use crate::remind::{self, NewReminder, Stage, Store, When};
+use crate::time;
+
+/// Set, list, cancel and fire reminders
+///
+/// A reminder is a message that, once due, is posted to a channel as a
+/// system record and left as a nudge in the lead's inbox. It is due at a
+/// time, after a delay, or when every task of a Claude Code task list is
+/// completed. mt-remind check fires what is due; a rule of mt-watch runs it.
+/// A reminder fires exactly once, however many checks run at the same time.
+#[derive(Debug, Parser)]
+#[command(name = "mt-remind", version)]
+pub struct Args {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Set a reminder; prints its id
+    Add(AddArgs),
+    /// List pending reminders (with --all, fired and cancelled ones too)
+    List {
+        /// One JSON object per reminder
+        #[arg(long)]
+        json: bool,
+        /// Include reminders that fired or were cancelled
+        #[arg(long)]
+        all: bool,
+    },
+    /// Cancel a pending reminder
+    Cancel {
+        /// The reminder's id, as printed by add
+        id: String,
+    },
+    /// Fire the reminders that are due; prints each one fired
+    Check {
+        /// Print nothing
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("due").required(true).args(["when", "at", "after"])))]
+pub struct AddArgs {
+    /// Fire when a condition holds: all-tasks-done (the task list has tasks
+    /// and every one is completed)
+    #[arg(long, value_name = "CONDITION", value_parser = ["all-tasks-done"])]
+    pub when: Option<String>,
+
+    /// Fire at this time: RFC 3339, or HH:MM today in local time
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+
+    /// Fire after this long: 30s, 10m, 2h, 1d
+    #[arg(long, value_name = "DURATION")]
+    pub after: Option<String>,
+
+    /// Task list for --when all-tasks-done
+    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
+    pub task_list: Option<String>,
+
+    /// Channel the reminder is posted to
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
+    pub channel: String,
+
+    /// Agent whose inbox gets the nudge
+    #[arg(long, default_value = "lead", value_name = "NAME")]
+    pub to: String,
+
+    /// Who sets the reminder
+    #[arg(long, env = "MT_AGENT", default_value = "lead", value_name = "NAME")]
+    pub from: String,
+
+    /// The message
+    #[arg(value_name = "MESSAGE", required = true)]
+    pub message: Vec<String>,
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-remind",
+        &[
+            (
+                "COMMANDS",
+                "mt-remind add (--at TIME | --after DURATION | --when all-tasks-done) [-c CHANNEL] [--to NAME] [--from NAME] [--task-list LIST] MESSAGE...\tset a reminder and print its id (ids are 1, 2, 3 ... and never reused). TIME is RFC 3339 or HH:MM (today, local time); DURATION is 30s, 10m, 2h, 1d, counted from now; all-tasks-done is due when the task list (--task-list, else $CLAUDE_CODE_TASK_LIST_ID) has at least one task and all of them are completed. The record goes to CHANNEL ($MT_CHANNEL, general), the nudge to NAME (lead).
+mt-remind list [--all] [--json]\tpending reminders, or all of them with --all: id, state (pending, firing, fired, cancelled), when, message; --json prints one object per line, with a stage field.
+mt-remind cancel ID\tcancel a pending reminder.
+mt-remind check [-q]\tfire every due reminder and print fired ID: MESSAGE for each; -q prints nothing.",
+            ),
+            (
+                "FIRING",
+                "A due reminder fires once: a record of type system from mt-remind on its channel, naming the reminder (meta.reminder holds its id), and, when the directory agents/NAME/inbox/new of the state directory exists, a message file for NAME (the lead unless add --to said otherwise), written in inbox/tmp and renamed into inbox/new.
+
+Reminders live in reminders/pending, firing, fired and cancelled of the state directory, one JSON file each. A check claims a due reminder by locking its file and renaming it from pending to firing: one process wins the rename, so concurrent checks fire it once. cancel is the same rename into cancelled, so a reminder is either cancelled or fired, never both.
+
+If a check dies after claiming, the next check takes the reminder over from firing (its lock is free) and delivers it, unless its record is already on the channel: the record is posted once, the nudge at least once. A reminder is never lost.",
+            ),
+            (
+                "EXAMPLES",
+                "Remind the lead to review in two hours, and when the team's tasks are done:
+  $ mt-remind add --after 2h 'review the parser branch'
+  $ CLAUDE_CODE_TASK_LIST_ID=team mt-remind add --when all-tasks-done 'merge and release'
+
+What is pending, and cancel one:
+  $ mt-remind list
+  $ mt-remind cancel 3
+
+Fire what is due every 30 seconds, and as soon as a task changes (mt-watch rules):
+  @every 30s    mt-remind check
+  @change tasks mt-remind check",
+            ),
+            (
+                "EXIT STATUS",
+                "0\tsuccess
+1\tcancel: the reminder already fired or was cancelled
+2\tusage error
+65\tbad input: an invalid name, id, time or duration, an empty message, no task list for --when all-tasks-done, cancel of an unknown id, a reminder file that does not parse
+69\tno state directory
+70\tinternal error
+73\tcannot create or write a file (permissions, full disk)
+75\tthe id lock stayed busy (add), or a reminder could not be delivered now (check): it stays due and the next check retries it",
+            ),
+            (
+                "ENVIRONMENT",
+                "MT_DIR\tstate directory
+MT_CHANNEL\tdefault channel (general)
+MT_AGENT\twho sets a reminder (lead)
+CLAUDE_CODE_TASK_LIST_ID\tthe task list of --when all-tasks-done
+CLAUDE_CONFIG_DIR\tClaude Code's directory, holding tasks/ (~/.claude)
+MT_REMIND_NOW\tfor tests only: an RFC 3339 time taken as the current time",
+            ),
+            ("SEE ALSO", "mt-watch(1), mt-post(1), mt-files(5), mt(7)"),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    exit::main("mt-remind", || run(args))
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let state = args.common.state()?;
+    let store = Store::new(&state);
+    match args.cmd {
+        Cmd::Add(a) => add(&store, a),
+        Cmd::List { json, all } => list(&store, json, all),
+        Cmd::Cancel { id } => {
+            let outcome = store.cancel(&id)?;
+            remind::cancel_outcome(&id, outcome)
+        }
+        Cmd::Check { quiet } => {
+            let report = store.check()?;
+            let mut out = io::stdout().lock();
+            if !quiet {
+                for r in &report.fired {
+                    writeln!(out, "fired {}: {}", r.id, r.message)?;
+                }
+            }
+            out.flush()?;
+            let n = report.errors.len();
+            for e in &report.errors {
+                eprintln!("mt-remind: {e:#}");
+            }
+            if n > 0 {
+                return Err(fail(
+                    TEMPFAIL,
+                    format!("{n} reminders could not be delivered; they stay due"),
+                ));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn add(store: &Store, a: AddArgs) -> Result<u8> {
+    names::check("channel", &a.channel)?;
+    names::check("agent", &a.to)?;
+    names::check("sender", &a.from)?;
+    let message = a.message.join(" ");
+    if message.trim().is_empty() {
+        return Err(fail(DATAERR, "refusing an empty message"));
+    }
+    let when = if let Some(t) = &a.at {
+        When::At(time::stamp(
+            time::parse_time(t).map_err(|e| fail(DATAERR, format!("--at: {e}")))?,
+        ))
+    } else if let Some(d) = &a.after {
+        let d = time::parse_duration(d).map_err(|e| fail(DATAERR, format!("--after: {e}")))?;
+        let d = chrono::Duration::from_std(d).map_err(|_| fail(DATAERR, "--after: too long"))?;
+        When::At(time::stamp(remind::now() + d))
+    } else {
+        let list = a.task_list.clone().ok_or_else(|| {
+            fail(
+                DATAERR,
+                "--when all-tasks-done needs a task list: --task-list or CLAUDE_CODE_TASK_LIST_ID",
+            )
+        })?;
+        let dir = crate::watch::task_dir(&list)?;
+        When::AllTasksDone { list, dir }
+    };
+    let r = store.add(NewReminder {
+        message,
+        when,
+        channel: a.channel,
+        to: a.to,
+        from: a.from,
+    })?;
+    println!("{}", r.id);
+    Ok(0)
+}
+
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    stage: Stage,
+    #[serde(flatten)]
+    reminder: &'a remind::Reminder,
+}
+
+fn list(store: &Store, json: bool, all: bool) -> Result<u8> {
+    let stages: &[Stage] = if all {
+        &Stage::ALL
+    } else {
+        &[Stage::Pending, Stage::Firing]
+    };
+    let items = store.list(stages)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if json {
+        for (stage, r) in &items {
+            serde_json::to_writer(
+                &mut out,
+                &Row {
+                    stage: *stage,
+                    reminder: r,
+                },
+            )?;
+            out.write_all(b"\n")?;
+        }
+    } else if !items.is_empty() {
+        let w = items
+            .iter()
+            .map(|(_, r)| r.id.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
+        let whens: Vec<String> = items.iter().map(|(_, r)| r.when.to_string()).collect();
+        let ww = whens.iter().map(|s| s.len()).max().unwrap_or(4).max(4);
+        writeln!(
+            out,
+            "{:<w$}  {:<9}  {:<ww$}  MESSAGE",
+            "ID", "STATE", "WHEN"
+        )?;
+        for ((stage, r), when) in items.iter().zip(&whens) {
+            writeln!(
+                out,
+                "{:<w$}  {:<9}  {:<ww$}  {}",
+                r.id,
+                stage.dir(),
+                when,
+                r.message
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}

@@ -1,0 +1,66 @@
+//! The watcher: a small cron-like runner for the coordination commands.
+//!
+//! A rules file says what to run and when: on an interval, on a cron
+//! schedule, or when a file, directory, channel or task list changes.
+//! File notifications only wake the watcher; a cheap rescan of sizes,
+//! mtimes and inodes decides what changed, and a periodic rescan catches
+//! what notifications missed, so a lost event costs latency, not a run.
+//!
+//! ```text
+//! watch/rules        the rules file (default location)
+//! watch/LOCK         held by the one watcher of this state directory
+//! watch/state.json   per-rule state: last run, exit, fingerprint, counters
+//! watch/log          command output and watcher events, one line each
+//! ```
+
+pub mod engine;
+pub mod rules;
+pub mod scan;
+pub mod state;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+pub use rules::{Rule, Target, Trigger, parse_rules};
+
+/// The test-only clock: `MT_WATCH_NOW` (RFC 3339) fixes what the watcher
+/// thinks the time is, so schedules can be tested without waiting.
+pub const NOW_VAR: &str = "MT_WATCH_NOW";
+
+/// The current time, or the fixed time of `MT_WATCH_NOW`.
+pub fn now() -> DateTime<Utc> {
+    std::env::var(NOW_VAR)
+        .ok()
+        .and_then(|s| crate::time::parse_stamp(&s))
+        .unwrap_or_else(Utc::now)
+}
+
+/// The directory of a Claude Code task list:
+/// `<claude config dir>/tasks/<list>`.
+///
+/// Kept here, small, until the task library provides its own.
+pub fn task_dir(list: &str) -> Result<PathBuf> {
+    // List ids may be team names or session ids; refuse only what could
+    // leave the tasks directory.
+    if list.is_empty()
+        || list == "."
+        || list == ".."
+        || list.chars().any(|c| c == '/' || c.is_control())
+    {
+        return Err(crate::exit::fail(
+            crate::exit::DATAERR,
+            format!("invalid task list id {}", crate::names::quote(list)),
+        ));
+    }
+    Ok(crate::statedir::claude_config_dir()?
+        .join("tasks")
+        .join(list))
+}
+
+/// The task list named by `$CLAUDE_CODE_TASK_LIST_ID`, if set.
+pub fn env_task_list() -> Option<String> {
+    std::env::var("CLAUDE_CODE_TASK_LIST_ID")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
