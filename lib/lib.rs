@@ -16,3 +16,7 @@ pub mod record;
 pub mod statedir;
 pub mod time;
 pub mod wake;
+pub mod dirlock;
+pub mod jsondoc;
+pub mod mailbox;
+pub mod tasks;
