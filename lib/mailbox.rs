@@ -111,15 +111,17 @@ impl Mailbox {
         Ok(self.team_dir(team)?.join("config.json"))
     }
 
-    /// Append one message to `agent`'s inbox in `team`.
-    pub fn send(&self, team: &str, to: &str, msg: &NewMessage) -> Result<Outcome> {
+    /// Append one message to `agent`'s inbox in `team`; returns the outcome
+    /// and the entry as stored.
+    pub fn send(&self, team: &str, to: &str, msg: &NewMessage) -> Result<(Outcome, Json)> {
         let path = self.inbox_path(team, to)?;
         check_message(msg)?;
         let entry = msg.entry(&now_stamp());
-        self.modify(&path, |list| {
-            list.push(entry);
+        let out = self.modify(&path, |list| {
+            list.push(entry.clone());
             Ok(true)
-        })
+        })?;
+        Ok((out, entry))
     }
 
     /// The messages of an inbox, without locking (files are replaced whole,
@@ -281,12 +283,20 @@ pub struct MemberUpdate {
 }
 
 impl MemberUpdate {
+    /// A new member, fields in Claude Code's order (`apply` then fills in
+    /// what was given).
     fn new_entry(&self, team: &str) -> Obj {
-        Obj::new()
+        let mut o = Obj::new()
             .with("agentId", format!("{}@{team}", self.name))
             .with("name", self.name.as_str())
-            .with("agentType", "general-purpose")
-            .with("joinedAt", now_millis())
+            .with("agentType", "general-purpose");
+        if let Some(m) = &self.model {
+            o.set("model", m.as_str());
+        }
+        if let Some(c) = &self.color {
+            o.set("color", c.as_str());
+        }
+        o.with("joinedAt", now_millis())
             .with("tmuxPaneId", "")
             .with("cwd", "")
             .with("subscriptions", Json::Array(Vec::new()))
@@ -457,7 +467,7 @@ mod tests {
         let mut nm = msg("hi");
         nm.color = Some("blue".into());
         nm.summary = Some("greeting".into());
-        assert_eq!(m.send("t", "york", &nm).unwrap().count, 2);
+        assert_eq!(m.send("t", "york", &nm).unwrap().0.count, 2);
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("[\n  {\n    \"from\": \"x\",\n"), "{text}");
         assert!(text.contains("\"extra\": {\n      \"k\": 1\n    }"), "{text}");
@@ -474,7 +484,7 @@ mod tests {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, "[{\"from\":").unwrap();
         assert_eq!(crate::exit::code_of(&m.read("t", "york").unwrap_err()), DATAERR);
-        let out = m.send("t", "york", &msg("hi")).unwrap();
+        let (out, _) = m.send("t", "york", &msg("hi")).unwrap();
         let aside = out.quarantined.unwrap();
         assert_eq!(fs::read_to_string(&aside).unwrap(), "[{\"from\":");
         assert_eq!(m.read("t", "york").unwrap().len(), 1);

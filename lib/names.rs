@@ -87,7 +87,9 @@ pub fn check_claude<'a>(kind: &str, name: &'a str) -> anyhow::Result<&'a str> {
         None => Ok(name),
         Some(why) => {
             let fixed = claude_sanitize(name);
-            let hint = if claude_problem(&fixed).is_none() {
+            // No hint for what looks like a path: it is not a name at all.
+            let pathlike = name.contains('/') || name.starts_with('.');
+            let hint = if !pathlike && claude_problem(&fixed).is_none() {
                 format!(" (Claude Code would store it as {})", quote(&fixed))
             } else {
                 String::new()

@@ -9,6 +9,8 @@ pub mod channels;
 pub mod manpages;
 pub mod post;
 pub mod read;
+pub mod mail;
+pub mod task;
 
 /// Options every tool takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,7 +53,7 @@ impl Tool {
 
 /// Every tool, in the order mt(7) lists them.
 pub fn tools() -> Vec<Tool> {
-    vec![post::tool(), read::tool(), channels::tool()]
+    vec![post::tool(), read::tool(), channels::tool(), mail::tool(), task::tool()]
 }
 
 /// The EXIT STATUS text shared by the tools, with a first line of their own.
