@@ -156,7 +156,10 @@ static ASIDE: AtomicU32 = AtomicU32::new(0);
 
 /// Remove the stale lock directory `path` whose metadata was `seen`.
 fn break_stale(path: &Path, seen: &fs::Metadata) -> Result<()> {
-    let name = path.file_name().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
     let n = ASIDE.fetch_add(1, Ordering::Relaxed);
     let aside = path.with_file_name(format!(".{name}.stale.{}.{n}", std::process::id()));
     match fs::rename(path, &aside) {
@@ -189,7 +192,15 @@ fn put_back(aside: &Path, path: &Path) {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
     // Same directory, same inode: its holder's checks still pass. Never
     // replace a lock someone took meanwhile.
-    if renameat2(AT_FDCWD, aside, AT_FDCWD, path, RenameFlags::RENAME_NOREPLACE).is_err() {
+    if renameat2(
+        AT_FDCWD,
+        aside,
+        AT_FDCWD,
+        path,
+        RenameFlags::RENAME_NOREPLACE,
+    )
+    .is_err()
+    {
         let _ = DirBuilder::new().mode(0o700).create(path);
     }
 }
@@ -217,7 +228,8 @@ fn refresh(path: &Path, mark: &Mutex<Mark>) {
     // Hold the mark while touching, so `verify` never sees a half-done refresh.
     let mut want = mark.lock().unwrap_or_else(|e| e.into_inner());
     let ours = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && Mark::of(&m) == *want);
-    if ours && touch(path).is_ok()
+    if ours
+        && touch(path).is_ok()
         && let Ok(m) = fs::symlink_metadata(path)
     {
         *want = Mark::of(&m);
@@ -369,7 +381,9 @@ mod tests {
     fn holder_keeps_its_lock_fresh() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f.lock");
-        let l = try_acquire_every(&p, Duration::from_millis(10)).unwrap().unwrap();
+        let l = try_acquire_every(&p, Duration::from_millis(10))
+            .unwrap()
+            .unwrap();
         let first = fs::metadata(&p).unwrap().modified().unwrap();
         let give_up = Instant::now() + Duration::from_secs(10);
         while fs::metadata(&p).unwrap().modified().unwrap() == first {

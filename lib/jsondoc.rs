@@ -327,8 +327,9 @@ mod tests {
 
     #[test]
     fn pretty_matches_json_stringify() {
-        let v = parse(br#"[{"from":"a","text":"l1\nl2 \u001b \u00e9 \/","read":false,"e":[],"o":{}}]"#)
-            .unwrap();
+        let v =
+            parse(br#"[{"from":"a","text":"l1\nl2 \u001b \u00e9 \/","read":false,"e":[],"o":{}}]"#)
+                .unwrap();
         let want = "[\n  {\n    \"from\": \"a\",\n    \"text\": \"l1\\nl2 \\u001b \u{e9} /\",\n    \"read\": false,\n    \"e\": [],\n    \"o\": {}\n  }\n]";
         assert_eq!(String::from_utf8(pretty(&v)).unwrap(), want);
         assert_eq!(pretty(&Json::Array(vec![])), b"[]");

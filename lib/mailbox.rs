@@ -249,7 +249,10 @@ impl Mailbox {
             .get_mut("members")
             .and_then(Json::as_array_mut)
             .ok_or_else(|| {
-                fail(DATAERR, format!("{}: \"members\" is not an array", path.display()))
+                fail(
+                    DATAERR,
+                    format!("{}: \"members\" is not an array", path.display()),
+                )
             })?;
         let found = members
             .iter()
@@ -337,11 +340,18 @@ fn parse_config(path: &Path, bytes: &[u8]) -> Result<Obj> {
         Ok(Json::Object(o)) => Ok(o),
         Ok(other) => Err(fail(
             DATAERR,
-            format!("team config {} holds {}, not an object; left as it is", path.display(), other.kind()),
+            format!(
+                "team config {} holds {}, not an object; left as it is",
+                path.display(),
+                other.kind()
+            ),
         )),
         Err(e) => Err(fail(
             DATAERR,
-            format!("team config {} does not parse ({e}); left as it is", path.display()),
+            format!(
+                "team config {} does not parse ({e}); left as it is",
+                path.display()
+            ),
         )),
     }
 }
@@ -364,7 +374,11 @@ fn check_message(m: &NewMessage) -> Result<()> {
     // The sender is who a reply goes to, so it must be a valid agent name.
     names::check_claude("sender", &m.from)?;
     if let Some(c) = &m.color
-        && (c.is_empty() || c.len() > 32 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'#'))
+        && (c.is_empty()
+            || c.len() > 32
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'#'))
     {
         return Err(fail(DATAERR, format!("invalid color {}", names::quote(c))));
     }
@@ -462,18 +476,32 @@ mod tests {
         let (_d, m) = mailbox();
         let path = m.inbox_path("t", "york").unwrap();
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, r#"[{"from":"x","text":"old","timestamp":"t","read":true,"extra":{"k":1}}]"#)
-            .unwrap();
+        fs::write(
+            &path,
+            r#"[{"from":"x","text":"old","timestamp":"t","read":true,"extra":{"k":1}}]"#,
+        )
+        .unwrap();
         let mut nm = msg("hi");
         nm.color = Some("blue".into());
         nm.summary = Some("greeting".into());
         assert_eq!(m.send("t", "york", &nm).unwrap().0.count, 2);
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("[\n  {\n    \"from\": \"x\",\n"), "{text}");
-        assert!(text.contains("\"extra\": {\n      \"k\": 1\n    }"), "{text}");
+        assert!(
+            text.contains("\"extra\": {\n      \"k\": 1\n    }"),
+            "{text}"
+        );
         let list = m.read("t", "york").unwrap();
-        let keys: Vec<&str> = list[1].as_object().unwrap().iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["from", "text", "timestamp", "read", "color", "summary"]);
+        let keys: Vec<&str> = list[1]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            ["from", "text", "timestamp", "read", "color", "summary"]
+        );
         assert!(!dirlock::lock_path(&path).exists());
     }
 
@@ -483,7 +511,10 @@ mod tests {
         let path = m.inbox_path("t", "york").unwrap();
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, "[{\"from\":").unwrap();
-        assert_eq!(crate::exit::code_of(&m.read("t", "york").unwrap_err()), DATAERR);
+        assert_eq!(
+            crate::exit::code_of(&m.read("t", "york").unwrap_err()),
+            DATAERR
+        );
         let (out, _) = m.send("t", "york", &msg("hi")).unwrap();
         let aside = out.quarantined.unwrap();
         assert_eq!(fs::read_to_string(&aside).unwrap(), "[{\"from\":");
@@ -508,7 +539,10 @@ mod tests {
         };
         let (e, created) = m.upsert_member("t", &up2).unwrap();
         assert!(!created);
-        assert_eq!((e.str("model"), e.str("color")), (Some("sonnet"), Some("blue")));
+        assert_eq!(
+            (e.str("model"), e.str("color")),
+            (Some("sonnet"), Some("blue"))
+        );
         assert_eq!(m.members("t").unwrap().len(), 1);
     }
 }

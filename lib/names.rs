@@ -67,7 +67,10 @@ pub fn claude_problem(name: &str) -> Option<&'static str> {
     if name.len() > CLAUDE_MAX_LEN {
         return Some("it is longer than 128 characters");
     }
-    if !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
         return Some("only A-Z a-z 0-9 _ - are allowed");
     }
     None
@@ -76,7 +79,13 @@ pub fn claude_problem(name: &str) -> Option<&'static str> {
 /// The file name Claude Code makes of `name`.
 pub fn claude_sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -131,10 +140,25 @@ mod tests {
 
     #[test]
     fn claude_names() {
-        for n in ["team-lead", "My_Team", "0", "a5f0c1d2-0b1e-4c7a-9d1e-1234567890ab"] {
+        for n in [
+            "team-lead",
+            "My_Team",
+            "0",
+            "a5f0c1d2-0b1e-4c7a-9d1e-1234567890ab",
+        ] {
             assert!(claude_problem(n).is_none(), "{n}");
         }
-        for n in ["", ".", "..", "../x", "a/b", "a.json", "a b", "é", &"a".repeat(129)] {
+        for n in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a.json",
+            "a b",
+            "é",
+            &"a".repeat(129),
+        ] {
             assert!(claude_problem(n).is_some(), "{n:?}");
         }
         let e = check_claude("team", "my team").unwrap_err().to_string();

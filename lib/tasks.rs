@@ -78,7 +78,10 @@ pub fn parse_id(s: &str) -> Result<u64> {
         Ok(n) if n > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(fail(
             DATAERR,
-            format!("invalid task id {}: ids are whole numbers from 1, like 3", names::quote(s)),
+            format!(
+                "invalid task id {}: ids are whole numbers from 1, like 3",
+                names::quote(s)
+            ),
         )),
     }
 }
@@ -237,7 +240,12 @@ pub struct Skipped {
 
 impl fmt::Display for Skipped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "skipping {}: it does not parse ({})", self.path.display(), self.why)
+        write!(
+            f,
+            "skipping {}: it does not parse ({})",
+            self.path.display(),
+            self.why
+        )
     }
 }
 
@@ -261,7 +269,10 @@ impl Listing {
     pub fn open_blockers(&self, task: &Task) -> Vec<u64> {
         task.blocked_by()
             .into_iter()
-            .filter(|&b| self.get(b).is_none_or(|t| t.status() != Some(Status::Completed)))
+            .filter(|&b| {
+                self.get(b)
+                    .is_none_or(|t| t.status() != Some(Status::Completed))
+            })
             .collect()
     }
 
@@ -300,7 +311,11 @@ impl fmt::Display for Refusal {
             Refusal::Blocked { by } => {
                 let ids: Vec<String> = by.iter().map(u64::to_string).collect();
                 let s = if by.len() == 1 { "" } else { "s" };
-                write!(f, "it is blocked by task{s} {} (not completed)", ids.join(", "))
+                write!(
+                    f,
+                    "it is blocked by task{s} {} (not completed)",
+                    ids.join(", ")
+                )
             }
             Refusal::Status(s) => write!(f, "its status is {}", names::quote(s)),
         }
@@ -556,7 +571,9 @@ impl TaskList {
                     return Ok(false);
                 }
                 (Some(Status::Completed), _) => Some(Refusal::Completed),
-                (_, Some(a)) if a != owner => Some(Refusal::Claimed { owner: a.to_string() }),
+                (_, Some(a)) if a != owner => Some(Refusal::Claimed {
+                    owner: a.to_string(),
+                }),
                 (Some(Status::InProgress), _) => Some(Refusal::InProgress),
                 (Some(Status::Pending), _) if !open.is_empty() => {
                     Some(Refusal::Blocked { by: open.clone() })
@@ -673,7 +690,11 @@ impl TaskList {
     /// Under the task's own lock: re-read it, let `change` edit it, write it
     /// back when it reports a change. `None` when the task does not exist;
     /// exit 65 (and no write) when its file does not parse.
-    fn rewrite(&self, id: u64, change: impl FnOnce(&mut Obj) -> Result<bool>) -> Result<Option<Task>> {
+    fn rewrite(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut Obj) -> Result<bool>,
+    ) -> Result<Option<Task>> {
         let path = self.path(id);
         let lock = self.task_lock(id)?;
         let mut t = match read_task(&path, id)? {
@@ -682,7 +703,10 @@ impl TaskList {
             Some(Err(why)) => {
                 return Err(fail(
                     DATAERR,
-                    format!("task {id}: {} does not parse ({why}); left as it is", path.display()),
+                    format!(
+                        "task {id}: {} does not parse ({why}); left as it is",
+                        path.display()
+                    ),
                 ));
             }
         };
@@ -799,17 +823,29 @@ mod tests {
         assert!(matches!(l.claim(b.id, "york").unwrap(),
             Claim::Refused(Refusal::Blocked { by }) if by == [a.id]));
         assert!(matches!(l.claim(a.id, "york").unwrap(), Claim::Won(_)));
-        assert!(matches!(l.claim(a.id, "york").unwrap(), Claim::AlreadyYours(_)));
+        assert!(matches!(
+            l.claim(a.id, "york").unwrap(),
+            Claim::AlreadyYours(_)
+        ));
         assert!(matches!(l.claim(a.id, "park").unwrap(),
             Claim::Refused(Refusal::Claimed { owner }) if owner == "york"));
         l.complete(a.id).unwrap();
-        assert!(matches!(l.claim(a.id, "park").unwrap(), Claim::Refused(Refusal::Completed)));
+        assert!(matches!(
+            l.claim(a.id, "park").unwrap(),
+            Claim::Refused(Refusal::Completed)
+        ));
         let won = match l.claim(b.id, "park").unwrap() {
             Claim::Won(t) => t,
             other => panic!("{other:?}"),
         };
-        assert_eq!((won.owner(), won.status()), (Some("park"), Some(Status::InProgress)));
-        assert!(matches!(l.claim(99, "park").unwrap(), Claim::Refused(Refusal::Missing)));
+        assert_eq!(
+            (won.owner(), won.status()),
+            (Some("park"), Some(Status::InProgress))
+        );
+        assert!(matches!(
+            l.claim(99, "park").unwrap(),
+            Claim::Refused(Refusal::Missing)
+        ));
     }
 
     #[test]
@@ -832,7 +868,16 @@ mod tests {
 
     #[test]
     fn bad_ids_are_refused() {
-        for s in ["", "0", "x", "-1", "+1", "1.5", " 1", "99999999999999999999999"] {
+        for s in [
+            "",
+            "0",
+            "x",
+            "-1",
+            "+1",
+            "1.5",
+            " 1",
+            "99999999999999999999999",
+        ] {
             assert!(parse_id(s).is_err(), "{s:?}");
         }
         assert_eq!(parse_id("42").unwrap(), 42);

@@ -54,7 +54,11 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
 impl ClaudeArgs {
     /// Claude Code's directory: --claude-dir, $CLAUDE_CONFIG_DIR, ~/.claude.
     pub fn dir(&self) -> Result<PathBuf> {
-        match self.claude_dir.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        match self
+            .claude_dir
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             Some(p) => Ok(p.clone()),
             None => crate::statedir::claude_config_dir(),
         }
@@ -335,7 +339,10 @@ fn member(mb: &Mailbox, team: &str, a: MemberArgs) -> Result<u8> {
         if let Some(v) = v
             && v.chars().any(char::is_control)
         {
-            return Err(fail(DATAERR, format!("the {what} must be one line of text")));
+            return Err(fail(
+                DATAERR,
+                format!("the {what} must be one line of text"),
+            ));
         }
     }
     let up = MemberUpdate {
@@ -370,7 +377,12 @@ fn members(mb: &Mailbox, team: &str, a: MembersArgs) -> Result<u8> {
 }
 
 fn member_line(m: &Obj) -> String {
-    let f = |k: &str| m.str(k).filter(|s| !s.is_empty()).unwrap_or("-").to_string();
+    let f = |k: &str| {
+        m.str(k)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("-")
+            .to_string()
+    };
     format!(
         "{:<20} {:<18} {:<10} {:<8} {}",
         f("name"),

@@ -26,7 +26,12 @@ pub struct Args {
     pub cmd: Cmd,
 
     /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID)
-    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST", global = true)]
+    #[arg(
+        long,
+        env = "CLAUDE_CODE_TASK_LIST_ID",
+        value_name = "LIST",
+        global = true
+    )]
     pub list: Option<String>,
 
     #[command(flatten)]
@@ -62,7 +67,12 @@ pub struct Announce {
     pub announce: bool,
 
     /// Channel for --announce
-    #[arg(long, env = "MT_CHANNEL", default_value = "general", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
     pub channel: String,
 }
 
@@ -89,7 +99,12 @@ pub struct CreateArgs {
     pub active_form: Option<String>,
 
     /// Who creates it, for --announce
-    #[arg(long = "as", env = "MT_AGENT", default_value = "lead", value_name = "NAME")]
+    #[arg(
+        long = "as",
+        env = "MT_AGENT",
+        default_value = "lead",
+        value_name = "NAME"
+    )]
     pub by: String,
 
     /// Print the new task as one JSON line instead of its id
@@ -152,7 +167,12 @@ pub struct DoneArgs {
     pub id: String,
 
     /// Who completes it, for --announce
-    #[arg(long = "as", env = "MT_AGENT", default_value = "lead", value_name = "NAME")]
+    #[arg(
+        long = "as",
+        env = "MT_AGENT",
+        default_value = "lead",
+        value_name = "NAME"
+    )]
     pub by: String,
 
     #[command(flatten)]
@@ -371,7 +391,10 @@ impl Ctx {
     fn claim(&self, a: ClaimArgs) -> Result<u8> {
         let id = tasks::parse_id(&a.id)?;
         let Some(owner) = a.owner.filter(|s| !s.is_empty()) else {
-            return Err(fail(USAGE, "who claims it? give --as AGENT or set MT_AGENT"));
+            return Err(fail(
+                USAGE,
+                "who claims it? give --as AGENT or set MT_AGENT",
+            ));
         };
         match self.list.claim(id, &owner)? {
             Claim::Won(t) => {
@@ -458,7 +481,10 @@ impl Ctx {
             Ok(())
         })();
         if let Err(e) = res {
-            eprintln!("mt-task: warning: task {} was {verb}, but announcing it failed: {e:#}", t.id);
+            eprintln!(
+                "mt-task: warning: task {} was {verb}, but announcing it failed: {e:#}",
+                t.id
+            );
         }
     }
 }
