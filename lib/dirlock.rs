@@ -24,7 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::exit::{CANTCREAT, Coded, TEMPFAIL, fail};
@@ -77,7 +77,6 @@ impl Mark {
 #[derive(Debug)]
 struct Keeper {
     stop: Arc<(Mutex<bool>, Condvar)>,
-    handle: JoinHandle<()>,
 }
 
 /// Take the lock directory `path`, waiting up to `wait` while another
@@ -255,22 +254,26 @@ impl DirLock {
     fn keep_fresh(&self, every: Duration) -> Keeper {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (path, mark, stop2) = (self.path.clone(), self.mark.clone(), stop.clone());
-        let handle = thread::spawn(move || {
-            let (flag, cv) = &*stop2;
-            let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
-            // The flag is checked before each wait: a stop sent before this
-            // thread first ran must not be missed.
-            while !*stopped {
-                let (g, timeout) = cv
-                    .wait_timeout(stopped, every)
-                    .unwrap_or_else(|e| e.into_inner());
-                stopped = g;
-                if timeout.timed_out() && !*stopped {
-                    refresh(&path, &mark);
+        // Detached: see `unlock`. Without a thread (none could be made) the
+        // lock still works; it is only not refreshed.
+        let _ = thread::Builder::new()
+            .name("dirlock".into())
+            .spawn(move || {
+                let (flag, cv) = &*stop2;
+                let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
+                // The flag is checked before each wait: a stop sent before this
+                // thread first ran must not be missed.
+                while !*stopped {
+                    let (g, timeout) = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|e| e.into_inner());
+                    stopped = g;
+                    if timeout.timed_out() && !*stopped {
+                        refresh(&path, &mark);
+                    }
                 }
-            }
-        });
-        Keeper { stop, handle }
+            });
+        Keeper { stop }
     }
 
     pub fn path(&self) -> &Path {
@@ -305,11 +308,14 @@ impl DirLock {
             return Ok(());
         };
         {
+            // The keeper refreshes only while holding this mutex with the
+            // flag unset, so once the flag is set no refresh is under way or
+            // can start. It is not joined: waiting for it to be scheduled
+            // would cost a context switch; it ends on its own.
             let (flag, cv) = &*k.stop;
             *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
             cv.notify_one();
         }
-        let _ = k.handle.join();
         // Never remove a lock that another writer holds now.
         if still_ours(&self.path, &self.mark) {
             fs::remove_dir(&self.path)?;

@@ -117,9 +117,8 @@ impl Mailbox {
         let path = self.inbox_path(team, to)?;
         check_message(msg)?;
         let entry = msg.entry(&now_stamp());
-        let out = self.modify(&path, |list| {
-            list.push(entry.clone());
-            Ok(true)
+        let out = self.edit(&path, |bytes, n| {
+            Ok(Edit::Write(append(bytes, n, &entry)?, n + 1))
         })?;
         Ok((out, entry))
     }
@@ -154,6 +153,11 @@ impl Mailbox {
         deliver: impl FnOnce(&[&Json]) -> Result<()>,
     ) -> Result<(Outcome, usize)> {
         let path = self.inbox_path(team, agent)?;
+        // Reading must not create an inbox (nor its team directory).
+        if fs::symlink_metadata(&path).is_err() {
+            deliver(&[])?;
+            return Ok((Outcome::default(), 0));
+        }
         let mut taken = 0;
         let out = self.modify(&path, |list| {
             let picked: Vec<usize> = (0..list.len()).filter(|&i| select(&list[i])).collect();
@@ -180,22 +184,45 @@ impl Mailbox {
         path: &Path,
         change: impl FnOnce(&mut Vec<Json>) -> Result<bool>,
     ) -> Result<Outcome> {
+        self.edit(path, |bytes, _| {
+            let mut list = parse_inbox(&bytes).map_err(|why| fail(DATAERR, why))?;
+            if !change(&mut list)? {
+                return Ok(Edit::Keep(list.len()));
+            }
+            Ok(Edit::Write(jsondoc::pretty(&list), list.len()))
+        })
+    }
+
+    /// The locked read-change-write cycle on raw bytes. `change` gets the
+    /// inbox (checked to be an array; a bad one is moved aside first and
+    /// `change` sees `[]`) and its length.
+    fn edit(
+        &self,
+        path: &Path,
+        change: impl FnOnce(Vec<u8>, usize) -> Result<Edit>,
+    ) -> Result<Outcome> {
         let dir = path.parent().expect("inbox path has a parent");
         fsutil::ensure_dir(dir)?;
         create_empty(path)?;
         let lock = dirlock::acquire(&dirlock::lock_path(path), self.wait)
             .with_context(|| format!("cannot lock inbox {}", path.display()))?;
         let mut out = Outcome::default();
-        let bytes = read_if_exists(path)?.unwrap_or_default();
-        let mut list = match parse_inbox(&bytes) {
-            Ok(list) => list,
+        let mut bytes = read_if_exists(path)?.unwrap_or_default();
+        let len = match count_inbox(&bytes) {
+            Ok(n) => n,
             Err(_) => {
                 out.quarantined = Some(quarantine(path)?);
-                Vec::new()
+                bytes = b"[]".to_vec();
+                0
             }
         };
-        let changed = match change(&mut list) {
-            Ok(c) => c,
+        let new = match change(bytes, len) {
+            Ok(Edit::Keep(n)) if out.quarantined.is_some() => Some((b"[]".to_vec(), n)),
+            Ok(Edit::Keep(n)) => {
+                out.count = n;
+                None
+            }
+            Ok(Edit::Write(b, n)) => Some((b, n)),
             Err(e) => {
                 return Err(match &out.quarantined {
                     Some(q) => e.context(format!("the bad inbox was moved to {}", q.display())),
@@ -203,10 +230,10 @@ impl Mailbox {
                 });
             }
         };
-        out.count = list.len();
-        if changed || out.quarantined.is_some() {
+        if let Some((b, n)) = new {
+            out.count = n;
             lock.verify()?;
-            fsutil::write_atomic(path, &jsondoc::pretty(&list), self.durable)?;
+            fsutil::write_atomic(path, &b, self.durable)?;
         }
         lock.release()?;
         Ok(out)
@@ -390,6 +417,57 @@ fn check_message(m: &NewMessage) -> Result<()> {
     Ok(())
 }
 
+/// What a change to an inbox's bytes decided.
+enum Edit {
+    /// Leave the file as it is; it holds this many messages.
+    Keep(usize),
+    /// Replace it with these bytes, holding this many messages.
+    Write(Vec<u8>, usize),
+}
+
+/// The number of entries of valid inbox bytes, else why they are not an
+/// inbox. Cheaper than `parse_inbox`: nothing is built.
+fn count_inbox(bytes: &[u8]) -> std::result::Result<usize, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(0);
+    }
+    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(bytes)
+        .map(|v| v.len())
+        .map_err(|e| e.to_string())
+}
+
+/// The inbox `bytes` (valid, `n` entries) with `entry` appended, as
+/// `JSON.stringify(list, null, 2)` writes it. A file in that very form
+/// (what Claude Code and mt write) gets the entry spliced in before its
+/// closing bracket, without being parsed; any other form is rewritten
+/// whole.
+fn append(mut bytes: Vec<u8>, n: usize, entry: &Json) -> Result<Vec<u8>> {
+    const HEAD: &[u8] = b"[\n  {";
+    const TAIL: &[u8] = b"\n  }\n]";
+    if n == 0 {
+        return Ok(jsondoc::pretty(&[entry]));
+    }
+    if !(bytes.starts_with(HEAD) && bytes.ends_with(TAIL)) {
+        let mut list = parse_inbox(&bytes).map_err(|why| fail(DATAERR, why))?;
+        list.push(entry.clone());
+        return Ok(jsondoc::pretty(&list));
+    }
+    // Reuse the buffer just read: no second copy of a large inbox.
+    let item = jsondoc::pretty(entry);
+    bytes.truncate(bytes.len() - 2);
+    bytes.reserve(item.len() + item.len() / 4 + 8);
+    bytes.extend_from_slice(b",\n  ");
+    // Strings are escaped, so every raw newline is between tokens.
+    for &b in &item {
+        bytes.push(b);
+        if b == b'\n' {
+            bytes.extend_from_slice(b"  ");
+        }
+    }
+    bytes.extend_from_slice(b"\n]");
+    Ok(bytes)
+}
+
 /// Parse inbox bytes: an array (an empty file counts as `[]`: it holds
 /// nothing to lose), else the reason it is not one.
 pub fn parse_inbox(bytes: &[u8]) -> std::result::Result<Vec<Json>, String> {
@@ -503,6 +581,23 @@ mod tests {
             ["from", "text", "timestamp", "read", "color", "summary"]
         );
         assert!(!dirlock::lock_path(&path).exists());
+    }
+
+    #[test]
+    fn spliced_append_equals_a_full_rewrite() {
+        let e1 = msg("one\ntwo \"q\"").entry("t1");
+        let e2 = NewMessage {
+            color: Some("blue".into()),
+            ..msg("three")
+        }
+        .entry("t2");
+        let one = jsondoc::pretty(&[&e1]);
+        let two = append(one.clone(), 1, &e2).unwrap();
+        assert_eq!(two, jsondoc::pretty(&[&e1, &e2]));
+        // A compact file is rewritten in the canonical form.
+        let compact = jsondoc::compact(&[&e1]);
+        assert_eq!(append(compact.into_bytes(), 1, &e2).unwrap(), two);
+        assert_eq!(append(b"[]".to_vec(), 0, &e1).unwrap(), one);
     }
 
     #[test]

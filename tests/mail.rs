@@ -421,10 +421,15 @@ fn read_unread_and_mark_read() {
         .collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[2]["read"], false);
-    // A missing inbox reads as empty.
+    // A missing inbox reads as empty, and reading does not create it.
     env.mail(&["read", "--team", "demo", "--as", "nobody", "-q"])
         .assert()
         .code(1);
+    env.mail(&["read", "--team", "other", "--as", "nobody", "--mark-read"])
+        .assert()
+        .success()
+        .stdout("");
+    assert!(!env.claude().join("teams/other").exists());
 }
 
 #[test]

@@ -169,6 +169,13 @@ pub fn tool() -> Tool {
         "mt-mail",
         &[
             (
+                "COMMANDS",
+                "send --to AGENT [--from NAME] [--summary TEXT] [--color COLOR] [--json] [TEXT...]\tAppend one message to AGENT's inbox. The message is TEXT joined by spaces, or all of standard input. --from (default $MT_AGENT, else lead) is the name a reply goes to; --summary is a short preview; --json prints the stored message.
+read [--as AGENT] [--unread] [--mark-read] [--json] [-q]\tPrint the messages of AGENT's inbox (default $MT_AGENT), oldest first; unread ones are marked with *. --unread selects the unread ones; --mark-read marks what was printed as read, under the inbox lock and only once it is printed; -q prints nothing and exits 0 when a message is selected, 1 when none is. Without --mark-read nothing is locked or written.
+member NAME [--agent-type TYPE] [--model MODEL] [--color COLOR] [--cwd DIR] [--json]\tAdd NAME to the team's config.json (agentId NAME@TEAM), or update the given fields of the member of that name; other fields are kept. A missing config is created.
+members [--json]\tList the team's members: name, agent type, model, color, working directory; with --json, each as stored.",
+            ),
+            (
                 "EXAMPLES",
                 "Tell a teammate of team demo about a review, then read the answers:
   $ mt-mail send --team demo --to york --summary 'parser review' 'please review the parser'

@@ -217,6 +217,18 @@ pub fn tool() -> Tool {
         "mt-task",
         &[
             (
+                "COMMANDS",
+                "create SUBJECT... [--description TEXT] [--blocked-by ID,...] [--owner AGENT] [--active-form TEXT] [--json] [--announce]\tCreate a pending task and print its id. Each blocker must exist; its blocks list gains the new id.
+list [--status STATUS] [--available] [--owner AGENT] [--json]\tList tasks in id order: id, status, owner, subject and open blockers. --available keeps tasks anyone may claim now: pending, no owner, no open blocker. Files that do not parse are skipped with a warning.
+show ID [--json]\tShow one task; --json prints it exactly as stored.
+claim ID [--as AGENT] [--json] [--announce]\tUnder the list lock, make a pending task with no owner (or owned by AGENT) and no open blocker AGENT's and in_progress. Otherwise exit 1 saying why: claimed by whom, completed, blocked by which tasks, missing. Claiming again a task one already has succeeds.
+done ID [--announce]\tMark a task completed; tasks it blocked may become available.
+update ID [--status STATUS] [--owner AGENT] [--subject TEXT] [--description TEXT] [--active-form TEXT] [--json]\tChange the given fields and keep the others. --owner '' removes the owner.
+delete ID\tDelete a task and remove its id from the blocks and blockedBy of the others. Its id is not given out again.
+
+--announce posts an action record (\"claimed task 3: ...\") to the mt channel --channel (default $MT_CHANNEL, else general), as --as or $MT_AGENT. If that fails, the change stands and a warning is printed.",
+            ),
+            (
                 "EXAMPLES",
                 "Plan two tasks, the second waiting for the first:
   $ export CLAUDE_CODE_TASK_LIST_ID=demo
