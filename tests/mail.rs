@@ -251,6 +251,52 @@ fn stale_lock_is_broken_and_send_succeeds() {
 }
 
 #[test]
+fn many_senders_break_one_stale_lock_safely() {
+    let env = Arc::new(Env::new());
+    env.mail(&["send", "--team", "demo", "--to", "york", "first"])
+        .assert()
+        .success();
+    let inbox = env.inbox("demo", "york");
+    let lock = PathBuf::from(format!("{}.lock", inbox.display()));
+    fs::create_dir(&lock).unwrap();
+    set_mtime_ago(&lock, 60);
+    let gate = Arc::new(std::sync::Barrier::new(8));
+    let senders: Vec<_> = (0..8)
+        .map(|p| {
+            let (env, gate) = (env.clone(), gate.clone());
+            thread::spawn(move || {
+                gate.wait();
+                for i in 0..5 {
+                    let out = env
+                        .std()
+                        .args(["send", "--team", "demo", "--to", "york"])
+                        .arg(format!("s{p}-{i}"))
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let got = texts(&inbox);
+    assert_eq!(got.len(), 41, "{got:?}");
+    let unique: std::collections::HashSet<_> = got.iter().collect();
+    assert_eq!(unique.len(), 41);
+    let names: Vec<String> = fs::read_dir(inbox.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["york.json"], "no lock or stale copy left behind");
+}
+
+#[test]
 fn writes_claude_code_format_and_keeps_unknown_fields() {
     let env = Env::new();
     let inbox = env.inbox("demo", "york");
