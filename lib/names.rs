@@ -51,6 +51,66 @@ pub fn quote(s: &str) -> String {
     format!("{:?}{more}", shown)
 }
 
+/// Longest team, agent or task-list name accepted in Claude Code's directory.
+pub const CLAUDE_MAX_LEN: usize = 128;
+
+/// Why `name` cannot name a team, agent or task list in Claude Code's
+/// directory, or `None` when it can. Claude Code turns every character
+/// outside `A-Z a-z 0-9 _ -` into `-` when it makes a path of a name; mt
+/// accepts exactly the names that this leaves unchanged (so mt and Claude
+/// Code agree on the file) and refuses the rest rather than rewrite them
+/// silently. Without `.` and `/`, such a name cannot leave its directory.
+pub fn claude_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("it is empty");
+    }
+    if name.len() > CLAUDE_MAX_LEN {
+        return Some("it is longer than 128 characters");
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
+        return Some("only A-Z a-z 0-9 _ - are allowed");
+    }
+    None
+}
+
+/// The file name Claude Code makes of `name`.
+pub fn claude_sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Check a team, agent or task-list name (`kind`) for Claude Code's
+/// directory; the error (exit 65) says what Claude Code would call it.
+pub fn check_claude<'a>(kind: &str, name: &'a str) -> anyhow::Result<&'a str> {
+    match claude_problem(name) {
+        None => Ok(name),
+        Some(why) => {
+            let fixed = claude_sanitize(name);
+            // No hint for what looks like a path: it is not a name at all.
+            let pathlike = name.contains('/') || name.starts_with('.');
+            let hint = if !pathlike && claude_problem(&fixed).is_none() {
+                format!(" (Claude Code would store it as {})", quote(&fixed))
+            } else {
+                String::new()
+            };
+            Err(fail(
+                DATAERR,
+                format!("invalid {kind} name {}: {why}{hint}", quote(name)),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +146,32 @@ mod tests {
     fn error_quotes_control_characters() {
         let e = check("channel", "a\x1bb").unwrap_err();
         assert!(e.to_string().contains("\\u{1b}"), "{e}");
+    }
+
+    #[test]
+    fn claude_names() {
+        for n in [
+            "team-lead",
+            "My_Team",
+            "0",
+            "a5f0c1d2-0b1e-4c7a-9d1e-1234567890ab",
+        ] {
+            assert!(claude_problem(n).is_none(), "{n}");
+        }
+        for n in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a.json",
+            "a b",
+            "é",
+            &"a".repeat(129),
+        ] {
+            assert!(claude_problem(n).is_some(), "{n:?}");
+        }
+        let e = check_claude("team", "my team").unwrap_err().to_string();
+        assert!(e.contains("\"my-team\""), "{e}");
     }
 }

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 pub mod channels;
 pub mod hook;
 pub mod hooks;
+pub mod mail;
 pub mod manpages;
 pub mod post;
 pub mod read;
 pub mod remind;
+pub mod task;
 pub mod watch;
 pub mod worktree;
 
@@ -62,6 +64,8 @@ pub fn tools() -> Vec<Tool> {
         channels::tool(),
         hook::tool(),
         hooks::tool(),
+        mail::tool(),
+        task::tool(),
         worktree::tool(),
         watch::tool(),
         remind::tool(),

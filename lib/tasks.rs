@@ -1,0 +1,885 @@
+//! Claude Code's shared task list: `$CLAUDE_CONFIG_DIR/tasks/<list>/`.
+//!
+//! One pretty-printed JSON file per task (`<id>.json`, ids `"1"`, `"2"` …),
+//! `.highwatermark` holding the largest id ever assigned, and Claude Code's
+//! lock directories: `.lock.lock` for the whole list (beside the empty file
+//! `.lock`), `<id>.json.lock` for one task. Changes that involve several
+//! files or depend on other tasks (create, claim, delete) run under the list
+//! lock; every rewrite of a task file also holds that task's lock, so
+//! Claude Code's per-task updates are excluded too. Files are replaced by
+//! atomic rename, keep the fields mt does not know, and a file that does not
+//! parse is skipped with a warning and never rewritten.
+//!
+//! Other tools use this module directly:
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use mt::tasks::{Claim, NewTask, TaskList};
+//! let list = TaskList::from_env(Some("demo"))?;
+//! let t = list.create(&NewTask::new("Write the parser"))?;
+//! match list.claim(t.id, "york")? {
+//!     Claim::Won(t) | Claim::AlreadyYours(t) => println!("working on {}", t.subject()),
+//!     Claim::Refused(why) => println!("not mine: {why}"),
+//! }
+//! for t in list.available()? {
+//!     println!("{} {}", t.id, t.subject());
+//! }
+//! # Ok(()) }
+//! ```
+
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::dirlock::{self, DEFAULT_WAIT, DirLock};
+use crate::exit::{CANTCREAT, Coded, DATAERR, NO, USAGE, fail};
+use crate::fsutil;
+use crate::jsondoc::{self, Json, Obj};
+use crate::names;
+
+/// A task's status as Claude Code writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    InProgress,
+    Completed,
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Pending, Status::InProgress, Status::Completed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::InProgress => "in_progress",
+            Status::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parse a task id given by a user: a decimal number from 1 (exit 65
+/// otherwise).
+pub fn parse_id(s: &str) -> Result<u64> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(fail(
+            DATAERR,
+            format!(
+                "invalid task id {}: ids are whole numbers from 1, like 3",
+                names::quote(s)
+            ),
+        )),
+    }
+}
+
+/// An id as found in a file: `"3"` (Claude Code) or `3`.
+fn id_of(v: &Json) -> Option<u64> {
+    match v {
+        Json::String(s) => s.parse().ok().filter(|&n| n > 0),
+        other => other.as_u64().filter(|&n| n > 0),
+    }
+}
+
+/// One task: its id and the whole stored object, unknown fields included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: u64,
+    pub doc: Obj,
+}
+
+impl Task {
+    pub fn subject(&self) -> &str {
+        self.doc.str("subject").unwrap_or("")
+    }
+
+    pub fn description(&self) -> &str {
+        self.doc.str("description").unwrap_or("")
+    }
+
+    pub fn active_form(&self) -> Option<&str> {
+        self.doc.str("activeForm")
+    }
+
+    /// The status string as stored (Claude Code may add new ones).
+    pub fn status_str(&self) -> &str {
+        self.doc.str("status").unwrap_or("")
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        Status::parse(self.status_str())
+    }
+
+    /// The owner, when there is one (an empty string means none).
+    pub fn owner(&self) -> Option<&str> {
+        self.doc.str("owner").filter(|s| !s.is_empty())
+    }
+
+    pub fn blocks(&self) -> Vec<u64> {
+        self.ids("blocks")
+    }
+
+    pub fn blocked_by(&self) -> Vec<u64> {
+        self.ids("blockedBy")
+    }
+
+    fn ids(&self, key: &str) -> Vec<u64> {
+        self.doc
+            .get(key)
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(id_of).collect())
+            .unwrap_or_default()
+    }
+
+    /// The task as one line of JSON, exactly its stored fields.
+    pub fn to_json(&self) -> String {
+        jsondoc::compact(&self.doc)
+    }
+}
+
+/// What a new task says.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub subject: String,
+    pub description: String,
+    pub active_form: Option<String>,
+    pub owner: Option<String>,
+    pub blocked_by: Vec<u64>,
+    /// Stored as the task's `metadata` when set (an object).
+    pub metadata: Option<Obj>,
+}
+
+impl NewTask {
+    pub fn new(subject: impl Into<String>) -> NewTask {
+        NewTask {
+            subject: subject.into(),
+            ..NewTask::default()
+        }
+    }
+
+    /// The stored object, fields in Claude Code's order.
+    fn doc(&self, id: u64, blocked_by: &[u64]) -> Obj {
+        let mut o = Obj::new()
+            .with("id", id.to_string())
+            .with("subject", self.subject.as_str())
+            .with("description", self.description.as_str());
+        if let Some(f) = &self.active_form {
+            o.set("activeForm", f.as_str());
+        }
+        if let Some(a) = &self.owner {
+            o.set("owner", a.as_str());
+        }
+        o.set("status", Status::Pending.as_str());
+        o.set("blocks", Json::Array(Vec::new()));
+        o.set("blockedBy", id_array(blocked_by));
+        if let Some(m) = &self.metadata {
+            o.set("metadata", m.clone());
+        }
+        o
+    }
+}
+
+fn id_array(ids: &[u64]) -> Json {
+    Json::Array(ids.iter().map(|i| Json::from(i.to_string())).collect())
+}
+
+/// Changes to a task; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TaskUpdate {
+    pub status: Option<Status>,
+    /// `Some("")` removes the owner.
+    pub owner: Option<String>,
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub active_form: Option<String>,
+}
+
+impl TaskUpdate {
+    fn apply(&self, o: &mut Obj) {
+        if let Some(s) = &self.subject {
+            o.set("subject", s.as_str());
+        }
+        if let Some(d) = &self.description {
+            o.set("description", d.as_str());
+        }
+        if let Some(f) = &self.active_form {
+            o.set("activeForm", f.as_str());
+        }
+        match self.owner.as_deref() {
+            Some("") => {
+                o.remove("owner");
+            }
+            Some(a) => o.set("owner", a),
+            None => {}
+        }
+        if let Some(s) = self.status {
+            o.set("status", s.as_str());
+        }
+    }
+}
+
+/// A task file that was skipped because it does not parse.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "skipping {}: it does not parse ({})",
+            self.path.display(),
+            self.why
+        )
+    }
+}
+
+/// Every task of a list, in id order, and the files that were skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub tasks: Vec<Task>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Listing {
+    pub fn get(&self, id: u64) -> Option<&Task> {
+        self.tasks
+            .binary_search_by_key(&id, |t| t.id)
+            .ok()
+            .map(|i| &self.tasks[i])
+    }
+
+    /// The blockers of `task` that are not completed (a missing or
+    /// unreadable blocker counts as not completed).
+    pub fn open_blockers(&self, task: &Task) -> Vec<u64> {
+        task.blocked_by()
+            .into_iter()
+            .filter(|&b| {
+                self.get(b)
+                    .is_none_or(|t| t.status() != Some(Status::Completed))
+            })
+            .collect()
+    }
+
+    /// Pending, without owner, and no open blocker.
+    pub fn is_available(&self, task: &Task) -> bool {
+        task.status() == Some(Status::Pending)
+            && task.owner().is_none()
+            && self.open_blockers(task).is_empty()
+    }
+
+    pub fn available(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().filter(|t| self.is_available(t))
+    }
+}
+
+/// Why a claim was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    Missing,
+    Unreadable(String),
+    Completed,
+    Claimed { owner: String },
+    InProgress,
+    Blocked { by: Vec<u64> },
+    Status(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Missing => f.write_str("there is no such task"),
+            Refusal::Unreadable(why) => write!(f, "its file does not parse ({why})"),
+            Refusal::Completed => f.write_str("it is already completed"),
+            Refusal::Claimed { owner } => write!(f, "it is already claimed by {owner}"),
+            Refusal::InProgress => f.write_str("it is already in progress"),
+            Refusal::Blocked { by } => {
+                let ids: Vec<String> = by.iter().map(u64::to_string).collect();
+                let s = if by.len() == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "it is blocked by task{s} {} (not completed)",
+                    ids.join(", ")
+                )
+            }
+            Refusal::Status(s) => write!(f, "its status is {}", names::quote(s)),
+        }
+    }
+}
+
+/// The result of a claim.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The task is now ours: owner set, status in_progress.
+    Won(Task),
+    /// It already was ours and in progress; nothing changed.
+    AlreadyYours(Task),
+    Refused(Refusal),
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub task: Option<Task>,
+    /// Other tasks whose `blocks`/`blockedBy` lost the id.
+    pub updated: Vec<u64>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// One task list.
+#[derive(Debug, Clone)]
+pub struct TaskList {
+    name: String,
+    dir: PathBuf,
+    wait: Duration,
+    durable: bool,
+}
+
+impl TaskList {
+    /// The list `name` under Claude Code's directory `config_dir`.
+    pub fn new(config_dir: &Path, name: &str) -> Result<TaskList> {
+        names::check_claude("task list", name)?;
+        Ok(TaskList {
+            name: name.to_string(),
+            dir: config_dir.join("tasks").join(name),
+            wait: DEFAULT_WAIT,
+            durable: fsutil::fsync_enabled(),
+        })
+    }
+
+    /// The list `name`, else `$CLAUDE_CODE_TASK_LIST_ID`, under
+    /// `$CLAUDE_CONFIG_DIR` (else `~/.claude`).
+    pub fn from_env(name: Option<&str>) -> Result<TaskList> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => list_from_env()?,
+        };
+        TaskList::new(&crate::statedir::claude_config_dir()?, &name)
+    }
+
+    /// How long a writer waits for a busy lock before exit 75.
+    pub fn with_wait(mut self, wait: Duration) -> TaskList {
+        self.wait = wait;
+        self
+    }
+
+    /// Whether replaced files are synced (default: unless MT_FSYNC=0).
+    pub fn with_durable(mut self, durable: bool) -> TaskList {
+        self.durable = durable;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<dir>/<id>.json`.
+    pub fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn hwm_path(&self) -> PathBuf {
+        self.dir.join(".highwatermark")
+    }
+
+    /// One task; `None` when it does not exist, exit 65 when its file does
+    /// not parse.
+    pub fn load(&self, id: u64) -> Result<Option<Task>> {
+        let path = self.path(id);
+        match read_task(&path, id)? {
+            None => Ok(None),
+            Some(Ok(t)) => Ok(Some(t)),
+            Some(Err(why)) => Err(fail(
+                DATAERR,
+                format!("task {id}: {} does not parse ({why})", path.display()),
+            )),
+        }
+    }
+
+    /// Like `load`, but a missing task is an error (exit 1).
+    pub fn get(&self, id: u64) -> Result<Task> {
+        self.load(id)?.ok_or_else(|| self.missing(id))
+    }
+
+    fn missing(&self, id: u64) -> anyhow::Error {
+        fail(NO, format!("no task {id} in task list {}", self.name))
+    }
+
+    /// Every task, in id order. No lock: files are replaced whole.
+    pub fn list(&self) -> Result<Listing> {
+        let mut out = Listing::default();
+        for id in self.ids()? {
+            let path = self.path(id);
+            match read_task(&path, id)? {
+                None => {}
+                Some(Ok(t)) => out.tasks.push(t),
+                Some(Err(why)) => out.skipped.push(Skipped { path, why }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tasks anyone may claim now.
+    pub fn available(&self) -> Result<Vec<Task>> {
+        let l = self.list()?;
+        Ok(l.available().cloned().collect())
+    }
+
+    /// The ids of the task files present, sorted.
+    pub fn ids(&self) -> Result<Vec<u64>> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot list {}", self.dir.display()));
+            }
+        };
+        let mut ids = Vec::new();
+        for ent in rd {
+            let ent = ent.with_context(|| format!("cannot list {}", self.dir.display()))?;
+            let name = ent.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            // Only names Claude Code writes: "3.json", not "03.json".
+            if let Ok(n) = stem.parse::<u64>()
+                && n > 0
+                && n.to_string() == stem
+            {
+                ids.push(n);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The high-water mark: the largest id ever assigned, as recorded.
+    pub fn high_water_mark(&self) -> Result<u64> {
+        match fs::read_to_string(self.hwm_path()) {
+            Ok(s) => s.trim().parse::<u64>().map_err(|_| {
+                fail(
+                    DATAERR,
+                    format!(
+                        "{} does not hold a number ({}); fix it or remove it",
+                        self.hwm_path().display(),
+                        names::quote(s.trim())
+                    ),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.hwm_path().display())),
+        }
+    }
+
+    /// Take the list lock, creating the directory and `.lock` as needed.
+    pub fn lock(&self) -> Result<DirLock> {
+        fsutil::ensure_dir(&self.dir)?;
+        let marker = self.dir.join(".lock");
+        fsutil::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&marker)
+            .with_context(|| format!("cannot create {}", marker.display()))
+            .code(CANTCREAT)?;
+        dirlock::acquire(&dirlock::lock_path(&marker), self.wait)
+            .with_context(|| format!("cannot lock task list {}", self.name))
+    }
+
+    /// Create a task; its id is one more than both the largest task file id
+    /// and the high-water mark. Blockers must exist and are told that the
+    /// new task waits for them (their `blocks`).
+    pub fn create(&self, new: &NewTask) -> Result<Task> {
+        check_text("subject", &new.subject, false)?;
+        check_text("description", &new.description, true)?;
+        if let Some(a) = &new.owner {
+            names::check_claude("owner", a)?;
+        }
+        let blockers: Vec<u64> = new
+            .blocked_by
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let lock = self.lock()?;
+        for &b in &blockers {
+            self.get(b)
+                .with_context(|| format!("cannot make the new task wait for task {b}"))
+                .map_err(|e| coded_as(e, DATAERR))?;
+        }
+        let largest_file = self.ids()?.last().copied().unwrap_or(0);
+        let id = largest_file.max(self.high_water_mark()?) + 1;
+        let task = Task {
+            id,
+            doc: new.doc(id, &blockers),
+        };
+        lock.verify()?;
+        self.write(&self.path(id), &task.doc)?;
+        fsutil::write_atomic(&self.hwm_path(), id.to_string().as_bytes(), self.durable)?;
+        for &b in &blockers {
+            self.rewrite(b, |o| Ok(add_id(o, "blocks", id)))?;
+        }
+        lock.release()?;
+        Ok(task)
+    }
+
+    /// Claim a task for `owner`, atomically under the list lock: a pending
+    /// task with no owner (or owned by `owner`) and no open blocker becomes
+    /// `in_progress` with that owner.
+    pub fn claim(&self, id: u64, owner: &str) -> Result<Claim> {
+        names::check_claude("owner", owner)?;
+        let lock = self.lock()?;
+        let current = match read_task(&self.path(id), id)? {
+            None => return Ok(Claim::Refused(Refusal::Missing)),
+            Some(Err(why)) => return Ok(Claim::Refused(Refusal::Unreadable(why))),
+            Some(Ok(t)) => t,
+        };
+        let mut open = Vec::new();
+        for b in current.blocked_by() {
+            let done = matches!(read_task(&self.path(b), b)?,
+                Some(Ok(t)) if t.status() == Some(Status::Completed));
+            if !done {
+                open.push(b);
+            }
+        }
+        let mut outcome = None;
+        let written = self.rewrite(id, |o| {
+            let t = Task { id, doc: o.clone() };
+            let refusal = match (t.status(), t.owner()) {
+                (Some(Status::InProgress), Some(a)) if a == owner => {
+                    outcome = Some(Claim::AlreadyYours(t));
+                    return Ok(false);
+                }
+                (Some(Status::Completed), _) => Some(Refusal::Completed),
+                (_, Some(a)) if a != owner => Some(Refusal::Claimed {
+                    owner: a.to_string(),
+                }),
+                (Some(Status::InProgress), _) => Some(Refusal::InProgress),
+                (Some(Status::Pending), _) if !open.is_empty() => {
+                    Some(Refusal::Blocked { by: open.clone() })
+                }
+                (Some(Status::Pending), _) => None,
+                (None, _) => Some(Refusal::Status(t.status_str().to_string())),
+            };
+            if let Some(r) = refusal {
+                outcome = Some(Claim::Refused(r));
+                return Ok(false);
+            }
+            o.set("owner", owner);
+            o.set("status", Status::InProgress.as_str());
+            Ok(true)
+        })?;
+        lock.release()?;
+        Ok(match (outcome, written) {
+            (Some(c), _) => c,
+            (None, Some(t)) => Claim::Won(t),
+            (None, None) => Claim::Refused(Refusal::Missing),
+        })
+    }
+
+    /// Set a task's status.
+    pub fn set_status(&self, id: u64, status: Status) -> Result<Task> {
+        self.update(
+            id,
+            &TaskUpdate {
+                status: Some(status),
+                ..TaskUpdate::default()
+            },
+        )
+    }
+
+    /// Mark a task completed.
+    pub fn complete(&self, id: u64) -> Result<Task> {
+        self.set_status(id, Status::Completed)
+    }
+
+    /// Change a task's fields (exit 1 when it does not exist).
+    pub fn update(&self, id: u64, u: &TaskUpdate) -> Result<Task> {
+        if let Some(s) = &u.subject {
+            check_text("subject", s, false)?;
+        }
+        if let Some(d) = &u.description {
+            check_text("description", d, true)?;
+        }
+        if let Some(f) = &u.active_form {
+            check_text("active form", f, true)?;
+        }
+        if let Some(a) = u.owner.as_deref().filter(|a| !a.is_empty()) {
+            names::check_claude("owner", a)?;
+        }
+        let lock = self.lock()?;
+        let t = self.rewrite(id, |o| {
+            let before = o.clone();
+            u.apply(o);
+            Ok(*o != before)
+        })?;
+        lock.release()?;
+        t.ok_or_else(|| self.missing(id))
+    }
+
+    /// Delete a task and remove its id from other tasks' `blocks` and
+    /// `blockedBy`. The high-water mark keeps the id from being reused.
+    pub fn delete(&self, id: u64) -> Result<Deleted> {
+        let lock = self.lock()?;
+        let path = self.path(id);
+        let task_lock = self.task_lock(id)?;
+        let task = match read_task(&path, id)? {
+            None => return Err(self.missing(id)),
+            Some(t) => t.ok(),
+        };
+        task_lock.verify()?;
+        fs::remove_file(&path)
+            .with_context(|| format!("cannot delete {}", path.display()))
+            .code(CANTCREAT)?;
+        task_lock.release()?;
+        if id > self.high_water_mark().unwrap_or(0) {
+            fsutil::write_atomic(&self.hwm_path(), id.to_string().as_bytes(), self.durable)?;
+        }
+        let listing = self.list()?;
+        let mut updated = Vec::new();
+        for t in &listing.tasks {
+            if !(t.blocks().contains(&id) || t.blocked_by().contains(&id)) {
+                continue;
+            }
+            let changed = self.rewrite(t.id, |o| {
+                let a = remove_id(o, "blocks", id);
+                let b = remove_id(o, "blockedBy", id);
+                Ok(a || b)
+            });
+            match changed {
+                Ok(Some(_)) => updated.push(t.id),
+                Ok(None) => {}
+                // A task that stopped parsing meanwhile is left as it is.
+                Err(e) if crate::exit::code_of(&e) == DATAERR => {}
+                Err(e) => return Err(e),
+            }
+        }
+        lock.release()?;
+        Ok(Deleted {
+            task,
+            updated,
+            skipped: listing.skipped,
+        })
+    }
+
+    fn task_lock(&self, id: u64) -> Result<DirLock> {
+        dirlock::acquire(&dirlock::lock_path(&self.path(id)), self.wait)
+            .with_context(|| format!("cannot lock task {id} of list {}", self.name))
+    }
+
+    /// Under the task's own lock: re-read it, let `change` edit it, write it
+    /// back when it reports a change. `None` when the task does not exist;
+    /// exit 65 (and no write) when its file does not parse.
+    fn rewrite(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut Obj) -> Result<bool>,
+    ) -> Result<Option<Task>> {
+        let path = self.path(id);
+        let lock = self.task_lock(id)?;
+        let mut t = match read_task(&path, id)? {
+            None => return Ok(None),
+            Some(Ok(t)) => t,
+            Some(Err(why)) => {
+                return Err(fail(
+                    DATAERR,
+                    format!(
+                        "task {id}: {} does not parse ({why}); left as it is",
+                        path.display()
+                    ),
+                ));
+            }
+        };
+        if change(&mut t.doc)? {
+            lock.verify()?;
+            self.write(&path, &t.doc)?;
+        }
+        lock.release()?;
+        Ok(Some(t))
+    }
+
+    fn write(&self, path: &Path, doc: &Obj) -> Result<()> {
+        fsutil::write_atomic(path, &jsondoc::pretty(doc), self.durable)
+    }
+}
+
+/// `$CLAUDE_CODE_TASK_LIST_ID`, or a usage error saying how to name a list.
+pub fn list_from_env() -> Result<String> {
+    std::env::var("CLAUDE_CODE_TASK_LIST_ID")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            fail(
+                USAGE,
+                "no task list: give --list NAME or set CLAUDE_CODE_TASK_LIST_ID",
+            )
+        })
+}
+
+/// Give an error a different exit code, keeping its message.
+fn coded_as(e: anyhow::Error, code: u8) -> anyhow::Error {
+    fail(code, format!("{e:#}"))
+}
+
+fn check_text(what: &str, s: &str, empty_ok: bool) -> Result<()> {
+    if !empty_ok && s.trim().is_empty() {
+        return Err(fail(DATAERR, format!("the {what} is empty")));
+    }
+    if s.len() > crate::channel::DEFAULT_MAX_MESSAGE {
+        return Err(fail(DATAERR, format!("the {what} is longer than 1 MiB")));
+    }
+    Ok(())
+}
+
+fn add_id(o: &mut Obj, key: &str, id: u64) -> bool {
+    if !matches!(o.get(key), Some(Json::Array(_))) {
+        o.set(key, Json::Array(Vec::new()));
+    }
+    let a = o.get_mut(key).and_then(Json::as_array_mut).expect("array");
+    if a.iter().any(|v| id_of(v) == Some(id)) {
+        return false;
+    }
+    a.push(Json::from(id.to_string()));
+    true
+}
+
+fn remove_id(o: &mut Obj, key: &str, id: u64) -> bool {
+    let Some(a) = o.get_mut(key).and_then(Json::as_array_mut) else {
+        return false;
+    };
+    let before = a.len();
+    a.retain(|v| id_of(v) != Some(id));
+    a.len() != before
+}
+
+/// Read one task file: `None` when missing, `Some(Err(why))` when it does
+/// not parse as a task object.
+fn read_task(path: &Path, id: u64) -> Result<Option<std::result::Result<Task, String>>> {
+    let bytes = match fsutil::open_read(path).and_then(|mut f| {
+        let mut b = Vec::new();
+        io::Read::read_to_end(&mut f, &mut b).map(|_| b)
+    }) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    Ok(Some(match jsondoc::parse(&bytes) {
+        Ok(Json::Object(doc)) => Ok(Task { id, doc }),
+        Ok(other) => Err(format!("it holds {}, not an object", other.kind())),
+        Err(e) => Err(e.to_string()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list() -> (tempfile::TempDir, TaskList) {
+        let d = tempfile::tempdir().unwrap();
+        let l = TaskList::new(d.path(), "demo").unwrap().with_durable(false);
+        (d, l)
+    }
+
+    #[test]
+    fn ids_follow_the_high_water_mark() {
+        let (_d, l) = list();
+        assert_eq!(l.create(&NewTask::new("a")).unwrap().id, 1);
+        assert_eq!(l.create(&NewTask::new("b")).unwrap().id, 2);
+        l.delete(2).unwrap();
+        assert_eq!(l.high_water_mark().unwrap(), 2);
+        assert_eq!(l.create(&NewTask::new("c")).unwrap().id, 3);
+        fs::write(l.path(9), r#"{"id":"9"}"#).unwrap();
+        assert_eq!(l.create(&NewTask::new("d")).unwrap().id, 10);
+    }
+
+    #[test]
+    fn claim_respects_blockers_and_owners() {
+        let (_d, l) = list();
+        let a = l.create(&NewTask::new("a")).unwrap();
+        let mut nb = NewTask::new("b");
+        nb.blocked_by = vec![a.id];
+        let b = l.create(&nb).unwrap();
+        assert_eq!(l.get(a.id).unwrap().blocks(), [b.id]);
+        assert!(matches!(l.claim(b.id, "york").unwrap(),
+            Claim::Refused(Refusal::Blocked { by }) if by == [a.id]));
+        assert!(matches!(l.claim(a.id, "york").unwrap(), Claim::Won(_)));
+        assert!(matches!(
+            l.claim(a.id, "york").unwrap(),
+            Claim::AlreadyYours(_)
+        ));
+        assert!(matches!(l.claim(a.id, "park").unwrap(),
+            Claim::Refused(Refusal::Claimed { owner }) if owner == "york"));
+        l.complete(a.id).unwrap();
+        assert!(matches!(
+            l.claim(a.id, "park").unwrap(),
+            Claim::Refused(Refusal::Completed)
+        ));
+        let won = match l.claim(b.id, "park").unwrap() {
+            Claim::Won(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (won.owner(), won.status()),
+            (Some("park"), Some(Status::InProgress))
+        );
+        assert!(matches!(
+            l.claim(99, "park").unwrap(),
+            Claim::Refused(Refusal::Missing)
+        ));
+    }
+
+    #[test]
+    fn delete_cleans_links_and_keeps_unknown_fields() {
+        let (_d, l) = list();
+        let a = l.create(&NewTask::new("a")).unwrap();
+        let mut nb = NewTask::new("b");
+        nb.blocked_by = vec![a.id];
+        let b = l.create(&nb).unwrap();
+        let text = fs::read_to_string(l.path(b.id)).unwrap();
+        let text = text.replacen("{", "{\n  \"x-extra\": [1, {\"k\": true}],", 1);
+        fs::write(l.path(b.id), text).unwrap();
+        let d = l.delete(a.id).unwrap();
+        assert_eq!(d.updated, [b.id]);
+        let b2 = l.get(b.id).unwrap();
+        assert!(b2.blocked_by().is_empty());
+        assert_eq!(b2.doc.iter().next().unwrap().0, "x-extra");
+        assert!(l.list().unwrap().available().any(|t| t.id == b.id));
+    }
+
+    #[test]
+    fn bad_ids_are_refused() {
+        for s in [
+            "",
+            "0",
+            "x",
+            "-1",
+            "+1",
+            "1.5",
+            " 1",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_id(s).is_err(), "{s:?}");
+        }
+        assert_eq!(parse_id("42").unwrap(), 42);
+    }
+}
