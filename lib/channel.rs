@@ -83,12 +83,14 @@ pub struct WriteOptions {
 impl WriteOptions {
     pub fn from_env() -> Result<WriteOptions> {
         let segment_bytes = match std::env::var("MT_SEGMENT_BYTES") {
-            Ok(v) if !v.is_empty() => v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                fail(
-                    DATAERR,
-                    format!("MT_SEGMENT_BYTES={v:?} is not a positive number of bytes"),
-                )
-            })?,
+            Ok(v) if !v.is_empty() => {
+                v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    fail(
+                        DATAERR,
+                        format!("MT_SEGMENT_BYTES={v:?} is not a positive number of bytes"),
+                    )
+                })?
+            }
             _ => DEFAULT_SEGMENT_BYTES,
         };
         Ok(WriteOptions {
@@ -120,8 +122,7 @@ impl Appender {
         let dir = state.channel(name);
         fsutil::ensure_subdir(&dir)?;
         let lock = lock::exclusive(&dir.join("LOCK"))?;
-        let segs = list_segments(&dir)
-            .with_context(|| format!("cannot list {}", dir.display()))?;
+        let segs = list_segments(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
         let first = match segs.last() {
             Some(&n) => n,
             None => {
@@ -290,7 +291,9 @@ impl<'f> RevLines<'f> {
         if self.pos == 0 {
             return Ok(false);
         }
-        let want = (READ_CHUNK as u64).min(self.pos).max(self.buf.len() as u64 / 2);
+        let want = (READ_CHUNK as u64)
+            .min(self.pos)
+            .max(self.buf.len() as u64 / 2);
         let want = want.min(self.pos);
         let start = self.pos - want;
         let mut chunk = vec![0u8; want as usize];
@@ -378,7 +381,15 @@ impl Reader {
         let dir = state.channel(name);
         let segs = list_segments(&dir)?;
         let first = segs.first().copied().unwrap_or(1);
-        Ok(Reader::at(&dir, name, Position { segment: first, offset: 0, seq: 0 }))
+        Ok(Reader::at(
+            &dir,
+            name,
+            Position {
+                segment: first,
+                offset: 0,
+                seq: 0,
+            },
+        ))
     }
 
     fn at(dir: &Path, name: &str, pos: Position) -> Reader {
@@ -405,7 +416,15 @@ impl Reader {
             .or(segs.first())
             .copied()
             .unwrap_or(1);
-        let mut r = Reader::at(&dir, name, Position { segment: seg, offset: 0, seq });
+        let mut r = Reader::at(
+            &dir,
+            name,
+            Position {
+                segment: seg,
+                offset: 0,
+                seq,
+            },
+        );
         r.skip_through = seq;
         Ok(r)
     }
@@ -642,17 +661,29 @@ pub fn tail(state: &StateDir, name: &str, n: usize) -> Result<Vec<Vec<u8>>> {
 pub fn end_position(state: &StateDir, name: &str) -> Result<Position> {
     let dir = state.channel(name);
     let Some(&seg) = list_segments(&dir)?.last() else {
-        return Ok(Position { segment: 1, offset: 0, seq: 0 });
+        return Ok(Position {
+            segment: 1,
+            offset: 0,
+            seq: 0,
+        });
     };
     let f = fsutil::open_read(&dir.join(segment_file_name(seg)))?;
     let len = f.metadata()?.len();
     let mut lines = RevLines::new(&f, len);
     while let Some((line, end)) = lines.next_with_end()? {
         if let Some(seq) = record::parse_seq(&line) {
-            return Ok(Position { segment: seg, offset: end, seq });
+            return Ok(Position {
+                segment: seg,
+                offset: end,
+                seq,
+            });
         }
     }
-    Ok(Position { segment: seg, offset: 0, seq: seg.saturating_sub(1) })
+    Ok(Position {
+        segment: seg,
+        offset: 0,
+        seq: seg.saturating_sub(1),
+    })
 }
 
 /// A summary of one channel for listings.
@@ -674,7 +705,11 @@ pub fn summarize(state: &StateDir, name: &str) -> Result<Summary> {
         None => (0, None),
     };
     let first = segs.first().copied().unwrap_or(1);
-    let records = if last_seq >= first { last_seq - first + 1 } else { 0 };
+    let records = if last_seq >= first {
+        last_seq - first + 1
+    } else {
+        0
+    };
     Ok(Summary {
         name: name.to_string(),
         records,
@@ -809,7 +844,10 @@ mod tests {
         };
         assert_eq!(seqs(Reader::resume(&st, "g", pos).unwrap()), vec![4, 5]);
         // A wrong offset falls back to the seq.
-        let bad = Position { offset: pos.offset - 3, ..pos };
+        let bad = Position {
+            offset: pos.offset - 3,
+            ..pos
+        };
         assert_eq!(seqs(Reader::resume(&st, "g", bad).unwrap()), vec![4, 5]);
         // A missing segment falls back too.
         let gone = Position { segment: 99, ..pos };

@@ -91,7 +91,11 @@ mod tests {
         let st = StateDir::at(d.path().join("mt"));
         let _l = lock_agent(&st, "york").unwrap();
         assert_eq!(load(&st, "york", "general").unwrap(), None);
-        let pos = Position { segment: 1, offset: 99, seq: 7 };
+        let pos = Position {
+            segment: 1,
+            offset: 99,
+            seq: 7,
+        };
         save(&st, "york", "general", pos).unwrap();
         assert_eq!(load(&st, "york", "general").unwrap(), Some(pos));
         std::fs::write(path(&st, "york", "general"), "{oops").unwrap();

@@ -34,7 +34,10 @@ pub fn ensure_subdir(dir: &Path) -> Result<()> {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(crate::exit::fail(
             CANTCREAT,
-            format!("{} is not a directory (a symlink or file is in the way)", dir.display()),
+            format!(
+                "{} is not a directory (a symlink or file is in the way)",
+                dir.display()
+            ),
         )),
         Err(_) => {
             ensure_dir(dir)?;
@@ -48,7 +51,10 @@ fn ensure_subdir_exists(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot read {}", dir.display()))
         .code(CANTCREAT)?;
     if !m.is_dir() {
-        return Err(crate::exit::fail(CANTCREAT, format!("{} is not a directory", dir.display())));
+        return Err(crate::exit::fail(
+            CANTCREAT,
+            format!("{} is not a directory", dir.display()),
+        ));
     }
     Ok(())
 }
@@ -57,7 +63,8 @@ fn ensure_subdir_exists(dir: &Path) -> Result<()> {
 /// through a symlink in the last path component.
 pub fn options() -> OpenOptions {
     let mut o = OpenOptions::new();
-    o.mode(FILE_MODE).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC);
+    o.mode(FILE_MODE)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC);
     o
 }
 
@@ -76,7 +83,10 @@ static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A temporary name next to `path`, unique within this host.
 pub fn temp_name(path: &Path) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp.{}.{n}", std::process::id()))
 }
 
@@ -128,7 +138,11 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & !FILE_MODE, 0, "mode {mode:o}");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]

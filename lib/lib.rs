@@ -4,6 +4,7 @@
 //! Each module holds one noun of the design; the binaries in `bin/` only
 //! parse arguments and call into `cli`.
 
+pub mod agent;
 pub mod channel;
 pub mod cli;
 pub mod cursor;
@@ -12,7 +13,11 @@ pub mod fsutil;
 pub mod id;
 pub mod lock;
 pub mod names;
+pub mod procs;
 pub mod record;
+pub mod spawn;
 pub mod statedir;
+pub mod stream;
+pub mod supervise;
 pub mod time;
 pub mod wake;

@@ -65,7 +65,17 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         for n in [
-            "", "../x", "a/b", ".hidden", "-x", "_x", "Upper", "a b", "a\nb", "a\0b", "é",
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            "_x",
+            "Upper",
+            "a b",
+            "a\nb",
+            "a\0b",
+            "é",
             &"a".repeat(65),
         ] {
             assert!(!is_valid(n), "{n:?}");

@@ -176,7 +176,10 @@ mod tests {
         let line = br#"{"seq":7,"timestamp":"bad","from":"park","type":"status","content":"a\nb"}"#;
         let mut out = Vec::new();
         render_text(&parse(line).unwrap(), &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "bad #7 park [status]: a\n    b\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "bad #7 park [status]: a\n    b\n"
+        );
     }
 
     #[test]

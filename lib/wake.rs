@@ -65,7 +65,10 @@ impl Waker {
         if let Some(fd) = output {
             fds.push(PollFd::new(fd, PollFlags::empty()));
         }
-        let n = match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        let n = match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => return Ok(Woke::Timeout),
             Err(e) => return Err(e).context("poll failed"),
@@ -91,6 +94,25 @@ impl Waker {
     }
 }
 
+/// The inotify descriptor, for callers that poll it together with other
+/// descriptors (the agent supervisor); call `drain` when it is readable.
+impl AsFd for Waker {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+}
+
+impl Waker {
+    /// Discard queued events without blocking; the caller rescans instead.
+    pub fn drain(&self) {
+        while let Ok(ev) = self.inotify.read_events() {
+            if ev.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,7 +122,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let w = Waker::new().unwrap();
         w.watch_dir(d.path()).unwrap();
-        assert_eq!(w.wait(Duration::from_millis(10), None).unwrap(), Woke::Timeout);
+        assert_eq!(
+            w.wait(Duration::from_millis(10), None).unwrap(),
+            Woke::Timeout
+        );
         std::fs::write(d.path().join("x"), b"1").unwrap();
         assert_eq!(w.wait(Duration::from_secs(5), None).unwrap(), Woke::Changed);
     }

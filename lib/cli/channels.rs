@@ -42,7 +42,10 @@ pub fn tool() -> Tool {
             ),
             ("EXIT STATUS", "0\tsuccess\n2\tusage error"),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory\nMT_AGENT\tdefault reader identity"),
+            (
+                "ENVIRONMENT",
+                "MT_DIR\tstate directory\nMT_AGENT\tdefault reader identity",
+            ),
             ("SEE ALSO", "mt-read(1), mt-post(1), mt-files(5)"),
         ],
     )
@@ -85,7 +88,12 @@ pub fn run(args: Args) -> Result<u8> {
             out.write_all(b"\n")?;
         }
     } else if !rows.is_empty() {
-        let w = rows.iter().map(|r| r.summary.name.len()).max().unwrap_or(7).max(7);
+        let w = rows
+            .iter()
+            .map(|r| r.summary.name.len())
+            .max()
+            .unwrap_or(7)
+            .max(7);
         write!(out, "{:<w$}  {:>8}  {:<24}", "CHANNEL", "RECORDS", "LAST")?;
         if args.reader.is_some() {
             write!(out, "  {:>7}", "UNREAD")?;
@@ -93,7 +101,11 @@ pub fn run(args: Args) -> Result<u8> {
         writeln!(out)?;
         for r in &rows {
             let last = r.summary.last_activity.as_deref().unwrap_or("-");
-            write!(out, "{:<w$}  {:>8}  {:<24}", r.summary.name, r.summary.records, last)?;
+            write!(
+                out,
+                "{:<w$}  {:>8}  {:<24}",
+                r.summary.name, r.summary.records, last
+            )?;
             if let Some(u) = r.unread {
                 write!(out, "  {u:>7}")?;
             }

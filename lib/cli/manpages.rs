@@ -32,7 +32,11 @@ pub fn roff(text: &str) -> String {
         if line.trim().is_empty() {
             para_open = false;
         } else if let Some((term, body)) = line.split_once('\t') {
-            out.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", escape(term), escape(body)));
+            out.push_str(&format!(
+                ".TP\n\\fB{}\\fR\n{}\n",
+                escape(term),
+                escape(body)
+            ));
             para_open = true;
         } else {
             if !para_open {

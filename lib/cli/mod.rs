@@ -6,9 +6,16 @@ use clap::CommandFactory;
 use std::path::PathBuf;
 
 pub mod channels;
+pub mod fake_agent;
+pub mod log;
 pub mod manpages;
+pub mod nudge;
 pub mod post;
+pub mod ps;
 pub mod read;
+pub mod spawn;
+pub mod stop;
+pub mod wait;
 
 /// Options every tool takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,7 +58,18 @@ impl Tool {
 
 /// Every tool, in the order mt(7) lists them.
 pub fn tools() -> Vec<Tool> {
-    vec![post::tool(), read::tool(), channels::tool()]
+    vec![
+        post::tool(),
+        read::tool(),
+        channels::tool(),
+        spawn::tool(),
+        ps::tool(),
+        nudge::tool(),
+        stop::tool(),
+        log::tool(),
+        wait::tool(),
+        fake_agent::tool(),
+    ]
 }
 
 /// The EXIT STATUS text shared by the tools, with a first line of their own.

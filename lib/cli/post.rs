@@ -20,7 +20,13 @@ use crate::record::TYPES;
 #[command(name = "mt-post", version)]
 pub struct Args {
     /// Channel to post to (created by its first post)
-    #[arg(short, long, env = "MT_CHANNEL", default_value = "general", value_name = "NAME")]
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
     pub channel: String,
 
     /// Sender name
@@ -143,9 +149,14 @@ pub fn run(args: Args) -> Result<u8> {
     names::check("channel", &args.channel)?;
     names::check("sender", &args.from)?;
     if let Some(id) = &args.reply_to
-        && (id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()))
+        && (id.is_empty()
+            || id.len() > 128
+            || id.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
-        return Err(fail(DATAERR, format!("invalid --reply-to id {}", names::quote(id))));
+        return Err(fail(
+            DATAERR,
+            format!("invalid --reply-to id {}", names::quote(id)),
+        ));
     }
     let meta = match &args.meta {
         None => None,

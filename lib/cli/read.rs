@@ -27,7 +27,13 @@ use crate::wake::{Waker, Woke};
 #[command(name = "mt-read", version)]
 pub struct Args {
     /// Channel to read
-    #[arg(short, long, env = "MT_CHANNEL", default_value = "general", value_name = "NAME")]
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
     pub channel: String,
 
     /// Read as this reader, from its cursor
