@@ -134,8 +134,9 @@ struct Run<'a> {
     last_stderr: String,
     exit: Option<(i32, Option<Signal>)>,
     session_killed: bool,
-    /// Adopted processes we killed and must reap before leaving.
-    killed_children: Vec<i32>,
+    /// Processes of the agent's session we killed, to see gone before we
+    /// leave.
+    killed: Vec<i32>,
     last_activity: Instant,
     kill_at: Option<Instant>,
     drain_until: Option<Instant>,
@@ -315,7 +316,7 @@ impl<'a> Run<'a> {
             last_stderr: String::new(),
             exit: None,
             session_killed: false,
-            killed_children: Vec::new(),
+            killed: Vec::new(),
             last_activity: Instant::now(),
             kill_at: None,
             drain_until: None,
@@ -535,9 +536,7 @@ impl<'a> Run<'a> {
         for p in procs::all() {
             if p.sid == self.pid.as_raw() && p.pid != self.pid.as_raw() && p.pid != me {
                 let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
-                if p.ppid == me {
-                    self.killed_children.push(p.pid);
-                }
+                self.killed.push(p.pid);
             }
         }
     }
@@ -868,27 +867,52 @@ impl<'a> Run<'a> {
         Ok(Outcome::Done(code.clamp(0, 255) as u8))
     }
 
-    /// Wait (briefly, on the signalfd) for the adopted processes we killed.
+    /// Wait (up to a bound) until every process we killed is gone and every
+    /// one of them that became our child is reaped: nothing is left behind
+    /// when the supervisor returns. Exits are seen through pidfds and the
+    /// signalfd, not by polling.
     fn reap_killed(&mut self) {
         let until = Instant::now() + Duration::from_secs(2);
+        let me = getpid().as_raw();
+        let fds: Vec<(i32, OwnedFd)> = self
+            .killed
+            .iter()
+            .filter_map(|&p| pidfd_open(p).map(|fd| (p, fd)))
+            .collect();
         loop {
             self.reap();
-            let me = getpid().as_raw();
-            self.killed_children
-                .retain(|&p| procs::stat(p).is_some_and(|s| s.ppid == me));
+            // Still running, or a zombie of ours not reaped yet.
+            let waiting: Vec<&OwnedFd> = fds
+                .iter()
+                .filter(|(p, _)| procs::stat(*p).is_some_and(|s| s.state != 'Z' || s.ppid == me))
+                .map(|(_, fd)| fd)
+                .collect();
             let left = until.saturating_duration_since(Instant::now());
-            if self.killed_children.is_empty() || left.is_zero() {
+            if waiting.is_empty() || left.is_zero() {
                 return;
             }
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            let mut fds = [PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+            let mut pfds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+            // Our own zombies were reaped above; the rest are still running.
+            for fd in &waiting {
+                pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+            let ms = (left.as_millis().min(i32::MAX as u128) as i32).max(1);
             let _ = poll(
-                &mut fds,
+                &mut pfds,
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
             );
             while let Ok(Some(_)) = self.sfd.read_signal() {}
         }
     }
+}
+
+/// A descriptor that becomes readable when process `pid` ends.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a descriptor we now own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Post a record about the agent to its channel; a failure is logged, not

@@ -32,8 +32,8 @@ pub struct Args {
     #[arg(long, env = "MT_FAKE_SCRIPT", value_name = "FILE")]
     pub script: Option<PathBuf>,
 
-    /// Comma-separated: hang, crash, exit:N, grandchild, orphan,
-    /// rate-limit, tool-wait, ignore-term
+    /// Comma-separated: hang, crash, exit:N, grandchild, job, orphan,
+    /// rate-limit, tool-wait, linger:MS, ignore-term
     #[arg(long, env = "MT_FAKE_MODE", value_name = "MODES")]
     pub mode: Option<String>,
 
@@ -86,9 +86,11 @@ Replay a real capture:
 crash\tabort (SIGABRT) right after the init event
 exit:N\texit with status N after answering the first message
 grandchild\tstart a child process (sleep) in the agent's process group
+job\tstart a child process (sleep) in a process group of its own
 orphan\tstart a short-lived process whose parent exits at once
 rate-limit\treport a rejected rate limit during the first turn
 tool-wait\tstart a tool call in the first turn and never finish it
+linger:MS\twait MS milliseconds after standard input closes before exiting
 ignore-term\tignore SIGTERM",
             ),
             (
@@ -279,8 +281,9 @@ impl Fake {
         }
     }
 
-    fn start_children(&mut self) -> Result<(Option<u32>, Option<u32>)> {
+    fn start_children(&mut self) -> Result<[Option<u32>; 3]> {
         let mut grandchild = None;
+        let mut job = None;
         let mut orphan = None;
         if self.has("grandchild") {
             let c = Command::new("sleep")
@@ -293,6 +296,20 @@ impl Fake {
             grandchild = Some(c.id());
             self.children.push(c);
         }
+        if self.has("job") {
+            // Like a shell job: its own process group, same session.
+            use std::os::unix::process::CommandExt;
+            let c = Command::new("sleep")
+                .arg("1000")
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start sleep")?;
+            job = Some(c.id());
+            self.children.push(c);
+        }
         if self.has("orphan") {
             let out = Command::new("sh")
                 .arg("-c")
@@ -302,10 +319,10 @@ impl Fake {
                 .context("cannot start sh")?;
             orphan = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
         }
-        Ok((grandchild, orphan))
+        Ok([grandchild, job, orphan])
     }
 
-    fn record(&self, grandchild: Option<u32>, orphan: Option<u32>) -> Result<()> {
+    fn record(&self, [grandchild, job, orphan]: [Option<u32>; 3]) -> Result<()> {
         let Some(path) = &self.args.record else {
             return Ok(());
         };
@@ -330,6 +347,7 @@ impl Fake {
                 "env": env,
                 "cwd": std::env::current_dir().ok(),
                 "grandchild": grandchild,
+                "job": job,
                 "orphan": orphan,
             }),
         )
@@ -373,8 +391,8 @@ impl Fake {
                 )?;
             }
         }
-        let (gc, orphan) = self.start_children()?;
-        self.record(gc, orphan)?;
+        let kids = self.start_children()?;
+        self.record(kids)?;
         let scripted = self.args.script.is_some();
         if !scripted {
             self.init()?;
@@ -408,6 +426,13 @@ impl Fake {
             {
                 return Ok(code.clamp(0, 255) as u8);
             }
+        }
+        if let Some(ms) = self
+            .modes
+            .iter()
+            .find_map(|m| m.strip_prefix("linger:")?.parse().ok())
+        {
+            std::thread::sleep(Duration::from_millis(ms));
         }
         Ok(self.exit_code().unwrap_or(0).clamp(0, 255) as u8)
     }
