@@ -42,8 +42,8 @@ pub struct Meta {
     pub agent_cmd: String,
     pub extra_args: Vec<String>,
     pub sandbox: bool,
-    /// `--idle-exit`, in the duration syntax.
-    pub idle_exit: Option<String>,
+    /// `--idle-exit`, in milliseconds.
+    pub idle_exit_ms: Option<u64>,
     pub created: String,
 }
 

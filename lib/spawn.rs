@@ -170,6 +170,19 @@ pub fn sandbox_writable(cwd: &Path, state_root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A program given with a relative path (`./agent`) made absolute, since
+/// the agent runs elsewhere; a bare name is left for the PATH search.
+fn absolute_program(p: String) -> String {
+    if p.contains('/')
+        && !p.starts_with('/')
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        let abs: PathBuf = cwd.join(&p).components().collect();
+        return abs.to_string_lossy().into_owned();
+    }
+    p
+}
+
 /// `name` found in `$PATH` (or as given when it holds a slash).
 pub fn find_program(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -284,18 +297,19 @@ pub fn prepare(state: &StateDir, o: Options) -> Result<(Plan, File)> {
             .channel
             .or(Some(base.channel.clone()).filter(|c| !c.is_empty()))
             .unwrap_or_else(crate::statedir::default_channel),
-        agent_cmd: o
-            .agent_cmd
-            .or(Some(base.agent_cmd.clone()).filter(|c| !c.is_empty()))
-            .unwrap_or_else(|| DEFAULT_AGENT_CMD.into()),
+        agent_cmd: absolute_program(
+            o.agent_cmd
+                .or(Some(base.agent_cmd.clone()).filter(|c| !c.is_empty()))
+                .unwrap_or_else(|| DEFAULT_AGENT_CMD.into()),
+        ),
         extra_args: if o.extra_args.is_empty() && o.resume {
             base.extra_args.clone()
         } else {
             o.extra_args
         },
         sandbox: o.sandbox || (o.resume && base.sandbox),
-        idle_exit: o.idle_exit.map(time::format_duration).or(if o.resume {
-            base.idle_exit.clone()
+        idle_exit_ms: o.idle_exit.map(|d| d.as_millis() as u64).or(if o.resume {
+            base.idle_exit_ms
         } else {
             None
         }),
@@ -306,10 +320,7 @@ pub fn prepare(state: &StateDir, o: Options) -> Result<(Plan, File)> {
         },
     };
     crate::names::check("channel", &meta.channel)?;
-    let idle_exit = match &meta.idle_exit {
-        Some(d) => Some(time::parse_duration(d).map_err(|e| fail(exit::USAGE, format!("{e:#}")))?),
-        None => None,
-    };
+    let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
     let bwrap = if meta.sandbox {
         Some(find_program("bwrap").ok_or_else(|| {
             fail(

@@ -467,7 +467,15 @@ fn nudge_to_stopped_agent_resumes_its_session() {
     let out = e
         .cmd("mt-spawn")
         .env("MT_FAKE_MODE", "exit:0")
-        .args(["park", "--prompt", "one", "--model", "haiku"])
+        .args([
+            "park",
+            "--prompt",
+            "one",
+            "--model",
+            "haiku",
+            "--idle-exit",
+            "90s",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -489,6 +497,7 @@ fn nudge_to_stopped_agent_resumes_its_session() {
             .any(|w| w[0] == "--model" && w[1] == "haiku")
     );
     assert_eq!(e.receipts(), ["one", "come back"]);
+    assert_eq!(e.meta("park")["idle_exit_ms"], 90_000);
     let st = e.status("park");
     assert_eq!(st["runs"], 2);
     assert_eq!(st["cost_usd"], 0.02, "totals carry over across runs");
@@ -874,6 +883,25 @@ fn sandbox_without_bubblewrap_is_a_clear_error() {
         text(&out.stderr)
     );
     assert!(e.records().is_empty());
+}
+
+#[test]
+fn relative_agent_program_is_taken_from_the_callers_directory() {
+    let e = Env::new();
+    std::os::unix::fs::symlink(FAKE, e.cwd.join("agent")).unwrap();
+    fs::create_dir_all(e.cwd.join("elsewhere")).unwrap();
+    let out = e
+        .cmd("mt-spawn")
+        .env("MT_AGENT_CMD", "./agent")
+        .env("MT_FAKE_MODE", "exit:0")
+        .args(["rel", "--cwd", "elsewhere", "--prompt", "go"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        e.meta("rel")["agent_cmd"],
+        e.cwd.join("agent").to_str().unwrap()
+    );
 }
 
 #[test]
