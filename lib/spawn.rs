@@ -444,6 +444,8 @@ fn parse_handshake(answer: &str) -> Result<i32> {
 /// Body of the detached supervisor: standard streams away from the caller's
 /// terminal (stderr into the agent's stderr.log), then supervise.
 fn detached_supervisor(plan: Plan, held: File, handshake: OwnedFd) -> u8 {
+    use std::os::fd::AsRawFd;
+    close_other_fds(&[held.as_raw_fd(), handshake.as_raw_fd()]);
     let _ = nix::unistd::chdir("/");
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -462,6 +464,24 @@ fn detached_supervisor(plan: Plan, held: File, handshake: OwnedFd) -> u8 {
         Err(e) => {
             eprintln!("mt-spawn: {name}: {e:#}");
             exit::code_of(&e)
+        }
+    }
+}
+
+/// Close every descriptor above 2 but `keep`: a detached supervisor must not
+/// hold what its caller had open (a pipe it waits on, a lock).
+fn close_other_fds(keep: &[std::os::fd::RawFd]) {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: nothing else in this process uses these descriptors
+            // (the read_dir handle among them is already closed).
+            unsafe { nix::libc::close(fd) };
         }
     }
 }

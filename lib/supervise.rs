@@ -199,6 +199,14 @@ fn command(plan: &Plan) -> Command {
                 return Err(io::Error::other("supervisor gone"));
             }
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            // Descriptors a caller left inheritable (a shell's `flock 9`)
+            // must not live as long as the agent. Best effort: needs 5.11.
+            nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }
@@ -349,6 +357,11 @@ impl<'a> Run<'a> {
         );
         if let Some(mut h) = handshake {
             let _ = writeln!(h, "ok {pid}");
+        }
+        // An mt-stop that came before the pid was recorded could not signal
+        // the group; it left its request, so act on it now.
+        if agent.stop_path().exists() {
+            run.terminate(Signal::SIGTERM);
         }
         if let Some(p) = &plan.prompt {
             run.outq.push_back(Outgoing {

@@ -905,6 +905,41 @@ fn relative_agent_program_is_taken_from_the_callers_directory() {
 }
 
 #[test]
+fn callers_open_descriptors_are_not_inherited() {
+    let e = Env::new();
+    let marker = e.cwd.join("held-by-caller");
+    // fd 9 stays inheritable, as a shell's `exec 9>file; flock 9` leaves it.
+    let script = format!(
+        "exec 9>\"$MARKER\"; exec '{}' fds --detach --prompt go",
+        bin("mt-spawn").display()
+    );
+    let spawn = e.cmd("mt-spawn");
+    let mut sh = Command::new("sh");
+    for (k, v) in spawn.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh
+        .args(["-c", &script])
+        .env("MARKER", &marker)
+        .current_dir(&e.cwd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_for("the record", || !e.records().is_empty());
+    let agent = pid_of(&e.records()[0], "pid");
+    let sup = pid_of(&e.status("fds"), "supervisor_pid");
+    for pid in [agent, sup] {
+        for fd in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+            let target = fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(target, marker, "pid {pid} holds the caller's fd");
+        }
+    }
+}
+
+#[test]
 fn refusals() {
     let e = Env::new();
     let cases: &[(&[&str], i32, &str)] = &[
