@@ -64,6 +64,7 @@ uninstall:
 
 bench:
 	$(CARGO) bench --locked --bench mt
+	$(CARGO) bench --locked --bench spawn
 
 clean:
 	$(CARGO) clean

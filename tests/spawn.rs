@@ -837,6 +837,44 @@ fn log_is_a_readable_transcript() {
 }
 
 #[test]
+fn log_follows_a_running_agent_until_it_ends() {
+    let e = Env::new();
+    e.spawn_detached("york", "", "first");
+    wait_for("the first turn", || e.status("york")["turns"] == 1);
+    let follower = e
+        .cmd("mt-log")
+        .args(["-f", "york"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    e.run("mt-nudge", &["york", "while you follow"]);
+    wait_for("the second turn", || e.status("york")["turns"] == 2);
+    e.run("mt-stop", &["york"]);
+    let out = follower.wait_with_output().unwrap();
+    let log = text(&out.stdout);
+    assert!(log.contains("ok: first\n"), "{log}");
+    assert!(
+        log.contains(">> while you follow\nok: while you follow\n"),
+        "{log}"
+    );
+    assert!(log.contains("── stopped by mt-stop"), "{log}");
+}
+
+#[test]
+fn open_tool_call_shows_as_working() {
+    let e = Env::new();
+    e.spawn_detached("busy", "tool-wait", "go");
+    wait_for("the tool call", || {
+        e.status("busy")["last_event_type"] == "assistant"
+    });
+    let st = e.ps("busy");
+    assert_eq!(st["state"], "working");
+    assert_eq!(st["pending"], 1);
+    let log = text(&e.run("mt-log", &["busy"]).stdout);
+    assert!(log.contains("→ Bash {\"command\":\"sleep 1000\"}"), "{log}");
+}
+
+#[test]
 fn ps_lists_agents_with_full_json() {
     let e = Env::new();
     e.spawn_detached("york", "", "go");
