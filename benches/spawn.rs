@@ -108,22 +108,31 @@ fn main() {
     };
     wait_receipts(1);
 
-    // Nudge latency, with fsync (the default) as a user would run it.
-    let mut lat = Vec::new();
-    for i in 0..ROUNDS {
-        let text = format!("nudge {i}");
-        let t0 = now_ns();
-        let ok = cmd("mt-nudge")
-            .args(["bench", &text])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mt-nudge failed");
-        let r = wait_receipts(i + 2);
-        let (at, got) = &r[i + 1];
-        assert_eq!(got, &text);
-        lat.push((*at - t0) as f64 / 1e6);
-    }
+    // Nudge latency, with fsync (the default) as a user would run it, then
+    // without (MT_FSYNC=0) to show what the disk costs.
+    let mut sent = 1;
+    let mut nudge = |fsync: bool| {
+        let mut lat = Vec::new();
+        for i in 0..ROUNDS {
+            let text = format!("nudge {fsync} {i}");
+            let t0 = now_ns();
+            let ok = cmd("mt-nudge")
+                .env("MT_FSYNC", if fsync { "1" } else { "0" })
+                .args(["bench", &text])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mt-nudge failed");
+            sent += 1;
+            let r = wait_receipts(sent);
+            let (at, got) = &r[sent - 1];
+            assert_eq!(got, &text);
+            lat.push((*at - t0) as f64 / 1e6);
+        }
+        median(lat)
+    };
+    let lat = nudge(true);
+    let lat_nosync = nudge(false);
     // Baseline: start and wait for a trivial process.
     let mut base = Vec::new();
     for _ in 0..ROUNDS {
@@ -131,11 +140,13 @@ fn main() {
         Command::new("true").status().unwrap();
         base.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    let (lat, base) = (median(lat), median(base));
+    let base = median(base);
     println!(
-        "nudge latency (mt-nudge start -> agent reads it): median {lat:.2} ms; \
-         start+wait of `true`: {base:.2} ms; ratio {:.1}x",
-        lat / base
+        "nudge latency (mt-nudge start -> agent reads it): median {lat:.2} ms, \
+         {lat_nosync:.2} ms with MT_FSYNC=0; start+wait of `true`: {base:.2} ms; \
+         ratios {:.1}x and {:.1}x",
+        lat / base,
+        lat_nosync / base
     );
 
     let status: serde_json::Value =
