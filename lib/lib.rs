@@ -4,6 +4,7 @@
 //! Each module holds one noun of the design; the binaries in `bin/` only
 //! parse arguments and call into `cli`.
 
+pub mod agent;
 pub mod channel;
 pub mod cli;
 pub mod cursor;
@@ -16,10 +17,14 @@ pub mod jsondoc;
 pub mod lock;
 pub mod mailbox;
 pub mod names;
+pub mod procs;
 pub mod record;
 pub mod remind;
 pub mod settings;
+pub mod spawn;
 pub mod statedir;
+pub mod stream;
+pub mod supervise;
 pub mod tasks;
 pub mod time;
 pub mod wake;

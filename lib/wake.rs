@@ -98,7 +98,9 @@ impl Waker {
     }
 }
 
-/// For callers that poll the notification descriptor together with others.
+/// The inotify descriptor, for callers that poll it together with other
+/// descriptors (the watcher, the agent supervisor); call `drain` when it is
+/// readable.
 impl AsFd for Waker {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inotify.as_fd()

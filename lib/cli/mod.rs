@@ -6,14 +6,21 @@ use clap::CommandFactory;
 use std::path::PathBuf;
 
 pub mod channels;
+pub mod fake_agent;
 pub mod hook;
 pub mod hooks;
+pub mod log;
 pub mod mail;
 pub mod manpages;
+pub mod nudge;
 pub mod post;
+pub mod ps;
 pub mod read;
 pub mod remind;
+pub mod spawn;
+pub mod stop;
 pub mod task;
+pub mod wait;
 pub mod watch;
 pub mod worktree;
 
@@ -69,6 +76,13 @@ pub fn tools() -> Vec<Tool> {
         worktree::tool(),
         watch::tool(),
         remind::tool(),
+        spawn::tool(),
+        ps::tool(),
+        nudge::tool(),
+        stop::tool(),
+        log::tool(),
+        wait::tool(),
+        fake_agent::tool(),
     ]
 }
 

@@ -1,0 +1,227 @@
+//! mt-ps: list agents and what they are doing.
+
+use anyhow::Result;
+use clap::Parser;
+use serde_json::{Value, json};
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use super::{Common, Tool};
+use crate::agent::{self, AgentDir, Meta, Status};
+use crate::exit::{self, NO, OK};
+use crate::stream;
+use crate::time;
+
+/// List agents and what they are doing
+///
+/// One line per agent: name, state, age of the last event, task, worktree,
+/// session, tokens in/out, cost, exit code. The state is starting, working,
+/// idle, exited or failed as the supervisor recorded it, or lost when the
+/// record says running but no supervisor holds the agent's liveness lock.
+#[derive(Debug, Parser)]
+#[command(name = "mt-ps", version)]
+pub struct Args {
+    /// One JSON object per agent, with full values
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Agents to show (default: all)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-ps",
+        &[
+            (
+                "EXAMPLES",
+                "What is everyone doing?
+  $ mt-ps
+  NAME  STATE    LAST  TASK  WORKTREE  SESSION   TOKENS      COST     EXIT
+  york  working  3s    12    york      5e3bd3ed  1.2k/340    $0.1211  -
+
+Agents that need attention, with jq:
+  $ mt-ps --json | jq -r 'select(.state == \"failed\" or .state == \"lost\") | .name'",
+            ),
+            (
+                "OUTPUT",
+                "With --json, each line is status.json merged with the start details of meta.json (cwd, worktree, task, role, channel, created) and the shown state; fields: name, state, running, pid, pgid, supervisor_pid, session_id, model, turns, num_turns, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cost_usd, events, malformed, pending, inputs, last_event_at, last_event_type, rate_limit, exit_code, signal, error, error_detail, stopped, stopped_by, stdin_closed, runs, started_at, ended_at, updated_at.",
+            ),
+            (
+                "EXIT STATUS",
+                "0\tsuccess
+1\ta named agent does not exist
+2\tusage error",
+            ),
+            ("", super::EXIT_COMMON),
+            ("ENVIRONMENT", "MT_DIR\tstate directory"),
+            (
+                "SEE ALSO",
+                "mt-spawn(1), mt-log(1), mt-stop(1), mt-files(5), mt(7)",
+            ),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    exit::main("mt-ps", || run(args))
+}
+
+/// One agent as mt-ps shows it.
+pub struct Row {
+    pub name: String,
+    pub shown: &'static str,
+    pub running: bool,
+    pub meta: Option<Meta>,
+    pub status: Option<Status>,
+}
+
+pub fn row(state: &crate::statedir::StateDir, name: &str) -> Result<Row> {
+    let a = AgentDir::new(state, name)?;
+    let status = a.read_status().ok().flatten();
+    Ok(Row {
+        name: name.to_string(),
+        shown: a.shown_state(status.as_ref())?,
+        running: a.running()?,
+        meta: a.read_meta().ok().flatten(),
+        status,
+    })
+}
+
+/// The JSON form of a row.
+pub fn row_json(r: &Row) -> Value {
+    let mut v = serde_json::to_value(r.status.clone().unwrap_or_default()).unwrap_or(json!({}));
+    let m = r.meta.clone().unwrap_or_default();
+    if let Value::Object(o) = &mut v {
+        o.insert("name".into(), r.name.clone().into());
+        o.insert("state".into(), r.shown.into());
+        o.insert("running".into(), r.running.into());
+        o.insert("cwd".into(), json!(m.cwd));
+        o.insert("worktree".into(), json!(m.worktree));
+        o.insert("task".into(), json!(m.task));
+        o.insert("role".into(), json!(m.role));
+        o.insert("channel".into(), json!(m.channel));
+        o.insert("created".into(), json!(m.created));
+        if o.get("session_id").is_none_or(Value::is_null) && !m.session_id.is_empty() {
+            o.insert("session_id".into(), m.session_id.into());
+        }
+    }
+    v
+}
+
+fn age(stamp: Option<&str>) -> String {
+    let Some(t) = stamp.and_then(time::parse_stamp) else {
+        return "-".into();
+    };
+    let d = (chrono::Utc::now() - t).to_std().unwrap_or_default();
+    if d.as_secs() == 0 {
+        "0s".into()
+    } else {
+        // Coarse: the largest unit is enough to judge liveness.
+        let s = time::format_duration(std::time::Duration::from_secs(d.as_secs()));
+        let end = s
+            .char_indices()
+            .find(|(i, c)| *i > 0 && c.is_ascii_digit() && !s.as_bytes()[i - 1].is_ascii_digit())
+            .map(|(i, _)| i)
+            .unwrap_or(s.len());
+        s[..end].to_string()
+    }
+}
+
+fn cells(r: &Row) -> Vec<String> {
+    let st = r.status.clone().unwrap_or_default();
+    let m = r.meta.clone().unwrap_or_default();
+    let session = st
+        .session_id
+        .clone()
+        .or(Some(m.session_id.clone()).filter(|s| !s.is_empty()))
+        .map(|s| s.chars().take(8).collect())
+        .unwrap_or_else(|| "-".into());
+    let worktree = m
+        .worktree
+        .as_ref()
+        .and_then(|w| w.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "-".into());
+    vec![
+        r.name.clone(),
+        r.shown.to_string(),
+        age(st.last_event_at.as_deref().or(st.started_at.as_deref())),
+        m.task.unwrap_or_else(|| "-".into()),
+        worktree,
+        session,
+        stream::tokens_pair(st.input_tokens, st.output_tokens),
+        format!("${:.4}", st.cost_usd),
+        st.exit_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into()),
+    ]
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let state = args.common.state()?;
+    let mut code = OK;
+    let names = if args.names.is_empty() {
+        agent::list(&state)?
+    } else {
+        let mut v = Vec::new();
+        for n in &args.names {
+            match agent::existing(&state, n) {
+                Ok(_) => v.push(n.clone()),
+                Err(e) if exit::code_of(&e) == NO => {
+                    eprintln!("mt-ps: {e}");
+                    code = NO;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        v
+    };
+    let rows = names
+        .iter()
+        .map(|n| row(&state, n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        for r in &rows {
+            serde_json::to_writer(&mut out, &row_json(r))?;
+            out.write_all(b"\n")?;
+        }
+    } else if !rows.is_empty() {
+        let head: Vec<String> = [
+            "NAME", "STATE", "LAST", "TASK", "WORKTREE", "SESSION", "TOKENS", "COST", "EXIT",
+        ]
+        .map(String::from)
+        .to_vec();
+        let table: Vec<Vec<String>> = std::iter::once(head)
+            .chain(rows.iter().map(cells))
+            .collect();
+        let widths: Vec<usize> = (0..table[0].len())
+            .map(|i| {
+                table
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for r in &table {
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate() {
+                if i + 1 == r.len() {
+                    line.push_str(c);
+                } else {
+                    line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                }
+            }
+            writeln!(out, "{}", line.trim_end())?;
+        }
+    }
+    out.flush()?;
+    Ok(code)
+}

@@ -1,0 +1,197 @@
+//! mt-spawn: start a headless agent and supervise it.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{Common, Tool};
+use crate::exit::{self, DATAERR, fail};
+use crate::names;
+use crate::spawn::{self, Options};
+
+/// Start a headless agent and supervise it
+///
+/// Runs the agent program (Claude Code by default) with a stream-json
+/// command line and stays as its supervisor: the agent's events go to
+/// agents/NAME/events.jsonl, its state to agents/NAME/status.json, and nudges
+/// (mt-nudge) to its standard input. Without --detach, mt-spawn waits for the
+/// agent and exits with its exit code. The prompt is --prompt, or standard
+/// input when --prompt is absent.
+#[derive(Debug, Parser)]
+#[command(name = "mt-spawn", version)]
+pub struct Args {
+    /// Agent name (a-z 0-9 . _ -)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// The first message (default: standard input)
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+
+    /// Run in the agent's own git worktree (created when missing)
+    #[arg(long, conflicts_with = "cwd")]
+    pub worktree: bool,
+
+    /// Working directory (default: the current directory)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+
+    /// Task the agent works on (given to it as MT_TASK)
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+
+    /// Claude Code task list (given to it as CLAUDE_CODE_TASK_LIST_ID)
+    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
+    pub task_list: Option<String>,
+
+    /// Model (passed as --model)
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// Role text appended to the system prompt (--append-system-prompt)
+    #[arg(long, value_name = "TEXT")]
+    pub role: Option<String>,
+
+    /// Resume the agent's saved session instead of starting a new one;
+    /// options not given are taken from the last start
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Return once the agent has started; the supervisor keeps running
+    #[arg(short, long)]
+    pub detach: bool,
+
+    /// Close the agent's stdin (letting it end) after this long without
+    /// activity, e.g. 10m
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_exit: Option<std::time::Duration>,
+
+    /// Run the agent under bubblewrap: only its working directory, the git
+    /// and state directories, Claude Code's directory and /tmp are writable
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// Channel for the agent's status records (given to it as MT_CHANNEL)
+    #[arg(short, long, env = "MT_CHANNEL", value_name = "NAME")]
+    pub channel: Option<String>,
+
+    /// Agent program: a program name or path, without arguments (use a
+    /// wrapper script to add some)
+    #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
+    pub agent_cmd: Option<String>,
+
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Further arguments for the agent program, after --
+    #[arg(last = true, value_name = "EXTRA_ARGS")]
+    pub extra: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::time::parse_duration(s).map_err(|e| e.to_string())
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-spawn",
+        &[
+            (
+                "EXAMPLES",
+                "Start a coworker in the background on a task, in its own worktree:
+  $ mt-spawn york --detach --worktree --task 12 --prompt 'Fix the parser bug in #12'
+
+Start one from a prompt file, with a role and a model, and wait for it:
+  $ mt-spawn park --model sonnet --role 'You review code.' < review.md
+
+Let an agent end on its own after ten quiet minutes:
+  $ mt-spawn york -d --idle-exit 10m --prompt 'Watch the CI and report'
+
+Continue a stopped agent's session:
+  $ mt-spawn york --resume -d --prompt 'Carry on with the tests'",
+            ),
+            (
+                "FILES",
+                "agents/NAME/meta.json\thow the agent was started
+agents/NAME/status.json\tstate, pid, session, turns, tokens, cost, exit code
+agents/NAME/events.jsonl\tthe agent's stream-json events
+agents/NAME/stderr.log\tthe agent's standard error
+agents/NAME/inbox/\tnudges (maildir: tmp, new, cur)
+agents/NAME/running.lock\theld by the supervisor while the agent runs",
+            ),
+            (
+                "EXIT STATUS",
+                "Without --detach, the agent's exit code (128+N when killed by signal N). With --detach:
+0\tthe agent has started
+1\tthe agent is already running
+2\tusage error",
+            ),
+            ("", super::EXIT_COMMON),
+            (
+                "ENVIRONMENT",
+                "MT_DIR\tstate directory
+MT_CHANNEL\tchannel for status records (general)
+MT_AGENT_CMD\tagent program (claude)
+CLAUDE_CODE_TASK_LIST_ID\ttask list given to the agent
+
+The agent's environment is the caller's without CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET and CLAUDE_CODE_MESSAGING_TOKEN, plus MT_AGENT, MT_DIR, MT_CHANNEL, and MT_TASK and CLAUDE_CODE_TASK_LIST_ID when given.",
+            ),
+            (
+                "SEE ALSO",
+                "mt-ps(1), mt-nudge(1), mt-stop(1), mt-log(1), mt-wait(1), mt-files(5), mt(7)",
+            ),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    exit::main("mt-spawn", || run(args))
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    names::check("agent", &args.name)?;
+    if let Some(c) = &args.channel {
+        names::check("channel", c)?;
+    }
+    let prompt = match args.prompt {
+        Some(p) => p,
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut buf)
+                .context("cannot read the prompt from standard input")?;
+            String::from_utf8(buf).map_err(|_| fail(DATAERR, "the prompt is not valid UTF-8"))?
+        }
+    };
+    if prompt.trim().is_empty() && !args.resume {
+        return Err(fail(DATAERR, "the prompt is empty"));
+    }
+    let state = args.common.state()?;
+    let opts = Options {
+        name: args.name,
+        prompt: Some(prompt),
+        cwd: args.cwd,
+        worktree: args.worktree,
+        task: args.task,
+        task_list: args.task_list.filter(|s| !s.is_empty()),
+        model: args.model,
+        role: args.role,
+        channel: args.channel,
+        resume: args.resume,
+        idle_exit: args.idle_exit,
+        sandbox: args.sandbox,
+        extra_args: args.extra,
+        agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
+    };
+    let (plan, held) = spawn::prepare(&state, opts)?;
+    if args.detach {
+        spawn::run_detached(plan, held)?;
+        Ok(0)
+    } else {
+        spawn::run_foreground(plan, held)
+    }
+}

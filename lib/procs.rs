@@ -1,0 +1,112 @@
+//! Reading processes from /proc: enough to find what is left of an agent's
+//! session after its leader died, without trusting pids found by name.
+
+use std::fs;
+
+/// One process as /proc/<pid>/stat describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    /// R, S, D, Z, T, ...
+    pub state: char,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    /// Clock ticks spent in user and kernel mode.
+    pub utime: u64,
+    pub stime: u64,
+}
+
+/// Parse the text of /proc/<pid>/stat. The command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(pid: i32, text: &str) -> Option<Proc> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(3) ppid(4) pgrp(5) session(6) ... utime(14) stime(15).
+    Some(Proc {
+        pid,
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgid: f.get(2)?.parse().ok()?,
+        sid: f.get(3)?.parse().ok()?,
+        utime: f.get(11)?.parse().ok()?,
+        stime: f.get(12)?.parse().ok()?,
+    })
+}
+
+/// The process `pid`, if it exists.
+pub fn stat(pid: i32) -> Option<Proc> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &text)
+}
+
+/// Every process we can see.
+pub fn all() -> Vec<Proc> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .collect()
+}
+
+/// Whether `pid`'s environment holds `key=value` (false when unreadable).
+pub fn environ_has(pid: i32, key: &str, value: &str) -> bool {
+    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let want = format!("{key}={value}");
+    env.split(|&b| b == 0).any(|kv| kv == want.as_bytes())
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    stat(pid).is_some_and(|p| p.state != 'Z' && p.state != 'X')
+}
+
+/// The live members of session `sid` other than ourselves: an agent calls
+/// setsid, so its whole tree shares its pid as session id unless a
+/// descendant made a session of its own.
+pub fn session_members(sid: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    all()
+        .into_iter()
+        .filter(|p| p.sid == sid && p.pid != me && p.state != 'Z')
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// What is left of agent `name`'s session `sid` once its leader is gone:
+/// members that still carry `MT_AGENT=name` and `MT_DIR=dir` in their
+/// environment, so a reused session id can never name a stranger.
+pub fn leftovers(sid: i32, name: &str, mt_dir: &str) -> Vec<i32> {
+    session_members(sid)
+        .into_iter()
+        .filter(|&pid| environ_has(pid, "MT_AGENT", name) && environ_has(pid, "MT_DIR", mt_dir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_odd_names() {
+        let p = parse_stat(
+            7,
+            "7 (a) b (c)) S 1 7 7 0 -1 4194560 100 0 0 0 12 34 0 0 20 0 1 0 5 100 10",
+        )
+        .unwrap();
+        assert_eq!((p.state, p.ppid, p.pgid, p.sid), ('S', 1, 7, 7));
+        assert_eq!((p.utime, p.stime), (12, 34));
+    }
+
+    #[test]
+    fn sees_itself() {
+        let me = std::process::id() as i32;
+        let p = stat(me).unwrap();
+        assert_eq!(p.pid, me);
+        assert!(alive(me));
+        assert!(all().iter().any(|q| q.pid == me));
+    }
+}

@@ -1,0 +1,558 @@
+//! Starting an agent: take its liveness lock, record how it was started,
+//! build its command line and environment, and hand over to the supervisor,
+//! in this process or (detached) in a grandchild in a session of its own.
+
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::agent::{AgentDir, Meta, State, Status};
+use crate::exit::{self, DATAERR, NO, TEMPFAIL, UNAVAILABLE, fail};
+use crate::statedir::StateDir;
+use crate::{fsutil, id, lock, procs, supervise, time};
+
+/// The agent program when `$MT_AGENT_CMD` is not set.
+pub const DEFAULT_AGENT_CMD: &str = "claude";
+
+/// Variables of a parent Claude Code session that must not leak into an
+/// agent (it would think it runs inside that session).
+pub const CLEANED_ENV: &[&str] = &[
+    "CLAUDECODE",
+    "CLAUDE_CODE_SESSION_ID",
+    "CLAUDE_CODE_ENTRYPOINT",
+    "CLAUDE_CODE_MESSAGING_SOCKET",
+    "CLAUDE_CODE_MESSAGING_TOKEN",
+];
+
+/// What to start. `None` fields fall back, on `--resume`, to what meta.json
+/// recorded; otherwise to defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub name: String,
+    /// The first user message; none leaves the agent waiting for nudges.
+    pub prompt: Option<String>,
+    pub cwd: Option<PathBuf>,
+    pub worktree: bool,
+    pub task: Option<String>,
+    pub task_list: Option<String>,
+    pub model: Option<String>,
+    pub role: Option<String>,
+    pub channel: Option<String>,
+    pub resume: bool,
+    pub idle_exit: Option<Duration>,
+    pub sandbox: bool,
+    pub extra_args: Vec<String>,
+    pub agent_cmd: Option<String>,
+}
+
+/// Everything the supervisor needs for one agent.
+#[derive(Debug)]
+pub struct Plan {
+    pub state: StateDir,
+    pub agent: AgentDir,
+    pub meta: Meta,
+    /// Start with `--resume meta.session_id` rather than `--session-id`.
+    pub resume: bool,
+    pub prompt: Option<String>,
+    pub idle_exit: Option<Duration>,
+    /// bubblewrap, when sandboxed.
+    pub bwrap: Option<PathBuf>,
+    /// Status to start from (totals of earlier runs when resuming).
+    pub status: Status,
+}
+
+/// The worktree for agent `name` in the repository around the current
+/// directory: created on branch `mt/NAME` if missing, reused if present.
+pub fn worktree_path(_state: &StateDir, name: &str) -> Result<PathBuf> {
+    let wt = crate::worktree::add(&crate::worktree::AddOptions {
+        name: name.into(),
+        ..Default::default()
+    })?;
+    Ok(wt.path)
+}
+
+/// The agent's arguments (after the program name).
+pub fn agent_args(meta: &Meta, resume: bool) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-p",
+        "--verbose",
+        "--output-format",
+        "stream-json",
+        "--input-format",
+        "stream-json",
+    ]
+    .map(String::from)
+    .to_vec();
+    a.push(if resume { "--resume" } else { "--session-id" }.into());
+    a.push(meta.session_id.clone());
+    if let Some(m) = &meta.model {
+        a.extend(["--model".into(), m.clone()]);
+    }
+    if let Some(r) = &meta.role {
+        a.extend(["--append-system-prompt".into(), r.clone()]);
+    }
+    a.extend(meta.extra_args.iter().cloned());
+    a
+}
+
+/// Variables to set in the agent's environment (the `CLEANED_ENV` ones and
+/// any inherited `MT_TASK`/`CLAUDE_CODE_TASK_LIST_ID` are removed first).
+pub fn agent_env(meta: &Meta, state_root: &Path) -> Vec<(String, OsString)> {
+    let mut env = vec![
+        ("MT_AGENT".to_string(), OsString::from(&meta.name)),
+        ("MT_DIR".to_string(), state_root.as_os_str().to_owned()),
+        ("MT_CHANNEL".to_string(), OsString::from(&meta.channel)),
+    ];
+    if let Some(t) = &meta.task {
+        env.push(("MT_TASK".into(), t.into()));
+    }
+    if let Some(l) = &meta.task_list {
+        env.push(("CLAUDE_CODE_TASK_LIST_ID".into(), l.into()));
+    }
+    env
+}
+
+/// The bubblewrap command line that runs `program args` with the whole
+/// file system read-only except `writable` (which must exist), with a
+/// fresh /dev and /proc, dying with its parent. No new session or pid
+/// namespace: the supervisor signals the agent's process group.
+pub fn bwrap_args(
+    cwd: &Path,
+    writable: &[PathBuf],
+    program: &str,
+    args: &[String],
+) -> Vec<OsString> {
+    let mut v: Vec<OsString> = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        .map(OsString::from)
+        .to_vec();
+    for w in writable {
+        v.extend([OsString::from("--bind"), w.into(), w.into()]);
+    }
+    v.extend([
+        OsString::from("--die-with-parent"),
+        "--chdir".into(),
+        cwd.into(),
+        "--".into(),
+        program.into(),
+    ]);
+    v.extend(args.iter().map(OsString::from));
+    v
+}
+
+/// What the sandbox leaves writable: the working directory, the
+/// repository's git directory (commits from a worktree write there), the
+/// state directory, Claude Code's configuration, and /tmp. Missing paths are
+/// left out (bwrap refuses to bind them).
+pub fn sandbox_writable(cwd: &Path, state_root: &Path) -> Vec<PathBuf> {
+    let mut w = vec![cwd.to_path_buf()];
+    if let Some(g) = crate::statedir::discover_git(cwd) {
+        w.push(g.common_dir);
+    }
+    w.push(state_root.to_path_buf());
+    if let Ok(c) = crate::statedir::claude_config_dir() {
+        w.push(c.clone());
+        // Without CLAUDE_CONFIG_DIR, Claude Code also keeps ~/.claude.json.
+        if let Some(h) = c.parent() {
+            w.push(h.join(".claude.json"));
+        }
+    }
+    w.push("/tmp".into());
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in w {
+        if p.exists() && !out.iter().any(|q| p.starts_with(q)) {
+            out.retain(|q| !q.starts_with(&p));
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A program given with a relative path (`./agent`) made absolute, since
+/// the agent runs elsewhere; a bare name is left for the PATH search.
+fn absolute_program(p: String) -> String {
+    if p.contains('/')
+        && !p.starts_with('/')
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        let abs: PathBuf = cwd.join(&p).components().collect();
+        return abs.to_string_lossy().into_owned();
+    }
+    p
+}
+
+/// `name` found in `$PATH` (or as given when it holds a slash).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return runnable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| runnable(p))
+}
+
+/// Take `name`'s liveness lock. A running agent holds it for as long as it
+/// runs; a reader testing liveness holds it shared for an instant, so wait
+/// briefly before calling it taken.
+pub fn take_lock(agent: &AgentDir) -> Result<File> {
+    lock::exclusive_within(agent.lock_path(), Duration::from_millis(200)).map_err(|e| {
+        if exit::code_of(&e) == TEMPFAIL {
+            fail(NO, format!("agent {} is already running", agent.name))
+        } else {
+            e
+        }
+    })
+}
+
+/// Prepare a start of agent `o.name` and take its lock: nothing is written
+/// before the lock is ours, so of two concurrent starts exactly one runs.
+pub fn prepare(state: &StateDir, o: Options) -> Result<(Plan, File)> {
+    let agent = AgentDir::new(state, &o.name)?;
+    agent.ensure(state)?;
+    // From here on, paths handed to the agent must not depend on our cwd.
+    let root = std::fs::canonicalize(state.root())
+        .with_context(|| format!("cannot resolve {}", state.root().display()))?;
+    let state = StateDir::at(root);
+    let held = take_lock(&agent)?;
+
+    let prev_meta = agent.read_meta().ok().flatten();
+    let prev_status = agent.read_status().ok().flatten();
+    if let Some(ps) = &prev_status
+        && ps.state.is_live()
+        && let Some(sid) = ps.pgid
+    {
+        // The last supervisor died without cleaning up: end what is left.
+        let root = state.root().to_string_lossy().into_owned();
+        kill_all(&procs::leftovers(sid, &o.name, &root));
+    }
+
+    let base = if o.resume {
+        prev_meta.clone().ok_or_else(|| {
+            fail(
+                DATAERR,
+                format!("cannot resume {}: it has no saved session", o.name),
+            )
+        })?
+    } else {
+        Meta::default()
+    };
+    let session_id = if o.resume {
+        prev_status
+            .as_ref()
+            .and_then(|s| s.session_id.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| base.session_id.clone())
+    } else {
+        id::new_uuid()
+    };
+    if session_id.is_empty() {
+        return Err(fail(
+            DATAERR,
+            format!("cannot resume {}: it has no saved session", o.name),
+        ));
+    }
+
+    let worktree = if o.worktree {
+        Some(worktree_path(&state, &o.name)?)
+    } else if o.cwd.is_some() {
+        None
+    } else {
+        base.worktree.clone()
+    };
+    let cwd = match (&worktree, &o.cwd) {
+        (Some(w), _) => w.clone(),
+        (None, Some(c)) => c.clone(),
+        (None, None) if o.resume && !base.cwd.as_os_str().is_empty() => base.cwd.clone(),
+        (None, None) => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let cwd = std::fs::canonicalize(&cwd)
+        .map_err(|e| fail(DATAERR, format!("working directory {}: {e}", cwd.display())))?;
+    if !cwd.is_dir() {
+        return Err(fail(
+            DATAERR,
+            format!("{} is not a directory", cwd.display()),
+        ));
+    }
+
+    let pick = |new: Option<String>, old: Option<String>| new.or(old);
+    let meta = Meta {
+        name: o.name.clone(),
+        session_id,
+        cwd,
+        worktree,
+        task: pick(o.task, base.task.clone()),
+        task_list: pick(o.task_list, base.task_list.clone()),
+        model: pick(o.model, base.model.clone()),
+        role: pick(o.role, base.role.clone()),
+        channel: o
+            .channel
+            .or(Some(base.channel.clone()).filter(|c| !c.is_empty()))
+            .unwrap_or_else(crate::statedir::default_channel),
+        agent_cmd: absolute_program(
+            o.agent_cmd
+                .or(Some(base.agent_cmd.clone()).filter(|c| !c.is_empty()))
+                .unwrap_or_else(|| DEFAULT_AGENT_CMD.into()),
+        ),
+        extra_args: if o.extra_args.is_empty() && o.resume {
+            base.extra_args.clone()
+        } else {
+            o.extra_args
+        },
+        sandbox: o.sandbox || (o.resume && base.sandbox),
+        idle_exit_ms: o.idle_exit.map(|d| d.as_millis() as u64).or(if o.resume {
+            base.idle_exit_ms
+        } else {
+            None
+        }),
+        created: if o.resume && !base.created.is_empty() {
+            base.created.clone()
+        } else {
+            time::now_stamp()
+        },
+    };
+    crate::names::check("channel", &meta.channel)?;
+    let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
+    let bwrap = if meta.sandbox {
+        Some(find_program("bwrap").ok_or_else(|| {
+            fail(
+                UNAVAILABLE,
+                "--sandbox needs bubblewrap (bwrap), which is not installed or not in PATH",
+            )
+        })?)
+    } else {
+        None
+    };
+
+    let mut status = Status {
+        name: o.name.clone(),
+        session_id: Some(meta.session_id.clone()),
+        model: meta.model.clone(),
+        ..Status::default()
+    };
+    if o.resume
+        && let Some(ps) = prev_status
+    {
+        status.turns = ps.turns;
+        status.input_tokens = ps.input_tokens;
+        status.output_tokens = ps.output_tokens;
+        status.cache_read_tokens = ps.cache_read_tokens;
+        status.cache_creation_tokens = ps.cache_creation_tokens;
+        status.cost_usd = ps.cost_usd;
+        status.events = ps.events;
+        status.malformed = ps.malformed;
+        status.inputs = ps.inputs;
+        status.runs = ps.runs;
+        status.model = ps.model.or(status.model);
+    }
+    status.state = State::Starting;
+
+    agent.write_meta(&meta)?;
+    let _ = std::fs::remove_file(agent.stop_path());
+    agent.write_status(&status)?;
+    Ok((
+        Plan {
+            state,
+            agent,
+            meta,
+            resume: o.resume,
+            prompt: o.prompt.filter(|p| !p.trim().is_empty()),
+            idle_exit,
+            bwrap,
+            status,
+        },
+        held,
+    ))
+}
+
+fn kill_all(pids: &[i32]) {
+    use nix::sys::signal::{Signal, kill};
+    for &p in pids {
+        let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+    }
+}
+
+/// Run the supervisor here, until the agent ends; returns its exit code.
+pub fn run_foreground(plan: Plan, held: File) -> Result<u8> {
+    supervise::supervise(plan, held, None)
+}
+
+/// Start the supervisor detached (its own session, parent init) and return
+/// once the agent has started, with its pid.
+pub fn run_detached(plan: Plan, held: File) -> Result<i32> {
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{ForkResult, fork, setsid};
+
+    let (rd, wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot make a pipe")?;
+    // Flush what we buffered so the children do not write it again.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: we are single-threaded here (the tools start no threads
+    // before spawning), so the child may run arbitrary code.
+    match unsafe { fork() }.context("cannot fork")? {
+        ForkResult::Child => {
+            drop(rd);
+            let _ = setsid();
+            // SAFETY: as above; the intermediate child only forks and exits.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    let code = detached_supervisor(plan, held, wr);
+                    std::process::exit(code as i32);
+                }
+                _ => unsafe { nix::libc::_exit(0) },
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            drop(held);
+            let _ = waitpid(child, None);
+            let mut answer = String::new();
+            File::from(rd)
+                .read_to_string(&mut answer)
+                .context("cannot read from the supervisor")?;
+            parse_handshake(&answer)
+        }
+    }
+}
+
+fn parse_handshake(answer: &str) -> Result<i32> {
+    let line = answer.lines().next().unwrap_or("");
+    if let Some(pid) = line.strip_prefix("ok ") {
+        return pid.trim().parse().context("bad answer from the supervisor");
+    }
+    if let Some(rest) = line.strip_prefix("err ") {
+        let (code, msg) = rest
+            .split_once(' ')
+            .unwrap_or((rest, "the agent did not start"));
+        return Err(fail(code.parse().unwrap_or(exit::SOFTWARE), msg));
+    }
+    Err(fail(
+        exit::SOFTWARE,
+        "the supervisor ended before starting the agent (see stderr.log)",
+    ))
+}
+
+/// Body of the detached supervisor: standard streams away from the caller's
+/// terminal (stderr into the agent's stderr.log), then supervise.
+fn detached_supervisor(plan: Plan, held: File, handshake: OwnedFd) -> u8 {
+    use std::os::fd::AsRawFd;
+    close_other_fds(&[held.as_raw_fd(), handshake.as_raw_fd()]);
+    let _ = nix::unistd::chdir("/");
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+    if let Ok(log) = fsutil::open_append(&plan.agent.stderr_path()) {
+        let _ = nix::unistd::dup2_stderr(&log);
+    }
+    let name = plan.agent.name.clone();
+    match supervise::supervise(plan, held, Some(File::from(handshake))) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mt-spawn: {name}: {e:#}");
+            exit::code_of(&e)
+        }
+    }
+}
+
+/// Close every descriptor above 2 but `keep`: a detached supervisor must not
+/// hold what its caller had open (a pipe it waits on, a lock).
+fn close_other_fds(keep: &[std::os::fd::RawFd]) {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: nothing else in this process uses these descriptors
+            // (the read_dir handle among them is already closed).
+            unsafe { nix::libc::close(fd) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line() {
+        let meta = Meta {
+            name: "york".into(),
+            session_id: "S".into(),
+            model: Some("opus".into()),
+            role: Some("reviewer".into()),
+            extra_args: vec!["--max-turns".into(), "3".into()],
+            ..Meta::default()
+        };
+        assert_eq!(
+            agent_args(&meta, false).join(" "),
+            "-p --verbose --output-format stream-json --input-format stream-json \
+             --session-id S --model opus --append-system-prompt reviewer --max-turns 3"
+        );
+        assert!(
+            agent_args(&meta, true)
+                .join(" ")
+                .contains("--resume S --model")
+        );
+    }
+
+    #[test]
+    fn bwrap_command_line() {
+        let a = bwrap_args(
+            Path::new("/w/york"),
+            &[PathBuf::from("/w/york"), PathBuf::from("/tmp")],
+            "claude",
+            &["-p".into()],
+        );
+        let s: Vec<String> = a.iter().map(|x| x.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            s.join(" "),
+            "--ro-bind / / --dev /dev --proc /proc --bind /w/york /w/york --bind /tmp /tmp \
+             --die-with-parent --chdir /w/york -- claude -p"
+        );
+    }
+
+    #[test]
+    fn sandbox_binds_existing_paths_once() {
+        let d = tempfile::tempdir().unwrap();
+        let cwd = d.path().join("w");
+        std::fs::create_dir_all(cwd.join("sub")).unwrap();
+        let st = d.path().join("mt");
+        std::fs::create_dir_all(&st).unwrap();
+        let w = sandbox_writable(&cwd.join("sub"), &st);
+        // Everything needed is covered, and no bind is inside another.
+        for need in [cwd.join("sub"), st.clone(), PathBuf::from("/tmp")] {
+            assert!(w.iter().any(|p| need.starts_with(p)), "{need:?} in {w:?}");
+        }
+        for a in &w {
+            assert_eq!(w.iter().filter(|b| a.starts_with(b)).count(), 1, "{w:?}");
+        }
+        assert!(!w.contains(&d.path().join("missing")));
+    }
+
+    #[test]
+    fn handshake() {
+        assert_eq!(parse_handshake("ok 42\n").unwrap(), 42);
+        let e = parse_handshake("err 69 no such program\n").unwrap_err();
+        assert_eq!(exit::code_of(&e), 69);
+        assert_eq!(e.to_string(), "no such program");
+        assert!(parse_handshake("").is_err());
+    }
+}

@@ -1,0 +1,600 @@
+//! Claude Code's stream-json events: parsing that tolerates unknown event
+//! types, unknown fields and malformed lines; the status derived from them;
+//! and a readable transcript.
+//!
+//! Lines the supervisor adds to events.jsonl have `"type":"mt"` and a
+//! `subtype` of `start`, `input`, `exit` or `note`.
+
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+
+use crate::agent::{RateLimit, State, Status};
+
+/// What kind of event a line holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Init,
+    Assistant,
+    User,
+    Result,
+    RateLimit,
+    /// Another `system` subtype (`api_retry`, `hook_response`, ...).
+    System(String),
+    /// A line written by the supervisor.
+    Mt(String),
+    /// A JSON object of a type we do not know.
+    Other(String),
+    /// Not a JSON object.
+    Malformed,
+}
+
+/// Parse one line into a JSON object, or `None` for a malformed line.
+pub fn parse(line: &[u8]) -> Option<Value> {
+    match serde_json::from_slice::<Value>(line) {
+        Ok(v @ Value::Object(_)) => Some(v),
+        _ => None,
+    }
+}
+
+pub fn kind(v: &Value) -> Kind {
+    let t = v.get("type").and_then(Value::as_str).unwrap_or("");
+    let sub = || {
+        v.get("subtype")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    match t {
+        "system" if sub() == "init" => Kind::Init,
+        "system" => Kind::System(sub()),
+        "assistant" => Kind::Assistant,
+        "user" => Kind::User,
+        "result" => Kind::Result,
+        "rate_limit_event" => Kind::RateLimit,
+        "mt" => Kind::Mt(sub()),
+        other => Kind::Other(other.to_string()),
+    }
+}
+
+/// The stream-json line that gives the agent one user turn.
+pub fn user_message(text: &str) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&json!({
+        "type": "user",
+        "message": {"role": "user", "content": text},
+        "parent_tool_use_id": null,
+        "session_id": "",
+    }))
+    .expect("json");
+    line.push(b'\n');
+    line
+}
+
+/// A supervisor line for events.jsonl.
+pub fn mt_line(subtype: &str, at: &str, mut fields: Value) -> Vec<u8> {
+    if let Value::Object(m) = &mut fields {
+        m.insert("type".into(), "mt".into());
+        m.insert("subtype".into(), subtype.into());
+        m.insert("timestamp".into(), at.into());
+    }
+    let mut line = serde_json::to_vec(&fields).expect("json");
+    line.push(b'\n');
+    line
+}
+
+/// Something worth telling the channel about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// The rate-limit status changed.
+    RateLimit(RateLimit),
+}
+
+/// Token and cost totals of one run (one agent process).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Totals {
+    turns: u64,
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_creation: u64,
+    cost: f64,
+}
+
+/// Derives `Status` from the events of one run, on top of the totals of
+/// earlier runs of the same session.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    pub status: Status,
+    base: Totals,
+    run: Totals,
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn s(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl Tracker {
+    /// Start a run from `status`; with `keep_totals` its turns, tokens and
+    /// cost carry over (a resumed session), else they start at zero.
+    pub fn new(mut status: Status, keep_totals: bool) -> Tracker {
+        let base = if keep_totals {
+            Totals {
+                turns: status.turns,
+                input: status.input_tokens,
+                output: status.output_tokens,
+                cache_read: status.cache_read_tokens,
+                cache_creation: status.cache_creation_tokens,
+                cost: status.cost_usd,
+            }
+        } else {
+            Totals::default()
+        };
+        status.pending = 0;
+        let mut t = Tracker {
+            status,
+            base,
+            run: Totals::default(),
+        };
+        t.apply_totals();
+        t
+    }
+
+    fn apply_totals(&mut self) {
+        let (b, r) = (self.base, self.run);
+        let st = &mut self.status;
+        st.turns = b.turns + r.turns;
+        st.input_tokens = b.input + r.input;
+        st.output_tokens = b.output + r.output;
+        st.cache_read_tokens = b.cache_read + r.cache_read;
+        st.cache_creation_tokens = b.cache_creation + r.cache_creation;
+        st.cost_usd = b.cost + r.cost;
+    }
+
+    /// A user message was written to the agent's stdin.
+    pub fn on_input(&mut self) {
+        self.status.pending += 1;
+        self.status.inputs += 1;
+        self.status.state = State::Working;
+    }
+
+    /// One line from the agent's stdout, received at `now`.
+    pub fn on_line(&mut self, line: &[u8], now: &str) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        let st = &mut self.status;
+        st.events += 1;
+        st.last_event_at = Some(now.to_string());
+        let Some(v) = parse(line) else {
+            st.malformed += 1;
+            st.last_event_type = Some("malformed".into());
+            return notices;
+        };
+        let k = kind(&v);
+        st.last_event_type = Some(match &k {
+            Kind::System(sub) if !sub.is_empty() => format!("system/{sub}"),
+            _ => v
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+        });
+        if let Some(id) = s(&v, "session_id") {
+            st.session_id = Some(id);
+        }
+        match k {
+            Kind::Init => {
+                if let Some(m) = s(&v, "model") {
+                    st.model = Some(m);
+                }
+                self.settle();
+            }
+            Kind::Assistant => {
+                if let Some(m) = v.get("message").and_then(|m| s(m, "model")) {
+                    st.model = Some(m);
+                }
+                st.state = State::Working;
+            }
+            Kind::User => st.state = State::Working,
+            Kind::Result => {
+                self.on_result(&v);
+            }
+            Kind::RateLimit => {
+                let info = v.get("rate_limit_info").unwrap_or(&Value::Null);
+                let rl = RateLimit {
+                    status: s(info, "status").unwrap_or_else(|| "unknown".into()),
+                    resets_at: info
+                        .get("resetsAt")
+                        .and_then(Value::as_i64)
+                        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                        .map(crate::time::stamp),
+                    kind: s(info, "rateLimitType"),
+                    at: now.to_string(),
+                };
+                let changed = st
+                    .rate_limit
+                    .as_ref()
+                    .is_none_or(|old| old.status != rl.status);
+                st.rate_limit = Some(rl.clone());
+                if changed {
+                    notices.push(Notice::RateLimit(rl));
+                }
+            }
+            Kind::System(_) | Kind::Mt(_) | Kind::Other(_) | Kind::Malformed => {
+                if st.state == State::Starting {
+                    self.settle();
+                }
+            }
+        }
+        notices
+    }
+
+    /// After a system event or a turn's end: working while turns are owed.
+    fn settle(&mut self) {
+        let st = &mut self.status;
+        st.state = if st.pending > 0 {
+            State::Working
+        } else {
+            State::Idle
+        };
+    }
+
+    fn on_result(&mut self, v: &Value) {
+        self.run.turns += 1;
+        if let Some(c) = v.get("total_cost_usd").and_then(Value::as_f64) {
+            // Cumulative over the run: keep the latest.
+            self.run.cost = c;
+        }
+        match v.get("modelUsage").and_then(Value::as_object) {
+            // Per-model usage is cumulative over the run: replace.
+            Some(models) if !models.is_empty() => {
+                let mut t = Totals {
+                    turns: self.run.turns,
+                    cost: self.run.cost,
+                    ..Totals::default()
+                };
+                for m in models.values() {
+                    t.input += u(m, "inputTokens");
+                    t.output += u(m, "outputTokens");
+                    t.cache_read += u(m, "cacheReadInputTokens");
+                    t.cache_creation += u(m, "cacheCreationInputTokens");
+                }
+                self.run = t;
+            }
+            // Otherwise usage belongs to this turn: add.
+            _ => {
+                if let Some(us) = v.get("usage") {
+                    self.run.input += u(us, "input_tokens");
+                    self.run.output += u(us, "output_tokens");
+                    self.run.cache_read += u(us, "cache_read_input_tokens");
+                    self.run.cache_creation += u(us, "cache_creation_input_tokens");
+                }
+            }
+        }
+        self.apply_totals();
+        let st = &mut self.status;
+        st.num_turns = v.get("num_turns").and_then(Value::as_u64);
+        let sub = s(v, "subtype").unwrap_or_else(|| "success".into());
+        let is_error = v.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+        if is_error || sub != "success" {
+            st.error = Some(if sub == "success" {
+                "error".into()
+            } else {
+                sub
+            });
+            st.error_detail = s(v, "result").map(|r| clip(&r, 300));
+        }
+        st.pending = st.pending.saturating_sub(1);
+        self.settle();
+    }
+}
+
+/// At most `n` characters of `s`, on one line.
+pub fn clip(s: &str, n: usize) -> String {
+    let one: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one = one.trim();
+    if one.chars().count() <= n {
+        one.to_string()
+    } else {
+        let mut t: String = one.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// `1 turn`, `3 turns`.
+pub fn turns(n: u64) -> String {
+    format!("{n} turn{}", if n == 1 { "" } else { "s" })
+}
+
+fn tokens(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+/// Token counts as shown by the tools: `1.2k/340`.
+pub fn tokens_pair(input: u64, output: u64) -> String {
+    format!("{}/{}", tokens(input), tokens(output))
+}
+
+/// One event as transcript lines (each ending in `\n`); nothing for events
+/// a reader does not need (hooks, partial messages, ...).
+pub fn render(line: &[u8]) -> String {
+    let mut out = String::new();
+    let Some(v) = parse(line) else {
+        let _ = writeln!(out, "?? {}", clip(&String::from_utf8_lossy(line), 200));
+        return out;
+    };
+    match kind(&v) {
+        Kind::Init => {
+            let _ = writeln!(
+                out,
+                "── session {} · {} · {}",
+                s(&v, "session_id").unwrap_or_else(|| "?".into()),
+                s(&v, "model").unwrap_or_else(|| "?".into()),
+                s(&v, "cwd").unwrap_or_default()
+            );
+        }
+        Kind::Assistant | Kind::User => {
+            let assistant = kind(&v) == Kind::Assistant;
+            let content = v.get("message").and_then(|m| m.get("content"));
+            match content {
+                Some(Value::String(t)) if !assistant => {
+                    let _ = writeln!(out, "> {}", t.trim_end());
+                }
+                Some(Value::String(t)) => {
+                    let _ = writeln!(out, "{}", t.trim_end());
+                }
+                Some(Value::Array(blocks)) => {
+                    for b in blocks {
+                        render_block(b, assistant, &mut out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Kind::Result => {
+            let us = v.get("usage").unwrap_or(&Value::Null);
+            let mut line = format!(
+                "── {} · {} · {} tokens",
+                s(&v, "subtype").unwrap_or_else(|| "result".into()),
+                turns(u(&v, "num_turns")),
+                tokens_pair(u(us, "input_tokens"), u(us, "output_tokens"))
+            );
+            if let Some(c) = v.get("total_cost_usd").and_then(Value::as_f64) {
+                let _ = write!(line, " · ${c:.4}");
+            }
+            if let Some(ms) = v.get("duration_ms").and_then(Value::as_u64) {
+                let _ = write!(line, " · {:.1}s", ms as f64 / 1000.0);
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        Kind::RateLimit => {
+            let info = v.get("rate_limit_info").unwrap_or(&Value::Null);
+            let _ = writeln!(
+                out,
+                "── rate limit {} ({}){}",
+                s(info, "status").unwrap_or_else(|| "?".into()),
+                s(info, "rateLimitType").unwrap_or_else(|| "?".into()),
+                info.get("resetsAt")
+                    .and_then(Value::as_i64)
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| format!(", resets {}", crate::time::stamp(t)))
+                    .unwrap_or_default()
+            );
+        }
+        Kind::System(sub) if sub == "api_retry" || sub == "compact_boundary" => {
+            let _ = writeln!(out, "── {sub}");
+        }
+        Kind::Mt(sub) => match sub.as_str() {
+            "input" => {
+                for (i, l) in s(&v, "text").unwrap_or_default().lines().enumerate() {
+                    let _ = writeln!(out, "{} {l}", if i == 0 { ">>" } else { "  " });
+                }
+            }
+            "start" => {
+                let _ = writeln!(
+                    out,
+                    "── started pid {} · {}",
+                    u(&v, "pid"),
+                    s(&v, "timestamp").unwrap_or_default()
+                );
+            }
+            "exit" => {
+                let _ = writeln!(
+                    out,
+                    "── {} · {}",
+                    s(&v, "text").unwrap_or_else(|| "exited".into()),
+                    s(&v, "timestamp").unwrap_or_default()
+                );
+            }
+            _ => {
+                if let Some(t) = s(&v, "text") {
+                    let _ = writeln!(out, "── {t}");
+                }
+            }
+        },
+        Kind::System(_) | Kind::Other(_) | Kind::Malformed => {}
+    }
+    out
+}
+
+fn render_block(b: &Value, assistant: bool, out: &mut String) {
+    match b.get("type").and_then(Value::as_str) {
+        Some("text") => {
+            let t = b.get("text").and_then(Value::as_str).unwrap_or("");
+            if assistant {
+                let _ = writeln!(out, "{}", t.trim_end());
+            } else {
+                let _ = writeln!(out, "> {}", clip(t, 200));
+            }
+        }
+        Some("tool_use") => {
+            let input = b.get("input").map(|i| i.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "→ {} {}",
+                s(b, "name").unwrap_or_else(|| "?".into()),
+                clip(&input, 160)
+            );
+        }
+        Some("tool_result") => {
+            let text = match b.get("content") {
+                Some(Value::String(t)) => t.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => String::new(),
+            };
+            let err = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+            let _ = writeln!(
+                out,
+                "← {}{}",
+                if err { "error: " } else { "" },
+                clip(&text, 160)
+            );
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(t: &mut Tracker, lines: &[&str]) -> Vec<Notice> {
+        let mut n = Vec::new();
+        for l in lines {
+            n.extend(t.on_line(l.as_bytes(), "2026-01-01T00:00:00.000Z"));
+        }
+        n
+    }
+
+    #[test]
+    fn states_follow_turns() {
+        let mut t = Tracker::new(Status::default(), false);
+        assert_eq!(t.status.state, State::Starting);
+        t.on_input();
+        feed(
+            &mut t,
+            &[r#"{"type":"system","subtype":"init","session_id":"s1","model":"m1"}"#],
+        );
+        assert_eq!(t.status.state, State::Working);
+        assert_eq!(t.status.session_id.as_deref(), Some("s1"));
+        feed(
+            &mut t,
+            &[
+                r#"{"type":"result","subtype":"success","num_turns":2,"total_cost_usd":0.5,"usage":{"input_tokens":10,"output_tokens":3}}"#,
+            ],
+        );
+        assert_eq!(t.status.state, State::Idle);
+        t.on_input();
+        feed(
+            &mut t,
+            &[
+                r#"{"type":"result","subtype":"error_max_turns","is_error":true,"total_cost_usd":0.75,"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            ],
+        );
+        let st = &t.status;
+        assert_eq!((st.turns, st.input_tokens, st.output_tokens), (2, 11, 4));
+        assert_eq!(st.cost_usd, 0.75, "cost is cumulative: the latest wins");
+        assert_eq!(st.error.as_deref(), Some("error_max_turns"));
+        assert_eq!(st.state, State::Idle);
+    }
+
+    #[test]
+    fn model_usage_replaces_and_resume_adds() {
+        let mut t = Tracker::new(
+            Status {
+                turns: 5,
+                cost_usd: 1.0,
+                input_tokens: 100,
+                ..Status::default()
+            },
+            true,
+        );
+        for c in [0.1, 0.2] {
+            feed(
+                &mut t,
+                &[&format!(
+                    r#"{{"type":"result","total_cost_usd":{c},"usage":{{"input_tokens":7}},"modelUsage":{{"a":{{"inputTokens":20,"outputTokens":2}},"b":{{"inputTokens":5}}}}}}"#
+                )],
+            );
+        }
+        assert_eq!(t.status.turns, 7);
+        assert_eq!(t.status.input_tokens, 125);
+        assert!((t.status.cost_usd - 1.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tolerant_of_junk_and_reports_rate_limits_once() {
+        let mut t = Tracker::new(Status::default(), false);
+        let n = feed(
+            &mut t,
+            &[
+                "not json",
+                "[1,2]",
+                r#"{"type":"brand_new","x":{}}"#,
+                r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1700000000,"rateLimitType":"five_hour"}}"#,
+                r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1700000000,"rateLimitType":"five_hour"}}"#,
+            ],
+        );
+        assert_eq!(t.status.malformed, 2);
+        assert_eq!(t.status.events, 5);
+        assert_eq!(n.len(), 1);
+        let rl = t.status.rate_limit.clone().unwrap();
+        assert_eq!(rl.status, "rejected");
+        assert_eq!(rl.resets_at.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+    }
+
+    #[test]
+    fn fixtures_parse_and_render() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/claude/stream-json");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for f in rd {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            let mut t = Tracker::new(Status::default(), false);
+            for line in text.lines() {
+                assert!(parse(line.as_bytes()).is_some(), "{line}");
+                t.on_line(line.as_bytes(), "x");
+                let _ = render(line.as_bytes());
+            }
+            assert_eq!(t.status.malformed, 0);
+        }
+    }
+
+    #[test]
+    fn renders_tools_and_results() {
+        let r = render(
+            br#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi"},{"type":"tool_use","name":"Bash","input":{"command":"ls"}}]}}"#,
+        );
+        assert_eq!(r, "hi\n→ Bash {\"command\":\"ls\"}\n");
+        let r = render(
+            br#"{"type":"user","message":{"content":[{"type":"tool_result","content":"nope","is_error":true}]}}"#,
+        );
+        assert_eq!(r, "← error: nope\n");
+        let r = render(
+            br#"{"type":"result","subtype":"success","num_turns":4,"total_cost_usd":0.17,"usage":{"input_tokens":11,"output_tokens":207},"duration_ms":10699}"#,
+        );
+        assert_eq!(
+            r,
+            "── success · 4 turns · 11/207 tokens · $0.1700 · 10.7s\n"
+        );
+        assert!(render(&user_message("x")).starts_with("> x"));
+    }
+}
