@@ -33,6 +33,8 @@ lint:
 
 CARGO_PROFILE ?= release
 GENBIN = target/$(CARGO_PROFILE)/mt-gen
+# Always ask cargo: it rebuilds mt-gen only when a source changed.
+.PHONY: $(GENBIN)
 
 $(GENBIN):
 	$(CARGO) build --locked $(if $(filter release,$(CARGO_PROFILE)),--release) --bin mt-gen

@@ -13,7 +13,6 @@ pub mod exit;
 pub mod fsutil;
 pub mod hook;
 pub mod id;
-pub mod jsondoc;
 pub mod lock;
 pub mod mailbox;
 pub mod names;

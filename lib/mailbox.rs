@@ -8,8 +8,23 @@
 //! atomic rename, release. Fields mt does not know are kept. An inbox that
 //! does not parse is never rewritten: it is renamed aside to
 //! `<agent>.json.corrupt-<time>` under the lock, and the caller is told.
+//!
+//! Claude Code writes these files with `JSON.stringify(x, null, 2)`, and mt
+//! rewrites them the same way: serde_json's `preserve_order` keeps object
+//! keys in document order (a changed key stays in place, a new one goes
+//! last, a removed one must go with `shift_remove`), and `to_vec_pretty`
+//! writes the same bytes as `JSON.stringify(x, null, 2)`: two-space indent,
+//! `[]`/`{}` when empty, only `"`, `\` and control characters escaped (as
+//! `\n` or lowercase `\u001b`), other text as is, no trailing newline.
+//! Only numbers can come out differently, and only unusual ones: integers
+//! beyond 64 bits but below 1e21 (JavaScript writes every digit, serde_json
+//! an exponent), magnitudes from 1e-6 to 1e-5 (0.000001 against 1e-6), and
+//! numbers JavaScript never writes, like `1.0` or `1e3` (JavaScript `1`,
+//! `1000`; serde_json `1.0`, `1000.0`). Values are kept exactly
+//! (`float_roundtrip`: without it a float could change in its last digit).
 
 use anyhow::{Context, Result};
+use serde_json::{Value, json};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -18,7 +33,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::dirlock::{self, DEFAULT_WAIT};
 use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
 use crate::fsutil;
-use crate::jsondoc::{self, Json, Obj};
 use crate::names;
 use crate::time::now_stamp;
 
@@ -33,19 +47,20 @@ pub struct NewMessage {
 
 impl NewMessage {
     /// The stored entry, fields in Claude Code's order.
-    pub fn entry(&self, timestamp: &str) -> Json {
-        let mut o = Obj::new()
-            .with("from", self.from.as_str())
-            .with("text", self.text.as_str())
-            .with("timestamp", timestamp)
-            .with("read", false);
+    pub fn entry(&self, timestamp: &str) -> Value {
+        let mut e = json!({
+            "from": self.from,
+            "text": self.text,
+            "timestamp": timestamp,
+            "read": false,
+        });
         if let Some(c) = &self.color {
-            o.set("color", c.as_str());
+            e["color"] = json!(c);
         }
         if let Some(s) = &self.summary {
-            o.set("summary", s.as_str());
+            e["summary"] = json!(s);
         }
-        Json::Object(o)
+        e
     }
 }
 
@@ -113,7 +128,7 @@ impl Mailbox {
 
     /// Append one message to `agent`'s inbox in `team`; returns the outcome
     /// and the entry as stored.
-    pub fn send(&self, team: &str, to: &str, msg: &NewMessage) -> Result<(Outcome, Json)> {
+    pub fn send(&self, team: &str, to: &str, msg: &NewMessage) -> Result<(Outcome, Value)> {
         let path = self.inbox_path(team, to)?;
         check_message(msg)?;
         let entry = msg.entry(&now_stamp());
@@ -126,7 +141,7 @@ impl Mailbox {
     /// The messages of an inbox, without locking (files are replaced whole,
     /// so a reader sees one version or the other). A missing inbox is empty;
     /// one that does not parse is an error (exit 65).
-    pub fn read(&self, team: &str, agent: &str) -> Result<Vec<Json>> {
+    pub fn read(&self, team: &str, agent: &str) -> Result<Vec<Value>> {
         let path = self.inbox_path(team, agent)?;
         match read_if_exists(&path)? {
             None => Ok(Vec::new()),
@@ -149,8 +164,8 @@ impl Mailbox {
         &self,
         team: &str,
         agent: &str,
-        select: impl Fn(&Json) -> bool,
-        deliver: impl FnOnce(&[&Json]) -> Result<()>,
+        select: impl Fn(&Value) -> bool,
+        deliver: impl FnOnce(&[&Value]) -> Result<()>,
     ) -> Result<(Outcome, usize)> {
         let path = self.inbox_path(team, agent)?;
         // Reading must not create an inbox (nor its team directory).
@@ -166,9 +181,9 @@ impl Mailbox {
             let mut changed = false;
             for i in picked {
                 if let Some(o) = list[i].as_object_mut()
-                    && o.get("read").and_then(Json::as_bool) != Some(true)
+                    && o.get("read") != Some(&Value::Bool(true))
                 {
-                    o.set("read", true);
+                    o.insert("read".into(), Value::Bool(true));
                     changed = true;
                 }
             }
@@ -182,14 +197,14 @@ impl Mailbox {
     pub fn modify(
         &self,
         path: &Path,
-        change: impl FnOnce(&mut Vec<Json>) -> Result<bool>,
+        change: impl FnOnce(&mut Vec<Value>) -> Result<bool>,
     ) -> Result<Outcome> {
         self.edit(path, |bytes, _| {
             let mut list = parse_inbox(&bytes).map_err(|why| fail(DATAERR, why))?;
             if !change(&mut list)? {
                 return Ok(Edit::Keep(list.len()));
             }
-            Ok(Edit::Write(jsondoc::pretty(&list), list.len()))
+            Ok(Edit::Write(serde_json::to_vec_pretty(&list)?, list.len()))
         })
     }
 
@@ -239,8 +254,9 @@ impl Mailbox {
         Ok(out)
     }
 
-    /// The members of a team, from its config (none when it has no config).
-    pub fn members(&self, team: &str) -> Result<Vec<Obj>> {
+    /// The members of a team, from its config (none when it has no config):
+    /// objects, as stored.
+    pub fn members(&self, team: &str) -> Result<Vec<Value>> {
         let path = self.config_path(team)?;
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(Vec::new());
@@ -248,14 +264,15 @@ impl Mailbox {
         let config = parse_config(&path, &bytes)?;
         Ok(member_list(&config)
             .iter()
-            .filter_map(|m| m.as_object().cloned())
+            .filter(|m| m.is_object())
+            .cloned()
             .collect())
     }
 
     /// Add a member to a team's config, or update the one of that name:
     /// given fields are set, others kept. A missing config is created.
     /// Returns the member as stored and whether it is new.
-    pub fn upsert_member(&self, team: &str, m: &MemberUpdate) -> Result<(Obj, bool)> {
+    pub fn upsert_member(&self, team: &str, m: &MemberUpdate) -> Result<(Value, bool)> {
         let path = self.config_path(team)?;
         names::check_claude("agent", &m.name)?;
         fsutil::ensure_dir(path.parent().expect("team dir"))?;
@@ -263,18 +280,19 @@ impl Mailbox {
             .with_context(|| format!("cannot lock team config {}", path.display()))?;
         let mut config = match read_if_exists(&path)? {
             Some(bytes) => parse_config(&path, &bytes)?,
-            None => Obj::new()
-                .with("name", team)
-                .with("description", "")
-                .with("createdAt", now_millis())
-                .with("members", Json::Array(Vec::new())),
+            None => json!({
+                "name": team,
+                "description": "",
+                "createdAt": now_millis(),
+                "members": [],
+            }),
         };
-        if !config.contains("members") {
-            config.set("members", Json::Array(Vec::new()));
-        }
         let members = config
-            .get_mut("members")
-            .and_then(Json::as_array_mut)
+            .as_object_mut()
+            .expect("config is an object")
+            .entry("members")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
             .ok_or_else(|| {
                 fail(
                     DATAERR,
@@ -283,20 +301,19 @@ impl Mailbox {
             })?;
         let found = members
             .iter()
-            .position(|e| e.as_object().and_then(|o| o.str("name")) == Some(&m.name));
+            .position(|e| e.is_object() && e["name"] == m.name.as_str());
         let created = found.is_none();
         let i = match found {
             Some(i) => i,
             None => {
-                members.push(Json::Object(m.new_entry(team)));
+                members.push(m.new_entry(team));
                 members.len() - 1
             }
         };
-        let entry = members[i].as_object_mut().expect("member is an object");
-        m.apply(entry);
-        let stored = entry.clone();
+        m.apply(&mut members[i]);
+        let stored = members[i].clone();
         lock.verify()?;
-        fsutil::write_atomic(&path, &jsondoc::pretty(&config), self.durable)?;
+        fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&config)?, self.durable)?;
         lock.release()?;
         Ok((stored, created))
     }
@@ -315,24 +332,27 @@ pub struct MemberUpdate {
 impl MemberUpdate {
     /// A new member, fields in Claude Code's order (`apply` then fills in
     /// what was given).
-    fn new_entry(&self, team: &str) -> Obj {
-        let mut o = Obj::new()
-            .with("agentId", format!("{}@{team}", self.name))
-            .with("name", self.name.as_str())
-            .with("agentType", "general-purpose");
+    fn new_entry(&self, team: &str) -> Value {
+        let mut e = json!({
+            "agentId": format!("{}@{team}", self.name),
+            "name": self.name,
+            "agentType": "general-purpose",
+        });
         if let Some(m) = &self.model {
-            o.set("model", m.as_str());
+            e["model"] = json!(m);
         }
         if let Some(c) = &self.color {
-            o.set("color", c.as_str());
+            e["color"] = json!(c);
         }
-        o.with("joinedAt", now_millis())
-            .with("tmuxPaneId", "")
-            .with("cwd", "")
-            .with("subscriptions", Json::Array(Vec::new()))
+        e["joinedAt"] = json!(now_millis());
+        e["tmuxPaneId"] = json!("");
+        e["cwd"] = json!("");
+        e["subscriptions"] = json!([]);
+        e
     }
 
-    fn apply(&self, o: &mut Obj) {
+    /// Set the given fields on a member (an object).
+    fn apply(&self, e: &mut Value) {
         let fields = [
             ("agentType", &self.agent_type),
             ("model", &self.model),
@@ -341,7 +361,7 @@ impl MemberUpdate {
         ];
         for (k, v) in fields {
             if let Some(v) = v {
-                o.set(k, v.as_str());
+                e[k] = json!(v);
             }
         }
     }
@@ -354,23 +374,20 @@ fn now_millis() -> u64 {
         .unwrap_or(0)
 }
 
-fn member_list(config: &Obj) -> &[Json] {
-    config
-        .get("members")
-        .and_then(Json::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+fn member_list(config: &Value) -> &[Value] {
+    config["members"].as_array().map_or(&[], Vec::as_slice)
 }
 
-fn parse_config(path: &Path, bytes: &[u8]) -> Result<Obj> {
-    match jsondoc::parse(bytes) {
-        Ok(Json::Object(o)) => Ok(o),
+/// A team config: an object.
+fn parse_config(path: &Path, bytes: &[u8]) -> Result<Value> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(o) if o.is_object() => Ok(o),
         Ok(other) => Err(fail(
             DATAERR,
             format!(
                 "team config {} holds {}, not an object; left as it is",
                 path.display(),
-                other.kind()
+                kind(&other)
             ),
         )),
         Err(e) => Err(fail(
@@ -441,19 +458,19 @@ fn count_inbox(bytes: &[u8]) -> std::result::Result<usize, String> {
 /// (what Claude Code and mt write) gets the entry spliced in before its
 /// closing bracket, without being parsed; any other form is rewritten
 /// whole.
-fn append(mut bytes: Vec<u8>, n: usize, entry: &Json) -> Result<Vec<u8>> {
+fn append(mut bytes: Vec<u8>, n: usize, entry: &Value) -> Result<Vec<u8>> {
     const HEAD: &[u8] = b"[\n  {";
     const TAIL: &[u8] = b"\n  }\n]";
     if n == 0 {
-        return Ok(jsondoc::pretty(&[entry]));
+        return Ok(serde_json::to_vec_pretty(&[entry])?);
     }
     if !(bytes.starts_with(HEAD) && bytes.ends_with(TAIL)) {
         let mut list = parse_inbox(&bytes).map_err(|why| fail(DATAERR, why))?;
         list.push(entry.clone());
-        return Ok(jsondoc::pretty(&list));
+        return Ok(serde_json::to_vec_pretty(&list)?);
     }
     // Reuse the buffer just read: no second copy of a large inbox.
-    let item = jsondoc::pretty(entry);
+    let item = serde_json::to_vec_pretty(entry)?;
     bytes.truncate(bytes.len() - 2);
     bytes.reserve(item.len() + item.len() / 4 + 8);
     bytes.extend_from_slice(b",\n  ");
@@ -470,14 +487,26 @@ fn append(mut bytes: Vec<u8>, n: usize, entry: &Json) -> Result<Vec<u8>> {
 
 /// Parse inbox bytes: an array (an empty file counts as `[]`: it holds
 /// nothing to lose), else the reason it is not one.
-pub fn parse_inbox(bytes: &[u8]) -> std::result::Result<Vec<Json>, String> {
+pub fn parse_inbox(bytes: &[u8]) -> std::result::Result<Vec<Value>, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    match jsondoc::parse(bytes) {
-        Ok(Json::Array(a)) => Ok(a),
-        Ok(other) => Err(format!("it holds {}, not an array", other.kind())),
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Array(a)) => Ok(a),
+        Ok(other) => Err(format!("it holds {}, not an array", kind(&other))),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -573,8 +602,8 @@ mod tests {
         let keys: Vec<&str> = list[1]
             .as_object()
             .unwrap()
-            .iter()
-            .map(|(k, _)| k)
+            .keys()
+            .map(String::as_str)
             .collect();
         assert_eq!(
             keys,
@@ -591,13 +620,86 @@ mod tests {
             ..msg("three")
         }
         .entry("t2");
-        let one = jsondoc::pretty(&[&e1]);
+        let one = serde_json::to_vec_pretty(&[&e1]).unwrap();
         let two = append(one.clone(), 1, &e2).unwrap();
-        assert_eq!(two, jsondoc::pretty(&[&e1, &e2]));
+        assert_eq!(two, serde_json::to_vec_pretty(&[&e1, &e2]).unwrap());
         // A compact file is rewritten in the canonical form.
-        let compact = jsondoc::compact(&[&e1]);
+        let compact = serde_json::to_string(&[&e1]).unwrap();
         assert_eq!(append(compact.into_bytes(), 1, &e2).unwrap(), two);
         assert_eq!(append(b"[]".to_vec(), 0, &e1).unwrap(), one);
+    }
+
+    /// Pins the layout of `JSON.stringify(inbox, null, 2)` (bytes written by
+    /// hand, checked against node): a compact inbox is rewritten in it, a
+    /// message is spliced into it, and it reads back to itself.
+    #[test]
+    fn layout_is_json_stringify_2() {
+        let compact = concat!(
+            r#"[{"from":"team-lead","text":"Please review:\n\t- the \"q\" case\n\t- C:\\x\r","#,
+            r#""timestamp":"2025-01-02T03:04:05.678Z","read":true,"color":"blue","summary":"review"},"#,
+            r#"{"from":"york","text":"caf\u00e9 \u2713 \ud83d\ude00 </b> \u001b[0m \u0000\u007f\b\f","#,
+            r#""timestamp":"2025-01-02T03:05:00.000Z","read":false,"x-extra":{"empty":[],"none":{},"#,
+            r#""n":[1735787045678,-2,2.5,0.1,0.0076875224756904805,1e+300],"nil":null,"deep":[[],{"k":true}]}}]"#
+        );
+        let canonical = r#"[
+  {
+    "from": "team-lead",
+    "text": "Please review:\n\t- the \"q\" case\n\t- C:\\x\r",
+    "timestamp": "2025-01-02T03:04:05.678Z",
+    "read": true,
+    "color": "blue",
+    "summary": "review"
+  },
+  {
+    "from": "york",
+    "text": "café ✓ 😀 </b> \u001b[0m \u0000DEL\b\f",
+    "timestamp": "2025-01-02T03:05:00.000Z",
+    "read": false,
+    "x-extra": {
+      "empty": [],
+      "none": {},
+      "n": [
+        1735787045678,
+        -2,
+        2.5,
+        0.1,
+        0.0076875224756904805,
+        1e+300
+      ],
+      "nil": null,
+      "deep": [
+        [],
+        {
+          "k": true
+        }
+      ]
+    }
+  }
+]"#
+        .replace("DEL", "\u{7f}");
+        let list = parse_inbox(compact.as_bytes()).unwrap();
+        let pretty = serde_json::to_vec_pretty(&list).unwrap();
+        assert_eq!(String::from_utf8(pretty).unwrap(), canonical);
+        let again = parse_inbox(canonical.as_bytes()).unwrap();
+        assert_eq!(
+            serde_json::to_vec_pretty(&again).unwrap(),
+            canonical.as_bytes()
+        );
+
+        let e = NewMessage {
+            summary: Some("ack".into()),
+            ..msg("ok")
+        }
+        .entry("T");
+        let spliced = append(canonical.clone().into_bytes(), 2, &e).unwrap();
+        let want = format!(
+            "{},\n  {{\n    \"from\": \"lead\",\n    \"text\": \"ok\",\n    \"timestamp\": \"T\",\n    \"read\": false,\n    \"summary\": \"ack\"\n  }}\n]",
+            &canonical[..canonical.len() - 2]
+        );
+        assert_eq!(String::from_utf8(spliced).unwrap(), want);
+        // As in JSON.parse, a repeated key keeps its first place, last value.
+        let dup = parse_inbox(br#"[{"a":1,"b":2,"a":3}]"#).unwrap();
+        assert_eq!(serde_json::to_string(&dup).unwrap(), r#"[{"a":3,"b":2}]"#);
     }
 
     #[test]
@@ -626,7 +728,7 @@ mod tests {
         };
         let (e, created) = m.upsert_member("t", &up).unwrap();
         assert!(created);
-        assert_eq!(e.str("agentId"), Some("york@t"));
+        assert_eq!(e["agentId"], "york@t");
         let up2 = MemberUpdate {
             name: "york".into(),
             color: Some("blue".into()),
@@ -635,8 +737,8 @@ mod tests {
         let (e, created) = m.upsert_member("t", &up2).unwrap();
         assert!(!created);
         assert_eq!(
-            (e.str("model"), e.str("color")),
-            (Some("sonnet"), Some("blue"))
+            (&e["model"], &e["color"]),
+            (&json!("sonnet"), &json!("blue"))
         );
         assert_eq!(m.members("t").unwrap().len(), 1);
     }

@@ -8,7 +8,9 @@
 //! lock; every rewrite of a task file also holds that task's lock, so
 //! Claude Code's per-task updates are excluded too. Files are replaced by
 //! atomic rename, keep the fields mt does not know, and a file that does not
-//! parse is skipped with a warning and never rewritten.
+//! parse is skipped with a warning and never rewritten. Files are written
+//! as Claude Code writes them, `JSON.stringify(task, null, 2)` (see
+//! `mailbox` for how serde_json matches it).
 //!
 //! Other tools use this module directly:
 //!
@@ -28,6 +30,7 @@
 //! ```
 
 use anyhow::{Context, Result};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
@@ -38,7 +41,6 @@ use std::time::Duration;
 use crate::dirlock::{self, DEFAULT_WAIT, DirLock};
 use crate::exit::{CANTCREAT, Coded, DATAERR, NO, USAGE, fail};
 use crate::fsutil;
-use crate::jsondoc::{self, Json, Obj};
 use crate::names;
 
 /// A task's status as Claude Code writes it.
@@ -87,9 +89,9 @@ pub fn parse_id(s: &str) -> Result<u64> {
 }
 
 /// An id as found in a file: `"3"` (Claude Code) or `3`.
-fn id_of(v: &Json) -> Option<u64> {
+fn id_of(v: &Value) -> Option<u64> {
     match v {
-        Json::String(s) => s.parse().ok().filter(|&n| n > 0),
+        Value::String(s) => s.parse().ok().filter(|&n| n > 0),
         other => other.as_u64().filter(|&n| n > 0),
     }
 }
@@ -98,25 +100,30 @@ fn id_of(v: &Json) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     pub id: u64,
-    pub doc: Obj,
+    pub doc: Map<String, Value>,
 }
 
 impl Task {
+    /// The value of `key` when it is a string.
+    fn str(&self, key: &str) -> Option<&str> {
+        self.doc.get(key).and_then(Value::as_str)
+    }
+
     pub fn subject(&self) -> &str {
-        self.doc.str("subject").unwrap_or("")
+        self.str("subject").unwrap_or("")
     }
 
     pub fn description(&self) -> &str {
-        self.doc.str("description").unwrap_or("")
+        self.str("description").unwrap_or("")
     }
 
     pub fn active_form(&self) -> Option<&str> {
-        self.doc.str("activeForm")
+        self.str("activeForm")
     }
 
     /// The status string as stored (Claude Code may add new ones).
     pub fn status_str(&self) -> &str {
-        self.doc.str("status").unwrap_or("")
+        self.str("status").unwrap_or("")
     }
 
     pub fn status(&self) -> Option<Status> {
@@ -125,7 +132,7 @@ impl Task {
 
     /// The owner, when there is one (an empty string means none).
     pub fn owner(&self) -> Option<&str> {
-        self.doc.str("owner").filter(|s| !s.is_empty())
+        self.str("owner").filter(|s| !s.is_empty())
     }
 
     pub fn blocks(&self) -> Vec<u64> {
@@ -139,14 +146,14 @@ impl Task {
     fn ids(&self, key: &str) -> Vec<u64> {
         self.doc
             .get(key)
-            .and_then(Json::as_array)
+            .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(id_of).collect())
             .unwrap_or_default()
     }
 
     /// The task as one line of JSON, exactly its stored fields.
     pub fn to_json(&self) -> String {
-        jsondoc::compact(&self.doc)
+        serde_json::to_string(&self.doc).expect("a JSON object serializes")
     }
 }
 
@@ -159,7 +166,7 @@ pub struct NewTask {
     pub owner: Option<String>,
     pub blocked_by: Vec<u64>,
     /// Stored as the task's `metadata` when set (an object).
-    pub metadata: Option<Obj>,
+    pub metadata: Option<Map<String, Value>>,
 }
 
 impl NewTask {
@@ -171,29 +178,26 @@ impl NewTask {
     }
 
     /// The stored object, fields in Claude Code's order.
-    fn doc(&self, id: u64, blocked_by: &[u64]) -> Obj {
-        let mut o = Obj::new()
-            .with("id", id.to_string())
-            .with("subject", self.subject.as_str())
-            .with("description", self.description.as_str());
+    fn doc(&self, id: u64, blocked_by: &[u64]) -> Map<String, Value> {
+        let mut o = Map::new();
+        o.insert("id".into(), json!(id.to_string()));
+        o.insert("subject".into(), json!(self.subject));
+        o.insert("description".into(), json!(self.description));
         if let Some(f) = &self.active_form {
-            o.set("activeForm", f.as_str());
+            o.insert("activeForm".into(), json!(f));
         }
         if let Some(a) = &self.owner {
-            o.set("owner", a.as_str());
+            o.insert("owner".into(), json!(a));
         }
-        o.set("status", Status::Pending.as_str());
-        o.set("blocks", Json::Array(Vec::new()));
-        o.set("blockedBy", id_array(blocked_by));
+        o.insert("status".into(), json!(Status::Pending.as_str()));
+        o.insert("blocks".into(), json!([]));
+        let ids: Vec<String> = blocked_by.iter().map(u64::to_string).collect();
+        o.insert("blockedBy".into(), json!(ids));
         if let Some(m) = &self.metadata {
-            o.set("metadata", m.clone());
+            o.insert("metadata".into(), Value::Object(m.clone()));
         }
         o
     }
-}
-
-fn id_array(ids: &[u64]) -> Json {
-    Json::Array(ids.iter().map(|i| Json::from(i.to_string())).collect())
 }
 
 /// Changes to a task; `None` leaves a field as it is.
@@ -208,25 +212,29 @@ pub struct TaskUpdate {
 }
 
 impl TaskUpdate {
-    fn apply(&self, o: &mut Obj) {
-        if let Some(s) = &self.subject {
-            o.set("subject", s.as_str());
-        }
-        if let Some(d) = &self.description {
-            o.set("description", d.as_str());
-        }
-        if let Some(f) = &self.active_form {
-            o.set("activeForm", f.as_str());
+    fn apply(&self, o: &mut Map<String, Value>) {
+        let fields = [
+            ("subject", self.subject.as_deref()),
+            ("description", self.description.as_deref()),
+            ("activeForm", self.active_form.as_deref()),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                o.insert(k.into(), json!(v));
+            }
         }
         match self.owner.as_deref() {
+            // shift_remove: a plain remove would move the last key here.
             Some("") => {
-                o.remove("owner");
+                o.shift_remove("owner");
             }
-            Some(a) => o.set("owner", a),
+            Some(a) => {
+                o.insert("owner".into(), json!(a));
+            }
             None => {}
         }
         if let Some(s) = self.status {
-            o.set("status", s.as_str());
+            o.insert("status".into(), json!(s.as_str()));
         }
     }
 }
@@ -585,8 +593,8 @@ impl TaskList {
                 outcome = Some(Claim::Refused(r));
                 return Ok(false);
             }
-            o.set("owner", owner);
-            o.set("status", Status::InProgress.as_str());
+            o.insert("owner".into(), json!(owner));
+            o.insert("status".into(), json!(Status::InProgress.as_str()));
             Ok(true)
         })?;
         lock.release()?;
@@ -693,7 +701,7 @@ impl TaskList {
     fn rewrite(
         &self,
         id: u64,
-        change: impl FnOnce(&mut Obj) -> Result<bool>,
+        change: impl FnOnce(&mut Map<String, Value>) -> Result<bool>,
     ) -> Result<Option<Task>> {
         let path = self.path(id);
         let lock = self.task_lock(id)?;
@@ -718,8 +726,8 @@ impl TaskList {
         Ok(Some(t))
     }
 
-    fn write(&self, path: &Path, doc: &Obj) -> Result<()> {
-        fsutil::write_atomic(path, &jsondoc::pretty(doc), self.durable)
+    fn write(&self, path: &Path, doc: &Map<String, Value>) -> Result<()> {
+        fsutil::write_atomic(path, &serde_json::to_vec_pretty(doc)?, self.durable)
     }
 }
 
@@ -751,20 +759,21 @@ fn check_text(what: &str, s: &str, empty_ok: bool) -> Result<()> {
     Ok(())
 }
 
-fn add_id(o: &mut Obj, key: &str, id: u64) -> bool {
-    if !matches!(o.get(key), Some(Json::Array(_))) {
-        o.set(key, Json::Array(Vec::new()));
+fn add_id(o: &mut Map<String, Value>, key: &str, id: u64) -> bool {
+    let v = o.entry(key).or_insert_with(|| json!([]));
+    if !v.is_array() {
+        *v = json!([]);
     }
-    let a = o.get_mut(key).and_then(Json::as_array_mut).expect("array");
+    let a = v.as_array_mut().expect("array");
     if a.iter().any(|v| id_of(v) == Some(id)) {
         return false;
     }
-    a.push(Json::from(id.to_string()));
+    a.push(json!(id.to_string()));
     true
 }
 
-fn remove_id(o: &mut Obj, key: &str, id: u64) -> bool {
-    let Some(a) = o.get_mut(key).and_then(Json::as_array_mut) else {
+fn remove_id(o: &mut Map<String, Value>, key: &str, id: u64) -> bool {
+    let Some(a) = o.get_mut(key).and_then(Value::as_array_mut) else {
         return false;
     };
     let before = a.len();
@@ -783,9 +792,12 @@ fn read_task(path: &Path, id: u64) -> Result<Option<std::result::Result<Task, St
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    Ok(Some(match jsondoc::parse(&bytes) {
-        Ok(Json::Object(doc)) => Ok(Task { id, doc }),
-        Ok(other) => Err(format!("it holds {}, not an object", other.kind())),
+    Ok(Some(match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(doc)) => Ok(Task { id, doc }),
+        Ok(other) => Err(format!(
+            "it holds {}, not an object",
+            crate::mailbox::kind(&other)
+        )),
         Err(e) => Err(e.to_string()),
     }))
 }
@@ -864,6 +876,32 @@ mod tests {
         assert!(b2.blocked_by().is_empty());
         assert_eq!(b2.doc.iter().next().unwrap().0, "x-extra");
         assert!(l.list().unwrap().available().any(|t| t.id == b.id));
+    }
+
+    #[test]
+    fn removing_the_owner_keeps_key_order() {
+        let (_d, l) = list();
+        let mut n = NewTask::new("a");
+        n.owner = Some("york".into());
+        let t = l.create(&n).unwrap();
+        let unassign = TaskUpdate {
+            owner: Some(String::new()),
+            ..TaskUpdate::default()
+        };
+        let t = l.update(t.id, &unassign).unwrap();
+        let keys: Vec<&str> = t.doc.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "subject",
+                "description",
+                "status",
+                "blocks",
+                "blockedBy"
+            ]
+        );
+        assert_eq!(l.get(t.id).unwrap(), t);
     }
 
     #[test]

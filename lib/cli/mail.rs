@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,6 @@ use std::time::Duration;
 
 use super::Tool;
 use crate::exit::{self, DATAERR, NO, OK, USAGE, fail};
-use crate::jsondoc::{self, Json, Obj};
 use crate::mailbox::{Mailbox, MemberUpdate, NewMessage};
 
 /// Send and read Claude Code agent-teams messages
@@ -277,20 +277,19 @@ fn send(mb: &Mailbox, team: &str, a: SendArgs) -> Result<u8> {
     let (out, entry) = mb.send(team, &a.to, &msg)?;
     warn_quarantine(&out.quarantined, &path);
     if a.json {
-        println!("{}", jsondoc::compact(&entry));
+        println!("{entry}");
     }
     Ok(OK)
 }
 
-fn render(e: &Json, out: &mut impl Write) -> io::Result<()> {
-    let Some(o) = e.as_object() else {
-        return writeln!(out, "? {}", jsondoc::compact(e));
-    };
-    let unread = o.get("read").and_then(Json::as_bool) != Some(true);
-    let mark = if unread { '*' } else { ' ' };
-    let ts = o.str("timestamp").unwrap_or("-");
-    let from = o.str("from").unwrap_or("?");
-    let text = o.str("text").unwrap_or("");
+fn render(e: &Value, out: &mut impl Write) -> io::Result<()> {
+    if !e.is_object() {
+        return writeln!(out, "? {e}");
+    }
+    let mark = if is_unread(e) { '*' } else { ' ' };
+    let ts = e["timestamp"].as_str().unwrap_or("-");
+    let from = e["from"].as_str().unwrap_or("?");
+    let text = e["text"].as_str().unwrap_or("");
     let mut lines = text.lines();
     writeln!(out, "{mark} {ts} {from}: {}", lines.next().unwrap_or(""))?;
     for l in lines {
@@ -299,9 +298,8 @@ fn render(e: &Json, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-fn is_unread(e: &Json) -> bool {
-    e.as_object()
-        .is_some_and(|o| o.get("read").and_then(Json::as_bool) != Some(true))
+fn is_unread(e: &Value) -> bool {
+    e.is_object() && e["read"] != true
 }
 
 fn read(mb: &Mailbox, team: &str, a: ReadArgs) -> Result<u8> {
@@ -309,12 +307,12 @@ fn read(mb: &Mailbox, team: &str, a: ReadArgs) -> Result<u8> {
         return Err(fail(USAGE, "whose inbox? give --as AGENT or set MT_AGENT"));
     };
     let path = mb.inbox_path(team, &agent)?;
-    let select = |e: &Json| !a.unread || is_unread(e);
-    let print = |picked: &[&Json]| -> Result<()> {
+    let select = |e: &Value| !a.unread || is_unread(e);
+    let print = |picked: &[&Value]| -> Result<()> {
         let mut out = BufWriter::new(io::stdout().lock());
         for e in picked {
             if a.json {
-                writeln!(out, "{}", jsondoc::compact(*e))?;
+                writeln!(out, "{e}")?;
             } else {
                 render(e, &mut out)?;
             }
@@ -328,7 +326,7 @@ fn read(mb: &Mailbox, team: &str, a: ReadArgs) -> Result<u8> {
         return Ok(OK);
     }
     let list = mb.read(team, &agent)?;
-    let picked: Vec<&Json> = list.iter().filter(|e| select(e)).collect();
+    let picked: Vec<&Value> = list.iter().filter(|e| select(e)).collect();
     if a.quiet {
         return Ok(if picked.is_empty() { NO } else { OK });
     }
@@ -361,7 +359,7 @@ fn member(mb: &Mailbox, team: &str, a: MemberArgs) -> Result<u8> {
     };
     let (entry, created) = mb.upsert_member(team, &up)?;
     if a.json {
-        println!("{}", jsondoc::compact(&entry));
+        println!("{entry}");
     } else {
         let verb = if created { "added" } else { "updated" };
         println!("{verb} {} in team {team}", a.name);
@@ -374,7 +372,7 @@ fn members(mb: &Mailbox, team: &str, a: MembersArgs) -> Result<u8> {
     let mut out = BufWriter::new(io::stdout().lock());
     for m in &list {
         if a.json {
-            writeln!(out, "{}", jsondoc::compact(m))?;
+            writeln!(out, "{m}")?;
         } else {
             writeln!(out, "{}", member_line(m))?;
         }
@@ -383,9 +381,9 @@ fn members(mb: &Mailbox, team: &str, a: MembersArgs) -> Result<u8> {
     Ok(OK)
 }
 
-fn member_line(m: &Obj) -> String {
+fn member_line(m: &Value) -> String {
     let f = |k: &str| {
-        m.str(k)
+        m[k].as_str()
             .filter(|s| !s.is_empty())
             .unwrap_or("-")
             .to_string()

@@ -62,25 +62,20 @@ fn escape(s: &str) -> String {
     }
 }
 
-/// Write `<name>.1` for every tool into `dir`.
+/// Write `<name>.1` for every tool into `dir`, and `<tool>-<sub>.1` for
+/// each of its subcommands (the pages its SUBCOMMANDS section names).
 pub fn man_pages(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)?;
     for tool in tools() {
-        let cmd = (tool.command)().name(tool.name);
-        let man = clap_mangen::Man::new(cmd.clone())
-            .section("1")
-            .source(format!("mt {}", env!("CARGO_PKG_VERSION")))
-            .manual("mt manual");
-        let mut buf: Vec<u8> = Vec::new();
-        man.render_title(&mut buf)?;
-        man.render_name_section(&mut buf)?;
-        man.render_synopsis_section(&mut buf)?;
-        man.render_description_section(&mut buf)?;
-        man.render_options_section(&mut buf)?;
-        if cmd.get_subcommands().next().is_some() {
-            man.render_subcommands_section(&mut buf)?;
-        }
-        let mut text = String::from_utf8(buf)?;
+        // No `help` subcommand in the pages: --help covers it, and a page
+        // for it would say nothing.
+        let mut cmd = (tool.command)()
+            .name(tool.name)
+            .disable_help_subcommand(true);
+        // Building names the subcommands: `mt-task-claim` (display name:
+        // page title) and `mt-task claim` (bin name: synopsis).
+        cmd.build();
+        let mut text = page(&cmd)?;
         for (title, body) in tool.sections {
             // An empty title continues the previous section.
             if !title.is_empty() {
@@ -88,10 +83,57 @@ pub fn man_pages(dir: &Path) -> Result<()> {
             }
             text.push_str(&roff(body));
         }
-        let path = dir.join(format!("{}.1", tool.name));
-        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write_page(dir, tool.name, &text)?;
+        sub_pages(dir, &cmd)?;
     }
     Ok(())
+}
+
+/// The pages of `parent`'s visible subcommands, and of theirs.
+fn sub_pages(dir: &Path, parent: &clap::Command) -> Result<()> {
+    let parent_name = parent.get_display_name().unwrap_or(parent.get_name());
+    for sub in parent.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_display_name().expect("built commands have one");
+        let mut text = page(sub)?;
+        text.push_str(".SH \"SEE ALSO\"\n");
+        text.push_str(&roff(&format!("{parent_name}(1)")));
+        write_page(dir, name, &text)?;
+        sub_pages(dir, sub)?;
+    }
+    Ok(())
+}
+
+/// The sections clap_mangen renders for `cmd`.
+fn page(cmd: &clap::Command) -> Result<String> {
+    let man = clap_mangen::Man::new(cmd.clone())
+        .section("1")
+        .source(format!("mt {}", env!("CARGO_PKG_VERSION")))
+        .manual("mt manual");
+    let mut buf: Vec<u8> = Vec::new();
+    man.render_title(&mut buf)?;
+    man.render_name_section(&mut buf)?;
+    man.render_synopsis_section(&mut buf)?;
+    man.render_description_section(&mut buf)?;
+    man.render_options_section(&mut buf)?;
+    if cmd.get_subcommands().next().is_some() {
+        man.render_subcommands_section(&mut buf)?;
+    }
+    Ok(String::from_utf8(buf)?)
+}
+
+/// Write `dir/<name>.1`, characters beyond ASCII as roff escapes so that
+/// any troff reads it, whatever its input encoding.
+fn write_page(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", c as u32));
+        }
+    }
+    let path = dir.join(format!("{name}.1"));
+    fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Write completions for bash, zsh and fish into `dir/<shell>/`.
@@ -118,5 +160,13 @@ mod tests {
         assert!(r.starts_with(".PP\nFirst line.\nsame para\n.TP\n\\fB0\\fR\nok\n"));
         assert!(r.contains(".nf\n.RS 4\n$ mt\\-post hi\n.RE\n.fi\n"));
         assert!(r.contains("\\&.dot"));
+    }
+
+    #[test]
+    fn pages_are_ascii() {
+        let d = tempfile::tempdir().unwrap();
+        write_page(d.path(), "x", "a \u{2026} \u{1F600}\n").unwrap();
+        let text = fs::read_to_string(d.path().join("x.1")).unwrap();
+        assert_eq!(text, "a \\[u2026] \\[u1F600]\n");
     }
 }
