@@ -19,7 +19,7 @@ use crate::wake::{Waker, Woke};
 /// Prints the agent's events as a readable transcript: assistant text as
 /// is, one line per tool call (→) and tool result (←), one line per turn
 /// result with tokens and cost, messages sent to the agent (>>), and the
-/// supervisor's start and exit lines (──).
+/// supervisor's start and exit lines, on lines of their own.
 #[derive(Debug, Parser)]
 #[command(name = "mt-log", version)]
 pub struct Args {
