@@ -1066,3 +1066,41 @@ fn refusals() {
     let out = e.run("mt-stop", &["ghost"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn fake_agent_hang_first_stalls_only_a_fresh_start() {
+    let user = "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"hi\"}}\n";
+    let run = |extra: &[&str]| {
+        let mut child = Command::new(FAKE)
+            .args(["-p", "--verbose"])
+            .args(extra)
+            .env("MT_AGENT", "york")
+            .env("MT_FAKE_MODE", "hang-first:york")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, user.as_bytes()).unwrap();
+        drop(stdin);
+        // A stalled agent never ends on its own: end it after a while.
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        text(&out.stdout)
+    };
+    let fresh = run(&["--session-id", "11111111-1111-4111-8111-111111111111"]);
+    assert!(fresh.contains("\"subtype\":\"init\""), "{fresh}");
+    assert!(
+        !fresh.contains("\"type\":\"result\""),
+        "a fresh start stalls: {fresh}"
+    );
+    let resumed = run(&["--resume", "11111111-1111-4111-8111-111111111111"]);
+    assert!(
+        resumed.contains("\"type\":\"result\""),
+        "a resumed one answers: {resumed}"
+    );
+}

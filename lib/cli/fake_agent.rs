@@ -32,8 +32,8 @@ pub struct Args {
     #[arg(long, env = "MT_FAKE_SCRIPT", value_name = "FILE")]
     pub script: Option<PathBuf>,
 
-    /// Comma-separated: hang, crash, exit:N, grandchild, job, orphan,
-    /// rate-limit, tool-wait, linger:MS, ignore-term
+    /// Comma-separated: hang, hang-first:NAME, crash, exit:N, grandchild,
+    /// job, orphan, rate-limit, tool-wait, linger:MS, ignore-term
     #[arg(long, env = "MT_FAKE_MODE", value_name = "MODES")]
     pub mode: Option<String>,
 
@@ -90,6 +90,7 @@ job\tstart a child process (sleep) in a process group of its own
 orphan\tstart a short-lived process whose parent exits at once
 rate-limit\treport a rejected rate limit during the first turn
 tool-wait\tstart a tool call in the first turn and never finish it
+hang-first:NAME\tas hang, for the agent named NAME (MT_AGENT) and only when not resumed
 linger:MS\twait MS milliseconds after standard input closes before exiting
 ignore-term\tignore SIGTERM",
             ),
@@ -381,6 +382,18 @@ impl Fake {
         }))
     }
 
+    /// `hang-first:NAME`: the agent named NAME (`MT_AGENT`) goes silent on a
+    /// fresh start and behaves normally once resumed, like a session that
+    /// stalled and was restarted.
+    fn hangs_on_first_start(&self) -> bool {
+        let me = std::env::var("MT_AGENT").unwrap_or_default();
+        self.args.resume.is_none()
+            && self
+                .modes
+                .iter()
+                .any(|m| m.strip_prefix("hang-first:") == Some(me.as_str()))
+    }
+
     fn run(mut self) -> Result<u8> {
         if self.has("ignore-term") {
             // SAFETY: setting a disposition to SIG_IGN installs no handler code.
@@ -400,7 +413,7 @@ impl Fake {
         if self.has("crash") {
             std::process::abort();
         }
-        if self.has("hang") {
+        if self.has("hang") || self.hangs_on_first_start() {
             self.sleep_forever();
         }
         let stdin = io::stdin();
