@@ -65,6 +65,11 @@ uninstall:
 	rm -f $(addprefix $(BINDIR)/,$(BINS))
 	rm -rf $(SHAREDIR)/mt
 
+# The main job: a whole team session in a throwaway repository, with the
+# built-in fake agent (MT_DEMO_AGENT=claude for the real one).
+demo: build
+	PATH="$(CURDIR)/$(REL):$$PATH" sh demo/mt-demo
+
 bench:
 	$(CARGO) bench --locked --bench '*'
 
