@@ -924,6 +924,53 @@ fn sandbox_without_bubblewrap_is_a_clear_error() {
 }
 
 #[test]
+fn sandbox_keeps_writes_inside_the_allowed_places() {
+    let usable = Command::new("bwrap")
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "true",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("skipping: bubblewrap (bwrap) is not installed or cannot run here");
+        return;
+    }
+    let e = Env::new();
+    // Outside /tmp, which the sandbox leaves writable.
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = e
+        .cmd("mt-spawn")
+        .env("MT_FAKE_MODE", "exit:0")
+        .env("OUTSIDE", outside.path())
+        .env(
+            "MT_FAKE_RUN",
+            "echo in > inside.txt; (echo out > \"$OUTSIDE/x.txt\") 2>/dev/null || echo refused > refused.txt",
+        )
+        .args(["sb", "--sandbox", "--prompt", "go"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        e.cwd.join("inside.txt").exists(),
+        "the working directory is writable"
+    );
+    assert!(
+        e.cwd.join("refused.txt").exists(),
+        "the write outside was refused"
+    );
+    assert!(!outside.path().join("x.txt").exists());
+    let argv = e.records()[0]["argv"].clone();
+    assert!(argv.to_string().contains("stream-json"), "{argv}");
+}
+
+#[test]
 fn relative_agent_program_is_taken_from_the_callers_directory() {
     let e = Env::new();
     std::os::unix::fs::symlink(FAKE, e.cwd.join("agent")).unwrap();
