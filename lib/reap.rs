@@ -90,7 +90,13 @@ fn ago(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> String {
     match t {
         Some(t) => {
             let d = (now - t).to_std().unwrap_or_default();
-            time::format_duration(Duration::from_secs(d.as_secs()))
+            // Whole seconds are enough, but not when there are none.
+            let d = if d.as_secs() > 0 {
+                Duration::from_secs(d.as_secs())
+            } else {
+                Duration::from_millis(d.as_millis() as u64)
+            };
+            time::format_duration(d)
         }
         None => "?".into(),
     }

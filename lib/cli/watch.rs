@@ -151,7 +151,7 @@ MT_WATCH_NOW\tfor tests only: an RFC 3339 time the watcher takes as the current 
                 "SIGTERM, SIGINT\tstop starting commands, send SIGTERM to the running ones' process groups, wait for them, save the state and exit; a second signal sends SIGKILL
 SIGHUP\treread the rules file",
             ),
-            ("SEE ALSO", "mt-remind(1), mt-post(1), crontab(5), mt-files(5), mt(7)"),
+            ("SEE ALSO", "mt-route(1), mt-reap(1), mt-dispatch(1), mt-remind(1), mt-worktree(1), mt-post(1), crontab(5), mt-files(5), mt(7)"),
         ],
     )
 }
