@@ -68,6 +68,23 @@ pub fn pool(state: &StateDir, given: Option<&str>) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Agents work in worktrees of the repository around the current
+/// directory: refuse (exit 69) before anything is written when there is
+/// none.
+pub fn check_repo() -> Result<()> {
+    let cwd = std::env::current_dir()?;
+    if crate::statedir::discover_git(&cwd).is_none() {
+        return Err(fail(
+            exit::UNAVAILABLE,
+            format!(
+                "{} is not inside a git repository; agents work in its worktrees",
+                cwd.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Take the dispatch lock (waits up to a minute, then exit 75).
 pub fn lock(state: &StateDir) -> Result<File> {
     state.ensure()?;

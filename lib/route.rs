@@ -102,6 +102,17 @@ pub fn compact(channel: &str, seq: u64, from: &str, content: &str) -> String {
     format!("[{channel} #{seq}] {from}: {content}")
 }
 
+/// Move the cursor past every record now in the channel, routing none (to
+/// start routing a channel with a history from now on). Returns the seq
+/// the cursor now stands at.
+pub fn skip_existing(state: &StateDir, channel: &str) -> Result<u64> {
+    crate::names::check("channel", channel)?;
+    let _lock = cursor::lock_agent(state, READER)?;
+    let end = channel::end_position(state, channel)?;
+    cursor::save(state, READER, channel, end)?;
+    Ok(end.seq)
+}
+
 /// Route every record added since the last run; `each` is told every
 /// action as it is taken. Returns how many records were read.
 pub fn route(state: &StateDir, o: &Options, each: &mut dyn FnMut(&Action)) -> Result<u64> {

@@ -185,3 +185,18 @@ fn concurrent_routers_route_each_record_once() {
     assert_eq!(routed, 20);
     assert_eq!(e.inbox("york").len(), 20);
 }
+
+#[test]
+fn skip_existing_starts_routing_from_now_on() {
+    let e = Env::new();
+    e.post("lead", "@ghost old news");
+    assert_eq!(
+        e.ok("mt-route", &["--skip-existing"]),
+        "skipped through #1\n"
+    );
+    e.post("lead", "@ghost fresh");
+    assert_eq!(
+        e.ok("mt-route", &[]),
+        "#2 lead -> ghost: unknown, reported\n"
+    );
+}

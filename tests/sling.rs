@@ -225,3 +225,13 @@ fn names_with_work_or_tasks_are_not_free() {
     // A pool of our own.
     assert_eq!(e.ok("mt-sling", &["pooled", "--pool", "york,zed"]), "zed\n");
 }
+
+#[test]
+fn outside_a_repository_nothing_is_created() {
+    let e = Env::new();
+    let out = e.run("mt-sling", &["lost"]);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not inside a git repository"));
+    assert!(!e.task_dir(&e.default_list()).exists());
+    assert_eq!(e.run("mt-dispatch", &[]).status.code(), Some(69));
+}

@@ -91,11 +91,13 @@ Plan, then let dispatch hand out what is ready:
             (
                 "EXIT STATUS",
                 "0\tsuccess, whatever was started
-2\tusage error, or no task list
-75\tanother mt-sling or mt-dispatch held dispatch.lock for a minute
-Other codes as mt-spawn(1) when an agent cannot be started (its task is pending again, and an error record says so).",
+2\tusage error",
             ),
             ("", super::EXIT_COMMON),
+            (
+                "",
+                "Exit 69 also when the current directory is not inside a git repository (agents work in its worktrees). When an agent cannot be started, the run ends with mt-spawn(1)'s exit status (69 for a missing agent program); its task is pending again (no owner), and an error record from mt-dispatch says so.",
+            ),
             (
                 "ENVIRONMENT",
                 "MT_DIR\tstate directory
@@ -122,6 +124,7 @@ pub fn main() -> ExitCode {
 pub fn run(args: Args) -> Result<u8> {
     names::check("channel", &args.channel)?;
     let state = args.common.state()?;
+    dispatch::check_repo()?;
     let pool = dispatch::pool(&state, args.pool.as_deref())?;
     let list_name = tasks::list_name(args.list.as_deref(), Some(&state))?;
     let o = Options {

@@ -70,13 +70,14 @@ pub fn tool() -> Tool {
         &[
             (
                 "OUTPUT",
-                "One line per agent acted on, NAME: FINDING; WHAT WAS DONE:
-york: lost: its supervisor is gone (last sign of life 3m ago); reported
-york: lost: ...; reported; resumed\twith --restart
-park: stuck: no event for 12m while working, no tool call open; reported
-park: stuck: ...; restarted\twith --restart, on a later run in the same silence
-kent: idle for 20m with no open task; stopped\twith --idle-stop
-With --dry-run, the lines say would report, would restart, would stop. Agents already reported and nothing else to do give no line.",
+                "One line per agent acted on, NAME: FINDING; WHAT WAS DONE, for example:
+  york: lost: its supervisor is gone (last sign of life 3m ago); reported
+  york: lost: its supervisor is gone (last sign of life 3m ago); reported; resumed
+  park: stuck: no event for 12m while working, no tool call open; reported
+  park: stuck: no event for 13m while working, no tool call open; restarted
+  kent: idle for 20m with no open task; stopped
+
+resumed comes with --restart; restarted with --restart, on a later run in the same silence; stopped with --idle-stop. With --dry-run the lines say would report, would report and resume, would restart, would stop. Agents already reported, with nothing else to do, give no line.",
             ),
             (
                 "RULES",
@@ -97,8 +98,7 @@ What would happen with a short threshold:
             (
                 "EXIT STATUS",
                 "0\tsuccess (problems with one agent are printed on stderr and do not stop the others)
-2\tusage error
-75\tanother mt-reap held the lock for a minute",
+2\tusage error",
             ),
             ("", super::EXIT_COMMON),
             (

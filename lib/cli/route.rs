@@ -50,6 +50,11 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Route nothing: move the cursor past every record now in the channel
+    /// (to start routing a channel with a history from now on)
+    #[arg(long, conflicts_with = "dry_run")]
+    pub skip_existing: bool,
+
     #[command(flatten)]
     pub common: Common,
 }
@@ -74,7 +79,7 @@ The message an agent gets is [CHANNEL #SEQ] SENDER: CONTENT.",
             ),
             (
                 "DELIVERY",
-                "The cursor cursors/mt-route/CHANNEL.json is saved after each record, under the reader lock cursors/mt-route/LOCK (two mt-route runs take turns). Running mt-route again routes nothing twice. A run that dies while routing a record routes that one record again on the next run: its nudges may arrive twice, none is lost. On its first run mt-route reads the channel from the start. Records whose sender is mt-route are skipped, so its reports never loop. Resuming is the default because a mention is a request for the agent's attention; --no-resume keeps stopped agents stopped (the message waits in their inbox, and the line says so).",
+                "The cursor cursors/mt-route/CHANNEL.json is saved after each record, under the reader lock cursors/mt-route/LOCK (two mt-route runs take turns). Running mt-route again routes nothing twice. A run that dies while routing a record routes that one record again on the next run: its nudges may arrive twice, none is lost. On its first run mt-route reads the channel from the start (nothing posted before the watcher started is lost); mt-route --skip-existing, run once, starts it at the end of a channel with a long history instead. Records whose sender is mt-route are skipped, so its reports never loop. Resuming is the default because a mention is a request for the agent's attention; --no-resume keeps stopped agents stopped (the message waits in their inbox, and the line says so).",
             ),
             (
                 "EXAMPLES",
@@ -123,6 +128,11 @@ pub fn run(args: Args) -> Result<u8> {
         names::check_claude("team", t)?;
     }
     let state = args.common.state()?;
+    if args.skip_existing {
+        let seq = route::skip_existing(&state, &args.channel)?;
+        println!("skipped through #{seq}");
+        return Ok(0);
+    }
     let opts = Options {
         channel: args.channel,
         resume: !args.no_resume,

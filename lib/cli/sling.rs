@@ -104,10 +104,13 @@ A demo without Claude Code:
                 "EXIT STATUS",
                 "0\tthe task was created (and an agent started, when the name is printed)
 1\t--name NAME is not free; the task was created and stays pending
-2\tusage error, or no task list
-65\tbad input: an invalid name, task id or pool, a missing blocker",
+2\tusage error",
             ),
             ("", super::EXIT_COMMON),
+            (
+                "",
+                "Exit 69 also when the current directory is not inside a git repository (agents work in its worktrees); nothing is created then. When the agent cannot be started, the exit status is mt-spawn(1)'s (69 for a missing agent program), the task is pending again (no owner), and an error record from mt-sling says so.",
+            ),
             (
                 "ENVIRONMENT",
                 "MT_DIR\tstate directory
@@ -141,6 +144,7 @@ pub fn run(args: Args) -> Result<u8> {
         .map(|s| tasks::parse_id(s))
         .collect::<Result<Vec<_>>>()?;
     let state = args.common.state()?;
+    dispatch::check_repo()?;
     let pool = match &args.name {
         Some(n) => dispatch::pool(&state, Some(n))?,
         None => dispatch::pool(&state, args.pool.as_deref())?,
