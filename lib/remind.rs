@@ -358,10 +358,9 @@ impl Store {
             post(&self.state, &r)?;
         }
         let text = format!("Reminder {}: {}", r.id, r.message);
+        // A running agent gets it now, a stopped one is resumed with it; one
+        // that cannot be resumed finds it in its inbox when it next runs.
         match agent::nudge(&self.state, &r.to, &text, true) {
-            Ok(agent::Nudged::Waiting(why)) => {
-                eprintln!("mt-remind: {why}; the nudge waits in its inbox");
-            }
             Ok(_) => {}
             // Nobody of that name (the lead, often): the record is enough.
             Err(e) if crate::exit::code_of(&e) == NO => {}

@@ -200,3 +200,44 @@ fn skip_existing_starts_routing_from_now_on() {
         "#2 lead -> ghost: unknown, reported\n"
     );
 }
+
+#[test]
+fn a_reminder_nudges_through_the_agent_library() {
+    let e = Env::new();
+    e.spawn("york", "", &[]);
+    e.wait_idle("york");
+    e.ok(
+        "mt-remind",
+        &[
+            "add",
+            "--at",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "york",
+            "ship",
+            "it",
+        ],
+    );
+    assert_eq!(e.ok("mt-remind", &["check"]), "fired 1: ship it\n");
+    wait_for("the reminder on york's stdin", || {
+        e.inputs("york").iter().any(|t| t == "Reminder 1: ship it")
+    });
+    // A stopped agent is resumed with it.
+    e.ok("mt-stop", &["york"]);
+    e.ok(
+        "mt-remind",
+        &[
+            "add",
+            "--at",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "york",
+            "again",
+        ],
+    );
+    e.ok("mt-remind", &["check"]);
+    wait_for("the resumed york", || {
+        e.inputs("york").iter().any(|t| t == "Reminder 2: again")
+    });
+    assert!(e.running("york"));
+}

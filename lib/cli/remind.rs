@@ -15,7 +15,9 @@ use crate::time;
 /// Set, list, cancel and fire reminders
 ///
 /// A reminder is a message that, once due, is posted to a channel as a
-/// system record and left as a nudge in the lead's inbox. It is due at a
+/// system record and sent as a nudge to the lead (as mt-nudge does: a
+/// running agent gets it at once, a stopped one is resumed with it; a name
+/// that is no agent gets only the record). It is due at a
 /// time, after a delay, or when every task of a Claude Code task list is
 /// completed. mt-remind check fires what is due; a rule of mt-watch runs it.
 /// A reminder fires exactly once, however many checks run at the same time.
@@ -85,7 +87,7 @@ pub struct AddArgs {
     )]
     pub channel: String,
 
-    /// Agent whose inbox gets the nudge
+    /// Agent that gets the nudge
     #[arg(long, default_value = "lead", value_name = "NAME")]
     pub to: String,
 

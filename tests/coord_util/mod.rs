@@ -26,6 +26,7 @@ pub fn bin(name: &str) -> PathBuf {
         "mt-reap" => env!("CARGO_BIN_EXE_mt-reap"),
         "mt-sling" => env!("CARGO_BIN_EXE_mt-sling"),
         "mt-dispatch" => env!("CARGO_BIN_EXE_mt-dispatch"),
+        "mt-remind" => env!("CARGO_BIN_EXE_mt-remind"),
         other => panic!("unknown binary {other}"),
     }
     .into()
