@@ -127,6 +127,8 @@ fn concurrent_dispatchers_never_give_a_task_twice() {
     for i in 1..=6 {
         e.ok("mt-task", &["create", &format!("t{i}")]);
     }
+    // Four dispatchers, and a rival claiming tasks through the task list
+    // at the same time (as Claude Code's own task tools would).
     let kids: Vec<_> = (0..4)
         .map(|_| {
             e.cmd("mt-dispatch")
@@ -137,6 +139,9 @@ fn concurrent_dispatchers_never_give_a_task_twice() {
                 .unwrap()
         })
         .collect();
+    for id in [6, 3] {
+        e.run("mt-task", &["claim", &id.to_string(), "--as", "rival"]);
+    }
     let mut took = 0;
     for k in kids {
         let o = k.wait_with_output().unwrap();
@@ -146,26 +151,32 @@ fn concurrent_dispatchers_never_give_a_task_twice() {
             .filter(|l| l.contains(" took task "))
             .count();
     }
-    assert_eq!(took, 6);
     let list = e.default_list();
     let mut owners = BTreeSet::new();
+    let mut rival = 0;
     for id in 1..=6 {
         let t = e.task(&list, id);
         assert_eq!(t["status"], "in_progress");
         let owner = t["owner"].as_str().unwrap().to_string();
+        if owner == "rival" {
+            rival += 1;
+            continue;
+        }
         assert_eq!(e.meta(&owner)["task"], id.to_string());
         assert!(worktree(&e, &owner).join("README").is_file());
         assert!(owners.insert(owner), "task {id} shares an owner");
     }
-    // Each agent was started once.
+    assert_eq!(took + rival, 6);
+    // Each agent was started once, and only for a task it owns.
     let mut starts: BTreeMap<String, usize> = BTreeMap::new();
     for s in e.starts() {
         *starts
             .entry(s["env"]["MT_AGENT"].as_str().unwrap().to_string())
             .or_default() += 1;
     }
-    assert_eq!(starts.len(), 6);
+    assert_eq!(starts.len(), took);
     assert!(starts.values().all(|&n| n == 1), "{starts:?}");
+    assert!(starts.keys().all(|a| owners.contains(a)), "{starts:?}");
 }
 
 #[test]
