@@ -34,6 +34,7 @@ fn sling_starts_an_agent_on_the_task_in_its_worktree() {
     assert_eq!(meta["task_list"], list.as_str());
     assert_eq!(meta["worktree"], wt.to_str().unwrap());
 
+    wait_for("the agent's start record", || !e.starts().is_empty());
     let starts = e.starts();
     assert_eq!(starts.len(), 1);
     let env = &starts[0]["env"];
@@ -118,7 +119,7 @@ fn dispatch_respects_the_maximum() {
             "task 4 waits: 3 agents running (--max 3)"
         ]
     );
-    assert_eq!(e.starts().len(), 3);
+    wait_for("three agent starts", || e.starts().len() == 3);
 }
 
 #[test]
@@ -168,6 +169,7 @@ fn concurrent_dispatchers_never_give_a_task_twice() {
     }
     assert_eq!(took + rival, 6);
     // Each agent was started once, and only for a task it owns.
+    wait_for("the start records", || e.starts().len() >= took);
     let mut starts: BTreeMap<String, usize> = BTreeMap::new();
     for s in e.starts() {
         *starts
