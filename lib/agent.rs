@@ -129,6 +129,9 @@ pub struct Status {
     pub pending: u64,
     /// Messages delivered to the agent's stdin (prompt and nudges).
     pub inputs: u64,
+    /// Ids of tool calls (subagents included) started and not yet answered
+    /// by a tool result: while one is open, silence is not a stuck agent.
+    pub open_tool_calls: Vec<String>,
     pub last_event_at: Option<String>,
     pub last_event_type: Option<String>,
     pub rate_limit: Option<RateLimit>,
@@ -360,6 +363,239 @@ pub fn existing(state: &StateDir, name: &str) -> Result<AgentDir> {
         return Err(fail(crate::exit::NO, format!("no agent named {name}")));
     }
     Ok(a)
+}
+
+/// One agent as the tools show it.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub name: String,
+    /// The state to show (see `AgentDir::shown_state`), `lost` included.
+    pub shown: &'static str,
+    /// Its supervisor holds the liveness lock.
+    pub running: bool,
+    pub meta: Option<Meta>,
+    pub status: Option<Status>,
+}
+
+/// What is known about agent `name` (files that do not parse count as
+/// missing).
+pub fn info(state: &StateDir, name: &str) -> Result<Info> {
+    let a = AgentDir::new(state, name)?;
+    let status = a.read_status().ok().flatten();
+    Ok(Info {
+        name: name.to_string(),
+        shown: a.shown_state(status.as_ref())?,
+        running: a.running()?,
+        meta: a.read_meta().ok().flatten(),
+        status,
+    })
+}
+
+/// Every agent that has been started at least once, by name.
+pub fn all(state: &StateDir) -> Result<Vec<Info>> {
+    list(state)?.iter().map(|n| info(state, n)).collect()
+}
+
+/// Whether agent `name` runs now (its supervisor holds the liveness lock).
+pub fn is_running(state: &StateDir, name: &str) -> Result<bool> {
+    AgentDir::new(state, name)?.running()
+}
+
+/// The last sign of life in a status: the newest of the last event, the
+/// last save by the supervisor (inputs too) and the start.
+pub fn last_activity(st: &Status) -> Option<chrono::DateTime<chrono::Utc>> {
+    [&st.last_event_at, &st.updated_at, &st.started_at]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| crate::time::parse_stamp(s))
+        .max()
+}
+
+/// What a nudge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nudged {
+    /// In the inbox of a running agent; its supervisor forwards it at once.
+    Delivered,
+    /// The agent was stopped; it has been resumed in the background and
+    /// reads the message first.
+    Resumed,
+    /// Left in the inbox of an agent that is not running and was not
+    /// resumed; says why.
+    Waiting(String),
+}
+
+/// Send `text` to agent `name`: into its inbox, which a running agent's
+/// supervisor forwards to its standard input. A stopped agent with a saved
+/// session is resumed in the background (detached) when `resume` is set.
+/// Exit 1 when there is no such agent and no inbox of that name.
+pub fn nudge(state: &StateDir, name: &str, text: &str, resume: bool) -> Result<Nudged> {
+    let a = AgentDir::new(state, name)?;
+    // An inbox without an agent (made by hand, e.g. for the lead) still
+    // takes messages.
+    if !a.exists() && !a.inbox("new").is_dir() {
+        return Err(fail(crate::exit::NO, format!("no agent named {name}")));
+    }
+    if text.trim().is_empty() {
+        return Err(fail(DATAERR, "refusing an empty message"));
+    }
+    a.ensure(state)?;
+    a.deliver(text)?;
+    if a.running()? {
+        return Ok(Nudged::Delivered);
+    }
+    if !a.exists() {
+        return Ok(Nudged::Waiting(format!("{name} has never been started")));
+    }
+    if !resume {
+        return Ok(Nudged::Waiting(format!("{name} is not running")));
+    }
+    let opts = crate::spawn::Options {
+        name: name.to_string(),
+        resume: true,
+        ..crate::spawn::Options::default()
+    };
+    // The resumed supervisor delivers the inbox first thing.
+    match crate::spawn::spawn_detached(state, opts) {
+        Ok(_) => Ok(Nudged::Resumed),
+        // Started meanwhile by someone else: its supervisor delivers it.
+        Err(e) if crate::exit::code_of(&e) == crate::exit::NO => Ok(Nudged::Delivered),
+        Err(e) if crate::exit::code_of(&e) == DATAERR => Ok(Nudged::Waiting(format!("{e:#}"))),
+        Err(e) => Err(e),
+    }
+}
+
+/// An agent whose status says live while no supervisor holds its liveness
+/// lock: its supervisor died without recording the end. Under the lock (so
+/// no new run starts meanwhile), kill what is left of its session and
+/// record it as failed with error `lost` (`stopped_by` set when this is
+/// part of a stop). Returns the status as it was when this call recorded
+/// the loss; `None` when the agent runs, is not live, or someone else holds
+/// the lock right now.
+pub fn mark_lost(
+    state: &StateDir,
+    a: &AgentDir,
+    stopped_by: Option<String>,
+) -> Result<Option<Status>> {
+    let Some(_held) = crate::lock::try_exclusive(a.lock_path())? else {
+        return Ok(None);
+    };
+    let Some(before) = a.read_status()? else {
+        return Ok(None);
+    };
+    if !before.state.is_live() {
+        return Ok(None);
+    }
+    let mut st = before.clone();
+    if let Some(sid) = st.pgid {
+        let root = state.root().to_string_lossy().into_owned();
+        for p in crate::procs::leftovers(sid, &a.name, &root) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    st.state = State::Failed;
+    st.error = Some("lost".into());
+    st.error_detail = Some("the supervisor ended without recording the agent's end".into());
+    st.stopped = stopped_by.is_some();
+    st.stopped_by = stopped_by;
+    st.pending = 0;
+    st.open_tool_calls.clear();
+    st.ended_at = Some(crate::time::now_stamp());
+    st.updated_at = st.ended_at.clone();
+    a.write_status(&st)?;
+    Ok(Some(before))
+}
+
+/// Wait until every lock in `agents` is free or `limit` passes; returns the
+/// indexes of the agents still running. Each waiter blocks in flock(2) in a
+/// thread of its own; the threads that finished are joined before return
+/// (so a caller may fork afterwards), the others stay blocked on a lock.
+pub fn wait_free(agents: &[AgentDir], limit: Option<std::time::Duration>) -> Vec<usize> {
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    for (i, a) in agents.iter().enumerate() {
+        let tx = tx.clone();
+        let path = a.lock_path().to_path_buf();
+        handles.push(std::thread::spawn(move || {
+            if let Ok(f) = fsutil::open_read(&path) {
+                let _ = f.lock_shared();
+            }
+            let _ = tx.send(i);
+        }));
+    }
+    drop(tx);
+    let mut left: Vec<usize> = (0..agents.len()).collect();
+    let until = limit.map(|l| Instant::now() + l);
+    while !left.is_empty() {
+        let got = match until {
+            None => rx.recv().ok(),
+            Some(t) => rx
+                .recv_timeout(t.saturating_duration_since(Instant::now()))
+                .ok(),
+        };
+        match got {
+            Some(i) => left.retain(|&j| j != i),
+            None => break,
+        }
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        if !left.contains(&i) {
+            let _ = h.join();
+        }
+    }
+    left
+}
+
+fn signal_group(a: &AgentDir, sig: nix::sys::signal::Signal) {
+    if let Ok(Some(st)) = a.read_status()
+        && let Some(pgid) = st.pgid
+        && pgid > 1
+        && a.running().unwrap_or(false)
+    {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+    }
+}
+
+/// Stop agents: SIGTERM to each running agent's process group (after
+/// leaving a stop request naming `by` for its supervisor to record), up to
+/// `grace` for them to end, then SIGKILL. Agents found lost have what is
+/// left of their session killed. Returns the names still running after
+/// SIGKILL (their supervisor did not let go of the lock within 5 seconds).
+pub fn stop(
+    state: &StateDir,
+    agents: &[AgentDir],
+    grace: std::time::Duration,
+    by: &str,
+) -> Result<Vec<String>> {
+    use nix::sys::signal::Signal;
+    let request = StopRequest {
+        at: crate::time::now_stamp(),
+        by: by.to_string(),
+        grace_ms: grace.as_millis() as u64,
+    };
+    let mut live = Vec::new();
+    for a in agents {
+        if a.running()? {
+            // Tell the supervisor why its agent is about to die, then signal.
+            let data = serde_json::to_vec(&request)?;
+            fsutil::write_atomic(&a.stop_path(), &data, false)?;
+            signal_group(a, Signal::SIGTERM);
+            live.push(a.clone());
+        } else {
+            mark_lost(state, a, Some(format!("mt-stop by {by}")))?;
+        }
+    }
+    let left = wait_free(&live, Some(grace));
+    let live: Vec<AgentDir> = left.into_iter().map(|i| live[i].clone()).collect();
+    for a in &live {
+        signal_group(a, Signal::SIGKILL);
+    }
+    let left = wait_free(&live, Some(std::time::Duration::from_secs(5)));
+    Ok(left.into_iter().map(|i| live[i].name.clone()).collect())
 }
 
 #[cfg(test)]

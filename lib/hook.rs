@@ -507,26 +507,16 @@ pub struct TaskInfo {
     pub description: String,
 }
 
-/// Read `<claude dir>/tasks/<list>/<id>.json`; `None` when it does not exist.
-/// Kept to one small function so a fuller task module can replace it.
+/// Task `id` of list `list` under Claude Code's directory, through the
+/// task library; `None` when it does not exist.
 pub fn read_task(claude_dir: &Path, list: &str, id: &str) -> Result<Option<TaskInfo>> {
-    names::check("task list", list)?;
-    names::check("task id", id)?;
-    let path = claude_dir
-        .join("tasks")
-        .join(list)
-        .join(format!("{id}.json"));
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    serde_json::from_slice(&text).map(Some).map_err(|e| {
-        fail(
-            DATAERR,
-            format!("task file {} does not parse: {e}", path.display()),
-        )
-    })
+    let list = crate::tasks::TaskList::new(claude_dir, list)?;
+    let id = crate::tasks::parse_id(id)?;
+    Ok(list.load(id)?.map(|t| TaskInfo {
+        subject: t.subject().to_string(),
+        status: t.status_str().to_string(),
+        description: t.description().to_string(),
+    }))
 }
 
 /// One paragraph about the assigned task: `Assigned task 3 (in_progress): Add

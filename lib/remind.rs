@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,7 +34,8 @@ use std::time::Duration;
 use crate::channel::{self, Draft};
 use crate::exit::{DATAERR, NO, fail};
 use crate::statedir::StateDir;
-use crate::{fsutil, lock, time};
+use crate::tasks::{self, TaskList};
+use crate::{agent, fsutil, lock, time};
 
 /// The test-only clock: `MT_REMIND_NOW` (RFC 3339) fixes the time.
 pub const NOW_VAR: &str = "MT_REMIND_NOW";
@@ -357,10 +358,15 @@ impl Store {
             post(&self.state, &r)?;
         }
         let text = format!("Reminder {}: {}", r.id, r.message);
-        if let Err(e) = nudge(&self.state, &r.to, &text) {
+        // A running agent gets it now, a stopped one is resumed with it; one
+        // that cannot be resumed finds it in its inbox when it next runs.
+        match agent::nudge(&self.state, &r.to, &text, true) {
+            Ok(_) => {}
+            // Nobody of that name (the lead, often): the record is enough.
+            Err(e) if crate::exit::code_of(&e) == NO => {}
             // The record is on the channel; a lost nudge is not worth
             // firing twice for.
-            eprintln!("mt-remind: cannot nudge {}: {e:#}", r.to);
+            Err(e) => eprintln!("mt-remind: cannot nudge {}: {e:#}", r.to),
         }
         r.fired_at = Some(time::now_stamp());
         write_reminder(&self.path(Stage::Fired, &r.id), &r)?;
@@ -418,7 +424,7 @@ fn write_reminder(path: &Path, r: &Reminder) -> Result<()> {
 pub fn is_due(r: &Reminder, now: DateTime<Utc>) -> Result<bool> {
     match &r.when {
         When::At(t) => Ok(time::parse_stamp(t).is_some_and(|t| t <= now)),
-        When::AllTasksDone { dir, .. } => all_tasks_done(dir),
+        When::AllTasksDone { list, dir } => all_tasks_done(&task_list_of(list, dir)?),
     }
 }
 
@@ -434,63 +440,26 @@ fn post(state: &StateDir, r: &Reminder) -> Result<()> {
     channel::post(state, &r.channel, &draft).map(drop)
 }
 
-/// Nudge an agent: a message file in its maildir inbox, written in `tmp/`
-/// and renamed into `new/`. Only when `agents/<name>/inbox/new/` exists;
-/// returns whether a nudge was left. The one place to swap for the agent
-/// library's nudge.
-pub fn nudge(state: &StateDir, agent: &str, text: &str) -> Result<bool> {
-    crate::names::check("agent", agent)?;
-    let inbox = state.agent(agent).join("inbox");
-    if !inbox.join("new").is_dir() {
-        return Ok(false);
-    }
-    let tmp_dir = inbox.join("tmp");
-    fsutil::ensure_subdir(&tmp_dir)?;
-    let millis = Utc::now().timestamp_millis().max(0) as u64;
-    let name = format!("{}.remind", crate::id::new_id(millis));
-    let tmp = tmp_dir.join(&name);
-    let mut f = fsutil::options()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_data()?;
-    fs::rename(&tmp, inbox.join("new").join(&name))
-        .with_context(|| format!("cannot deliver into {}", inbox.display()))?;
-    Ok(true)
+/// Whether a task list has at least one task and every task is completed.
+/// A task file that does not parse (perhaps being written) counts as not
+/// completed.
+pub fn all_tasks_done(list: &TaskList) -> Result<bool> {
+    let l = list.list()?;
+    Ok(!l.tasks.is_empty()
+        && l.skipped.is_empty()
+        && l.tasks
+            .iter()
+            .all(|t| t.status() == Some(tasks::Status::Completed)))
 }
 
-/// Whether the task list in `dir` has at least one task and every task is
-/// completed. A task file that does not parse (perhaps being written)
-/// counts as not completed. Small and alone so the task library can
-/// replace it.
-pub fn all_tasks_done(dir: &Path) -> Result<bool> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    let mut any = false;
-    for ent in rd {
-        let ent = ent?;
-        let name = ent.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-            continue;
-        };
-        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        any = true;
-        let done = fs::read(ent.path())
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|v| v["status"] == "completed");
-        if !done {
-            return Ok(false);
-        }
-    }
-    Ok(any)
+/// The task list a reminder waits for: `dir` is `<claude dir>/tasks/<list>`
+/// as recorded when it was set.
+fn task_list_of(list: &str, dir: &Path) -> Result<TaskList> {
+    let config = dir
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| fail(DATAERR, format!("{} is not a task list", dir.display())))?;
+    TaskList::new(config, list)
 }
 
 /// A cancel result as an exit code and message, for the front end.
@@ -511,23 +480,18 @@ mod tests {
     #[test]
     fn tasks_done_needs_one_and_all() {
         let d = tempfile::tempdir().unwrap();
-        assert!(!all_tasks_done(&d.path().join("missing")).unwrap());
-        assert!(!all_tasks_done(d.path()).unwrap());
-        fs::write(d.path().join(".highwatermark"), "2").unwrap();
-        fs::write(
-            d.path().join("1.json"),
-            r#"{"id":"1","status":"completed"}"#,
-        )
-        .unwrap();
-        assert!(all_tasks_done(d.path()).unwrap());
-        fs::write(
-            d.path().join("2.json"),
-            r#"{"id":"2","status":"in_progress"}"#,
-        )
-        .unwrap();
-        assert!(!all_tasks_done(d.path()).unwrap());
-        fs::write(d.path().join("2.json"), "{").unwrap();
-        assert!(!all_tasks_done(d.path()).unwrap());
+        let l = task_list_of("l", &d.path().join("tasks/l")).unwrap();
+        assert!(!all_tasks_done(&l).unwrap());
+        let dir = l.dir().to_path_buf();
+        fs::create_dir_all(&dir).unwrap();
+        assert!(!all_tasks_done(&l).unwrap());
+        fs::write(dir.join(".highwatermark"), "2").unwrap();
+        fs::write(dir.join("1.json"), r#"{"id":"1","status":"completed"}"#).unwrap();
+        assert!(all_tasks_done(&l).unwrap());
+        fs::write(dir.join("2.json"), r#"{"id":"2","status":"in_progress"}"#).unwrap();
+        assert!(!all_tasks_done(&l).unwrap());
+        fs::write(dir.join("2.json"), "{").unwrap();
+        assert!(!all_tasks_done(&l).unwrap());
     }
 
     #[test]

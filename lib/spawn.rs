@@ -219,11 +219,21 @@ pub fn take_lock(agent: &AgentDir) -> Result<File> {
 pub fn prepare(state: &StateDir, o: Options) -> Result<(Plan, File)> {
     let agent = AgentDir::new(state, &o.name)?;
     agent.ensure(state)?;
+    let held = take_lock(&agent)?;
+    prepare_locked(state, o, held)
+}
+
+/// `prepare` for a caller that already holds the agent's liveness lock
+/// (`held`, from `take_lock` or `lock::try_exclusive` on
+/// `AgentDir::lock_path`), e.g. to reserve a name before deciding what the
+/// agent will do.
+pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan, File)> {
+    let agent = AgentDir::new(state, &o.name)?;
+    agent.ensure(state)?;
     // From here on, paths handed to the agent must not depend on our cwd.
     let root = std::fs::canonicalize(state.root())
         .with_context(|| format!("cannot resolve {}", state.root().display()))?;
     let state = StateDir::at(root);
-    let held = take_lock(&agent)?;
 
     let prev_meta = agent.read_meta().ok().flatten();
     let prev_status = agent.read_status().ok().flatten();
@@ -379,6 +389,14 @@ fn kill_all(pids: &[i32]) {
     for &p in pids {
         let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
     }
+}
+
+/// Start agent `o.name` in the background: prepare it, then hand it to a
+/// detached supervisor. Returns the agent's pid once it has started; exit 1
+/// when it is already running.
+pub fn spawn_detached(state: &StateDir, o: Options) -> Result<i32> {
+    let (plan, held) = prepare(state, o)?;
+    run_detached(plan, held)
 }
 
 /// Run the supervisor here, until the agent ends; returns its exit code.

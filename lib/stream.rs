@@ -136,6 +136,7 @@ impl Tracker {
             Totals::default()
         };
         status.pending = 0;
+        status.open_tool_calls.clear();
         let mut t = Tracker {
             status,
             base,
@@ -197,9 +198,20 @@ impl Tracker {
                 if let Some(m) = v.get("message").and_then(|m| s(m, "model")) {
                     st.model = Some(m);
                 }
+                for id in blocks_of(&v, "tool_use", "id") {
+                    if st.open_tool_calls.len() < MAX_OPEN_TOOL_CALLS
+                        && !st.open_tool_calls.contains(&id)
+                    {
+                        st.open_tool_calls.push(id);
+                    }
+                }
                 st.state = State::Working;
             }
-            Kind::User => st.state = State::Working,
+            Kind::User => {
+                let done = blocks_of(&v, "tool_result", "tool_use_id");
+                st.open_tool_calls.retain(|id| !done.contains(id));
+                st.state = State::Working;
+            }
             Kind::Result => {
                 self.on_result(&v);
             }
@@ -289,8 +301,26 @@ impl Tracker {
             st.error_detail = s(v, "result").map(|r| clip(&r, 300));
         }
         st.pending = st.pending.saturating_sub(1);
+        // A turn that ended has no tool call left open.
+        st.open_tool_calls.clear();
         self.settle();
     }
+}
+
+/// How many open tool calls status.json lists at most (parallel calls and
+/// subagents stay far below; the bound only keeps a broken stream small).
+const MAX_OPEN_TOOL_CALLS: usize = 64;
+
+/// The `key` strings of the content blocks of type `kind` in a message.
+fn blocks_of(v: &Value, kind: &str, key: &str) -> Vec<String> {
+    let Some(Value::Array(blocks)) = v.get("message").and_then(|m| m.get("content")) else {
+        return Vec::new();
+    };
+    blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some(kind))
+        .filter_map(|b| s(b, key))
+        .collect()
 }
 
 /// At most `n` characters of `s`, on one line.
@@ -512,6 +542,31 @@ mod tests {
         assert_eq!(st.cost_usd, 0.75, "cost is cumulative: the latest wins");
         assert_eq!(st.error.as_deref(), Some("error_max_turns"));
         assert_eq!(st.state, State::Idle);
+    }
+
+    #[test]
+    fn open_tool_calls_follow_uses_and_results() {
+        let mut t = Tracker::new(Status::default(), false);
+        t.on_input();
+        feed(
+            &mut t,
+            &[
+                r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"a","name":"Bash"},{"type":"tool_use","id":"b","name":"Task"}]}}"#,
+                r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"a"}]}}"#,
+            ],
+        );
+        assert_eq!(t.status.open_tool_calls, ["b"]);
+        // A subagent's own calls open and close inside the parent's.
+        feed(
+            &mut t,
+            &[
+                r#"{"type":"assistant","parent_tool_use_id":"b","message":{"content":[{"type":"tool_use","id":"c"}]}}"#,
+                r#"{"type":"user","parent_tool_use_id":"b","message":{"content":[{"type":"tool_result","tool_use_id":"c"}]}}"#,
+            ],
+        );
+        assert_eq!(t.status.open_tool_calls, ["b"]);
+        feed(&mut t, &[r#"{"type":"result","subtype":"success"}"#]);
+        assert!(t.status.open_tool_calls.is_empty());
     }
 
     #[test]

@@ -817,6 +817,7 @@ impl<'a> Run<'a> {
         st.signal = sig.map(|s| s.to_string());
         st.ended_at = Some(now.clone());
         st.pending = 0;
+        st.open_tool_calls.clear();
         st.stopped = stopped_by.is_some();
         st.stopped_by = stopped_by.clone();
         let how = match sig {

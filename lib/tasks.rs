@@ -731,17 +731,55 @@ impl TaskList {
     }
 }
 
-/// `$CLAUDE_CODE_TASK_LIST_ID`, or a usage error saying how to name a list.
+/// `list_name(None, …)` with the state directory of the environment
+/// (`$MT_DIR`, else the repository around the current directory).
 pub fn list_from_env() -> Result<String> {
-    std::env::var("CLAUDE_CODE_TASK_LIST_ID")
+    list_name(None, crate::statedir::StateDir::resolve(None).ok().as_ref())
+}
+
+/// The task list every mt tool uses: `given` (a `--list` flag), else
+/// `$CLAUDE_CODE_TASK_LIST_ID`, else `default_list(state)`; a usage error
+/// when there is none of the three.
+pub fn list_name(given: Option<&str>, state: Option<&crate::statedir::StateDir>) -> Result<String> {
+    if let Some(g) = given.filter(|s| !s.is_empty()) {
+        return Ok(g.to_string());
+    }
+    if let Some(e) = std::env::var("CLAUDE_CODE_TASK_LIST_ID")
         .ok()
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            fail(
-                USAGE,
-                "no task list: give --list NAME or set CLAUDE_CODE_TASK_LIST_ID",
-            )
-        })
+    {
+        return Ok(e);
+    }
+    state.map(default_list).ok_or_else(|| {
+        fail(
+            USAGE,
+            "no task list: give --list NAME or set CLAUDE_CODE_TASK_LIST_ID",
+        )
+    })
+}
+
+/// The task list of a state directory when none is named: `mt-PROJECT`,
+/// PROJECT being the name of the directory that holds the state directory,
+/// skipping `.git` (so `<repo>/.git/mt` gives `mt-<repo>`: one list per
+/// repository, shared by all its worktrees). Characters Claude Code does
+/// not keep in a list name become `-`.
+pub fn default_list(state: &crate::statedir::StateDir) -> String {
+    let root = fs::canonicalize(state.root()).unwrap_or_else(|_| state.root().to_path_buf());
+    let project = root
+        .ancestors()
+        .skip(1)
+        .filter_map(Path::file_name)
+        .map(|n| n.to_string_lossy())
+        .find(|n| n != ".git")
+        .map(|n| names::claude_sanitize(&n))
+        .unwrap_or_default();
+    let project = project.trim_matches('-');
+    let mut name = format!("mt-{project}");
+    name.truncate(names::CLAUDE_MAX_LEN);
+    if project.is_empty() || names::claude_problem(&name).is_some() {
+        return "mt".into();
+    }
+    name
 }
 
 /// Give an error a different exit code, keeping its message.
@@ -902,6 +940,18 @@ mod tests {
             ]
         );
         assert_eq!(l.get(t.id).unwrap(), t);
+    }
+
+    #[test]
+    fn default_list_names_the_repository() {
+        use crate::statedir::StateDir;
+        let d = tempfile::tempdir().unwrap();
+        let git = d.path().join("My Repo").join(".git");
+        fs::create_dir_all(&git).unwrap();
+        assert_eq!(default_list(&StateDir::at(git.join("mt"))), "mt-My-Repo");
+        assert_eq!(default_list(&StateDir::at("/x.y/state")), "mt-x-y");
+        assert_eq!(default_list(&StateDir::at("/mt")), "mt");
+        assert_eq!(list_name(Some("given"), None).unwrap(), "given");
     }
 
     #[test]

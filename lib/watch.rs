@@ -18,9 +18,7 @@ pub mod rules;
 pub mod scan;
 pub mod state;
 
-use anyhow::Result;
 use chrono::{DateTime, Utc};
-use std::path::PathBuf;
 
 pub use rules::{Rule, Target, Trigger, parse_rules};
 
@@ -34,33 +32,4 @@ pub fn now() -> DateTime<Utc> {
         .ok()
         .and_then(|s| crate::time::parse_stamp(&s))
         .unwrap_or_else(Utc::now)
-}
-
-/// The directory of a Claude Code task list:
-/// `<claude config dir>/tasks/<list>`.
-///
-/// Kept here, small, until the task library provides its own.
-pub fn task_dir(list: &str) -> Result<PathBuf> {
-    // List ids may be team names or session ids; refuse only what could
-    // leave the tasks directory.
-    if list.is_empty()
-        || list == "."
-        || list == ".."
-        || list.chars().any(|c| c == '/' || c.is_control())
-    {
-        return Err(crate::exit::fail(
-            crate::exit::DATAERR,
-            format!("invalid task list id {}", crate::names::quote(list)),
-        ));
-    }
-    Ok(crate::statedir::claude_config_dir()?
-        .join("tasks")
-        .join(list))
-}
-
-/// The task list named by `$CLAUDE_CODE_TASK_LIST_ID`, if set.
-pub fn env_task_list() -> Option<String> {
-    std::env::var("CLAUDE_CODE_TASK_LIST_ID")
-        .ok()
-        .filter(|s| !s.is_empty())
 }

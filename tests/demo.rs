@@ -29,7 +29,11 @@ fn the_demo_runs_a_whole_team_session() {
     let tmp = tempfile::tempdir().unwrap();
     let top: PathBuf = fs::canonicalize(tmp.path()).unwrap();
     let bin = cargo_bin("mt-post").parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("sh")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/mt-demo"))
         .env("PATH", path)
@@ -43,15 +47,17 @@ fn the_demo_runs_a_whole_team_session() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains("the channel, as the team saw it"), "{stdout}");
+    assert!(
+        stdout.contains("the channel, as the team saw it"),
+        "{stdout}"
+    );
 
     let repo = top.join("repo");
     let claude = top.join("claude");
     let recs = records(&repo);
     let said = |from: &str, needle: &str| {
-        recs.iter().any(|r| {
-            r["from"] == from && r["content"].as_str().unwrap_or("").contains(needle)
-        })
+        recs.iter()
+            .any(|r| r["from"] == from && r["content"].as_str().unwrap_or("").contains(needle))
     };
 
     // Who took which task: the pool hands out names in order, and the
@@ -65,35 +71,52 @@ fn the_demo_runs_a_whole_team_session() {
         .collect();
     assert_eq!(owners, ["ash", "cedar", "birch"]);
     for (i, who) in owners.iter().enumerate() {
-        assert!(said(who, &format!("finished task {}", i + 1)), "{who} finished");
+        assert!(
+            said(who, &format!("finished task {}", i + 1)),
+            "{who} finished"
+        );
     }
 
     // The mention was routed: birch got ash's message and answered it.
     assert!(said("ash", "@birch"));
     let birch_events = fs::read_to_string(repo.join(".git/mt/agents/birch/events.jsonl")).unwrap();
-    assert!(birch_events.contains("ash: @birch"), "birch received the mention");
+    assert!(
+        birch_events.contains("ash: @birch"),
+        "birch received the mention"
+    );
     assert!(said("birch", "thanks ash"));
 
     // The silent coworker was reported stuck and resumed.
     assert!(
-        recs.iter().any(|r| r["content"].as_str().unwrap_or("").contains("cedar")
-            && r["content"].as_str().unwrap_or("").contains("stuck")),
+        recs.iter()
+            .any(|r| r["content"].as_str().unwrap_or("").contains("cedar")
+                && r["content"].as_str().unwrap_or("").contains("stuck")),
         "cedar reported stuck"
     );
     let cedar: Value =
         serde_json::from_slice(&fs::read(repo.join(".git/mt/agents/cedar/status.json")).unwrap())
             .unwrap();
-    assert!(cedar["runs"].as_u64().unwrap() >= 2, "cedar was resumed: {cedar}");
+    assert!(
+        cedar["runs"].as_u64().unwrap() >= 2,
+        "cedar was resumed: {cedar}"
+    );
 
     // Cleaned up: the work is merged into main and no worktree is left.
     let git = |args: &[&str]| {
-        let o = Command::new("git").args(args).current_dir(&repo).output().unwrap();
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let wts = git(&["worktree", "list", "--porcelain"]);
     assert_eq!(wts.matches("worktree ").count(), 1, "{wts}");
     for i in 1..=3 {
-        assert!(repo.join(format!("task-{i}.txt")).exists(), "task {i} merged");
+        assert!(
+            repo.join(format!("task-{i}.txt")).exists(),
+            "task {i} merged"
+        );
     }
     assert!(git(&["branch", "--list", "mt/*"]).trim().is_empty());
 
@@ -104,7 +127,12 @@ fn the_demo_runs_a_whole_team_session() {
     for i in 1..=3 {
         let done = recs
             .iter()
-            .find(|r| r["content"].as_str().unwrap_or("").contains(&format!("finished task {i}")))
+            .find(|r| {
+                r["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("finished task {i}"))
+            })
             .unwrap();
         assert!(done["seq"].as_u64().unwrap() < fired);
     }

@@ -209,8 +209,6 @@ fn at_takes_rfc3339_and_refuses_nonsense() {
 #[test]
 fn all_tasks_done_waits_for_every_task() {
     let e = Env::new();
-    let out = e.run(&["add", "--when", "all-tasks-done", "x"]);
-    assert_eq!(out.status.code(), Some(65), "no task list");
     let out = e
         .cmd()
         .args(["add", "--when", "all-tasks-done", "merge", "now"])
@@ -228,6 +226,18 @@ fn all_tasks_done_waits_for_every_task() {
     e.task("other", 1, "pending");
     assert_eq!(e.ok(&["check"]), "fired 1: merge now\n");
     assert_eq!(e.ok(&["check"]), "");
+}
+
+#[test]
+fn all_tasks_done_defaults_to_the_list_of_the_state_directory() {
+    let e = Env::new();
+    e.add(&["--when", "all-tasks-done", "x"]);
+    let tmp = e.tmp.path().file_name().unwrap().to_string_lossy();
+    let list = format!("mt-{}", tmp.trim_start_matches('.'));
+    let all = e.ok(&["list", "--json"]);
+    assert!(all.contains(&format!("\"list\":\"{list}\"")), "{all}");
+    e.task(&list, 1, "completed");
+    assert_eq!(e.ok(&["check"]), "fired 1: x\n");
 }
 
 #[test]

@@ -425,8 +425,25 @@ fn bad_input_gets_clear_errors() {
             }),
         "no task was created"
     );
+    // No list named: the state directory's default list; none at all
+    // without a state directory.
+    env.task(&["create", "x"])
+        .env_remove("CLAUDE_CODE_TASK_LIST_ID")
+        .assert()
+        .success();
+    let tmp = env.dir.path().file_name().unwrap().to_string_lossy();
+    let default = format!("mt-{}", tmp.trim_start_matches('.'));
+    assert!(
+        env.claude()
+            .join("tasks")
+            .join(default)
+            .join("1.json")
+            .is_file()
+    );
     env.task(&["list"])
         .env_remove("CLAUDE_CODE_TASK_LIST_ID")
+        .env_remove("MT_DIR")
+        .current_dir("/")
         .assert()
         .code(2)
         .stderr("mt-task: no task list: give --list NAME or set CLAUDE_CODE_TASK_LIST_ID\n");

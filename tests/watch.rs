@@ -478,7 +478,7 @@ fn commands_get_the_mt_environment_and_run_at_the_repository_top() {
 #[test]
 fn bad_rules_are_refused_with_line_numbers() {
     let e = Env::new();
-    e.rules("# ok\n@every 1s true\n@every soon x\n* * * true\n@change tasks x\n");
+    e.rules("# ok\n@every 1s true\n@every soon x\n* * * true\n@change tasks:a.b x\n");
     let out = e
         .cmd("mt-watch")
         .args(["--rules", "rules", "--once"])

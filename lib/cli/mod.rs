@@ -6,6 +6,7 @@ use clap::CommandFactory;
 use std::path::PathBuf;
 
 pub mod channels;
+pub mod dispatch;
 pub mod fake_agent;
 pub mod hook;
 pub mod hooks;
@@ -16,7 +17,10 @@ pub mod nudge;
 pub mod post;
 pub mod ps;
 pub mod read;
+pub mod reap;
 pub mod remind;
+pub mod route;
+pub mod sling;
 pub mod spawn;
 pub mod stop;
 pub mod task;
@@ -83,6 +87,10 @@ pub fn tools() -> Vec<Tool> {
         log::tool(),
         wait::tool(),
         fake_agent::tool(),
+        route::tool(),
+        reap::tool(),
+        sling::tool(),
+        dispatch::tool(),
     ]
 }
 

@@ -7,9 +7,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::agent;
+use crate::agent::{self, Nudged};
 use crate::exit::{self, DATAERR, NO, fail};
-use crate::spawn::{self, Options};
 
 /// Send a message to an agent
 ///
@@ -92,34 +91,11 @@ pub fn run(args: Args) -> Result<u8> {
     if text.trim().is_empty() {
         return Err(fail(DATAERR, "refusing an empty message"));
     }
-    a.ensure(&state)?;
-    a.deliver(&text)?;
-    if a.running()? {
-        return Ok(0);
-    }
-    if args.no_resume {
-        eprintln!(
-            "mt-nudge: {} is not running; the message waits in its inbox",
-            a.name
-        );
-        return Ok(NO);
-    }
-    let opts = Options {
-        name: a.name.clone(),
-        resume: true,
-        ..Options::default()
-    };
-    // The resumed supervisor delivers the inbox first thing.
-    let started =
-        spawn::prepare(&state, opts).and_then(|(plan, held)| spawn::run_detached(plan, held));
-    match started {
-        Ok(_) => Ok(0),
-        // Started meanwhile by someone else: its supervisor delivers it.
-        Err(e) if exit::code_of(&e) == NO => Ok(0),
-        Err(e) if exit::code_of(&e) == DATAERR => {
-            eprintln!("mt-nudge: {e:#}; the message waits in its inbox");
+    match agent::nudge(&state, &a.name, &text, !args.no_resume)? {
+        Nudged::Delivered | Nudged::Resumed => Ok(0),
+        Nudged::Waiting(why) => {
+            eprintln!("mt-nudge: {why}; the message waits in its inbox");
             Ok(NO)
         }
-        Err(e) => Err(e),
     }
 }

@@ -7,7 +7,7 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::agent::{self, AgentDir, Meta, Status};
+use crate::agent;
 use crate::exit::{self, NO, OK};
 use crate::stream;
 use crate::time;
@@ -49,7 +49,7 @@ Agents that need attention, with jq:
             ),
             (
                 "OUTPUT",
-                "With --json, each line is status.json merged with the start details of meta.json (cwd, worktree, task, role, channel, created) and the shown state; fields: name, state, running, pid, pgid, supervisor_pid, session_id, model, turns, num_turns, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cost_usd, events, malformed, pending, inputs, last_event_at, last_event_type, rate_limit, exit_code, signal, error, error_detail, stopped, stopped_by, stdin_closed, runs, started_at, ended_at, updated_at.",
+                "With --json, each line is status.json merged with the start details of meta.json (cwd, worktree, task, role, channel, created) and the shown state; fields: name, state, running, pid, pgid, supervisor_pid, session_id, model, turns, num_turns, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cost_usd, events, malformed, pending, inputs, open_tool_calls, last_event_at, last_event_type, rate_limit, exit_code, signal, error, error_detail, stopped, stopped_by, stdin_closed, runs, started_at, ended_at, updated_at.",
             ),
             (
                 "EXIT STATUS",
@@ -73,25 +73,7 @@ pub fn main() -> ExitCode {
 }
 
 /// One agent as mt-ps shows it.
-pub struct Row {
-    pub name: String,
-    pub shown: &'static str,
-    pub running: bool,
-    pub meta: Option<Meta>,
-    pub status: Option<Status>,
-}
-
-pub fn row(state: &crate::statedir::StateDir, name: &str) -> Result<Row> {
-    let a = AgentDir::new(state, name)?;
-    let status = a.read_status().ok().flatten();
-    Ok(Row {
-        name: name.to_string(),
-        shown: a.shown_state(status.as_ref())?,
-        running: a.running()?,
-        meta: a.read_meta().ok().flatten(),
-        status,
-    })
-}
+pub type Row = agent::Info;
 
 /// The JSON form of a row.
 pub fn row_json(r: &Row) -> Value {
@@ -184,7 +166,7 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let rows = names
         .iter()
-        .map(|n| row(&state, n))
+        .map(|n| agent::info(&state, n))
         .collect::<Result<Vec<_>>>()?;
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {

@@ -9,12 +9,15 @@ use super::{Common, Tool};
 use crate::exit::{self, DATAERR, TEMPFAIL, fail};
 use crate::names;
 use crate::remind::{self, NewReminder, Stage, Store, When};
+use crate::statedir::StateDir;
 use crate::time;
 
 /// Set, list, cancel and fire reminders
 ///
 /// A reminder is a message that, once due, is posted to a channel as a
-/// system record and left as a nudge in the lead's inbox. It is due at a
+/// system record and sent as a nudge to the lead (as mt-nudge does: a
+/// running agent gets it at once, a stopped one is resumed with it; a name
+/// that is no agent gets only the record). It is due at a
 /// time, after a delay, or when every task of a Claude Code task list is
 /// completed. mt-remind check fires what is due; a rule of mt-watch runs it.
 /// A reminder fires exactly once, however many checks run at the same time.
@@ -84,7 +87,7 @@ pub struct AddArgs {
     )]
     pub channel: String,
 
-    /// Agent whose inbox gets the nudge
+    /// Agent that gets the nudge
     #[arg(long, default_value = "lead", value_name = "NAME")]
     pub to: String,
 
@@ -103,7 +106,7 @@ pub fn tool() -> Tool {
         &[
             (
                 "COMMANDS",
-                "mt-remind add (--at TIME | --after DURATION | --when all-tasks-done) [-c CHANNEL] [--to NAME] [--from NAME] [--task-list LIST] MESSAGE...\tset a reminder and print its id (ids are 1, 2, 3 ... and never reused). TIME is RFC 3339 or HH:MM (today, local time); DURATION is 30s, 10m, 2h, 1d, counted from now; all-tasks-done is due when the task list (--task-list, else $CLAUDE_CODE_TASK_LIST_ID) has at least one task and all of them are completed. The record goes to CHANNEL ($MT_CHANNEL, general), the nudge to NAME (lead).
+                "mt-remind add (--at TIME | --after DURATION | --when all-tasks-done) [-c CHANNEL] [--to NAME] [--from NAME] [--task-list LIST] MESSAGE...\tset a reminder and print its id (ids are 1, 2, 3 ... and never reused). TIME is RFC 3339 or HH:MM (today, local time); DURATION is 30s, 10m, 2h, 1d, counted from now; all-tasks-done is due when the task list (--task-list, else $CLAUDE_CODE_TASK_LIST_ID, else the state directory's list mt-PROJECT as in mt-task(1)) has at least one task and all of them are completed. The record goes to CHANNEL ($MT_CHANNEL, general), the nudge to NAME (lead).
 mt-remind list [--all] [--json]\tpending reminders, or all of them with --all: id, state (pending, firing, fired, cancelled), when, message; --json prints one object per line, with a stage field.
 mt-remind cancel ID\tcancel a pending reminder.
 mt-remind check [-q]\tfire every due reminder and print fired ID: MESSAGE for each; -q prints nothing.",
@@ -146,7 +149,7 @@ Fire what is due every 30 seconds, and as soon as a task changes (mt-watch rules
                 "MT_DIR\tstate directory
 MT_CHANNEL\tdefault channel (general)
 MT_AGENT\twho sets a reminder (lead)
-CLAUDE_CODE_TASK_LIST_ID\tthe task list of --when all-tasks-done
+CLAUDE_CODE_TASK_LIST_ID\tthe task list of --when all-tasks-done (default: mt-PROJECT, see mt-task(1))
 CLAUDE_CONFIG_DIR\tClaude Code's directory, holding tasks/ (~/.claude)
 MT_REMIND_NOW\tfor tests only: an RFC 3339 time taken as the current time",
             ),
@@ -164,7 +167,7 @@ pub fn run(args: Args) -> Result<u8> {
     let state = args.common.state()?;
     let store = Store::new(&state);
     match args.cmd {
-        Cmd::Add(a) => add(&store, a),
+        Cmd::Add(a) => add(&state, &store, a),
         Cmd::List { json, all } => list(&store, json, all),
         Cmd::Cancel { id } => {
             let outcome = store.cancel(&id)?;
@@ -194,7 +197,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
 }
 
-fn add(store: &Store, a: AddArgs) -> Result<u8> {
+fn add(state: &StateDir, store: &Store, a: AddArgs) -> Result<u8> {
     names::check("channel", &a.channel)?;
     names::check("agent", &a.to)?;
     names::check("sender", &a.from)?;
@@ -211,13 +214,10 @@ fn add(store: &Store, a: AddArgs) -> Result<u8> {
         let d = chrono::Duration::from_std(d).map_err(|_| fail(DATAERR, "--after: too long"))?;
         When::At(time::stamp(remind::now() + d))
     } else {
-        let list = a.task_list.clone().ok_or_else(|| {
-            fail(
-                DATAERR,
-                "--when all-tasks-done needs a task list: --task-list or CLAUDE_CODE_TASK_LIST_ID",
-            )
-        })?;
-        let dir = crate::watch::task_dir(&list)?;
+        let list = crate::tasks::list_name(a.task_list.as_deref(), Some(state))?;
+        let dir = crate::tasks::TaskList::new(&crate::statedir::claude_config_dir()?, &list)?
+            .dir()
+            .to_path_buf();
         When::AllTasksDone { list, dir }
     };
     let r = store.add(NewReminder {

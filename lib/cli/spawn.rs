@@ -187,11 +187,10 @@ pub fn run(args: Args) -> Result<u8> {
         extra_args: args.extra,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
     };
-    let (plan, held) = spawn::prepare(&state, opts)?;
     if args.detach {
-        spawn::run_detached(plan, held)?;
-        Ok(0)
-    } else {
-        spawn::run_foreground(plan, held)
+        spawn::spawn_detached(&state, opts)?;
+        return Ok(0);
     }
+    let (plan, held) = spawn::prepare(&state, opts)?;
+    spawn::run_foreground(plan, held)
 }

@@ -2,17 +2,12 @@
 
 use anyhow::Result;
 use clap::Parser;
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
 use std::process::ExitCode;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Common, Tool};
-use crate::agent::{self, AgentDir, State, StopRequest};
+use crate::agent;
 use crate::exit::{self, NO, TEMPFAIL, fail};
-use crate::procs;
-use crate::statedir::StateDir;
 use crate::time;
 
 /// Stop agents
@@ -78,76 +73,7 @@ pub fn main() -> ExitCode {
     exit::main("mt-stop", || run(args))
 }
 
-/// Wait until every lock in `agents` is free or `limit` passes; returns the
-/// agents still running. Each waiter blocks in flock(2) in its own thread.
-pub fn wait_free(agents: &[AgentDir], limit: Option<Duration>) -> Vec<usize> {
-    let (tx, rx) = mpsc::channel();
-    for (i, a) in agents.iter().enumerate() {
-        let tx = tx.clone();
-        let path = a.lock_path().to_path_buf();
-        std::thread::spawn(move || {
-            if let Ok(f) = crate::fsutil::open_read(&path) {
-                let _ = f.lock_shared();
-            }
-            let _ = tx.send(i);
-        });
-    }
-    drop(tx);
-    let mut left: Vec<usize> = (0..agents.len()).collect();
-    let until = limit.map(|l| Instant::now() + l);
-    while !left.is_empty() {
-        let got = match until {
-            None => rx.recv().ok(),
-            Some(t) => rx
-                .recv_timeout(t.saturating_duration_since(Instant::now()))
-                .ok(),
-        };
-        match got {
-            Some(i) => left.retain(|&j| j != i),
-            None => break,
-        }
-    }
-    left
-}
-
-fn signal_group(a: &AgentDir, sig: Signal) {
-    if let Ok(Some(st)) = a.read_status()
-        && let Some(pgid) = st.pgid
-        && pgid > 1
-        && a.running().unwrap_or(false)
-    {
-        let _ = killpg(Pid::from_raw(pgid), sig);
-    }
-}
-
-/// An agent whose supervisor died: kill what is left of its session (while
-/// holding its lock, so no new run can start meanwhile) and record it.
-fn clean_lost(state: &StateDir, a: &AgentDir) -> Result<()> {
-    let Some(_held) = crate::lock::try_exclusive(a.lock_path())? else {
-        return Ok(());
-    };
-    let Some(mut st) = a.read_status()? else {
-        return Ok(());
-    };
-    if !st.state.is_live() {
-        return Ok(());
-    }
-    if let Some(sid) = st.pgid {
-        let root = state.root().to_string_lossy().into_owned();
-        for p in procs::leftovers(sid, &a.name, &root) {
-            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-        }
-    }
-    st.state = State::Failed;
-    st.error = Some("lost".into());
-    st.error_detail = Some("the supervisor ended without recording the agent's end".into());
-    st.stopped = true;
-    st.stopped_by = Some(format!("mt-stop by {}", who()));
-    st.ended_at = Some(time::now_stamp());
-    st.updated_at = st.ended_at.clone();
-    a.write_status(&st)
-}
-
+/// Who is stopping: `$MT_AGENT`, else `lead`.
 fn who() -> String {
     crate::statedir::env_agent().unwrap_or_else(|| "lead".into())
 }
@@ -166,31 +92,9 @@ pub fn run(args: Args) -> Result<u8> {
             Err(e) => return Err(e),
         }
     }
-    let request = StopRequest {
-        at: time::now_stamp(),
-        by: who(),
-        grace_ms: args.grace.as_millis() as u64,
-    };
-    let mut live = Vec::new();
-    for a in agents {
-        if a.running()? {
-            // Tell the supervisor why its agent is about to die, then signal.
-            let data = serde_json::to_vec(&request)?;
-            crate::fsutil::write_atomic(&a.stop_path(), &data, false)?;
-            signal_group(&a, Signal::SIGTERM);
-            live.push(a);
-        } else {
-            clean_lost(&state, &a)?;
-        }
-    }
-    let left = wait_free(&live, Some(args.grace));
-    let live: Vec<AgentDir> = left.into_iter().map(|i| live[i].clone()).collect();
-    for a in &live {
-        signal_group(a, Signal::SIGKILL);
-    }
-    let left = wait_free(&live, Some(Duration::from_secs(5)));
-    for &i in &left {
-        eprintln!("mt-stop: {}: still running after SIGKILL", live[i].name);
+    let left = agent::stop(&state, &agents, args.grace, &who())?;
+    for n in &left {
+        eprintln!("mt-stop: {n}: still running after SIGKILL");
     }
     if !left.is_empty() {
         return Err(fail(TEMPFAIL, "some agents did not stop"));

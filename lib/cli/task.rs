@@ -25,7 +25,8 @@ pub struct Args {
     #[command(subcommand)]
     pub cmd: Cmd,
 
-    /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID)
+    /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT, see
+    /// TASK LIST)
     #[arg(
         long,
         env = "CLAUDE_CODE_TASK_LIST_ID",
@@ -251,11 +252,12 @@ ID.json.lock/\tthe lock directory of one task
 
 A task is blocked while a task in its blockedBy is not completed (a missing one counts as not completed). A task file that does not parse is skipped with a warning and never rewritten. List names are 1 to 128 characters of A-Z a-z 0-9 _ -; ids are whole numbers from 1.",
             ),
+            ("TASK LIST", TASK_LIST_DEFAULT),
             (
                 "EXIT STATUS",
                 "0\tsuccess
 1\tclaim refused (the reason is printed: claimed, completed, blocked, missing), or no such task
-2\tusage error, or no task list given",
+2\tusage error, or no task list (none named and no state directory)",
             ),
             ("", super::EXIT_COMMON),
             (
@@ -264,7 +266,7 @@ A task is blocked while a task in its blockedBy is not completed (a missing one 
 CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_AGENT\tdefault claimer, and sender of --announce records
 MT_CHANNEL\tchannel for --announce (general)
-MT_DIR\tstate directory, for --announce
+MT_DIR\tstate directory, for --announce and the default list
 MT_LOCK_WAIT\tlongest wait for a busy lock (5s)
 MT_FSYNC\t0 skips syncing replaced files",
             ),
@@ -273,16 +275,16 @@ MT_FSYNC\t0 skips syncing replaced files",
     )
 }
 
+/// How every mt tool picks its task list; shared by the man pages.
+pub const TASK_LIST_DEFAULT: &str = "The task list is --list, else $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT, where PROJECT is the name of the directory holding the state directory, skipping .git: for the state directory REPO/.git/mt of a repository REPO, the list is mt-REPO, shared by all its worktrees (characters other than A-Z a-z 0-9 _ - become -). mt-task, mt-sling, mt-dispatch, mt-remind, mt-reap and the @change tasks rules of mt-watch all use this rule; agents started by mt-sling and mt-dispatch get the list as CLAUDE_CODE_TASK_LIST_ID.";
+
 pub fn main() -> ExitCode {
     let args = Args::parse();
     exit::main("mt-task", || run(args))
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let name = match args.list.clone().filter(|s| !s.is_empty()) {
-        Some(n) => n,
-        None => tasks::list_from_env()?,
-    };
+    let name = tasks::list_name(args.list.as_deref(), args.common.state().ok().as_ref())?;
     let list = TaskList::new(&args.claude.dir()?, &name)?.with_wait(args.claude.wait);
     let ctx = Ctx {
         list,

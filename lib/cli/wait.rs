@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Result<u8> {
         .iter()
         .map(|n| agent::existing(&state, n))
         .collect::<Result<Vec<_>>>()?;
-    let left = super::stop::wait_free(&agents, args.timeout);
+    let left = crate::agent::wait_free(&agents, args.timeout);
     if !left.is_empty() {
         let names: Vec<&str> = left.iter().map(|&i| agents[i].name.as_str()).collect();
         return Err(exit::fail(

@@ -88,7 +88,7 @@ pub fn tool() -> Tool {
 @every DURATION\truns the command at start and then every DURATION (500ms, 30s, 10m, 2h, 1d), counted from the start of the previous run.
 MIN HOUR DOM MON DOW\ta five-field cron schedule in local time, as in crontab(5), also with names (MON, JAN), ranges, lists and steps; @hourly, @daily, @weekly, @monthly and @yearly are short forms. A rule first seen waits for its next slot; slots missed while no watcher ran are caught up by one run.
 @change channel:NAME\truns when a record is added to the channel.
-@change tasks\truns when a task file of the Claude Code task list $CLAUDE_CODE_TASK_LIST_ID changes (under $CLAUDE_CONFIG_DIR/tasks, ~/.claude/tasks when unset); @change tasks:LIST names the list.
+@change tasks\truns when a task file of the Claude Code task list changes: $CLAUDE_CODE_TASK_LIST_ID, else the state directory's list mt-PROJECT (see mt-task(1)) (under $CLAUDE_CONFIG_DIR/tasks, ~/.claude/tasks when unset); @change tasks:LIST names the list.
 @change PATH\truns when the file changes, or when an entry of the directory is added, removed or changed (direct entries only; a subdirectory counts by name). A relative PATH starts at the top of the repository. PATH may not exist yet. Paths inside the watcher's own directory are refused.
 
 A change rule also runs the first time the watcher sees it, and after a change made while no watcher ran: each run remembers the fingerprint (sizes, mtimes, inodes) it was started for, in watch/state.json. A change that happens during a run makes the rule run once more when it ends. A command that changes what its own rule watches therefore runs once more.
@@ -142,7 +142,7 @@ share/systemd, share/cron and share/launchd hold units for both ways.",
                 "ENVIRONMENT",
                 "MT_DIR\tstate directory
 MT_CHANNEL\tchannel for failure reports (general)
-CLAUDE_CODE_TASK_LIST_ID\tthe task list of @change tasks
+CLAUDE_CODE_TASK_LIST_ID\tthe task list of @change tasks (default: mt-PROJECT, see mt-task(1))
 CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WATCH_NOW\tfor tests only: an RFC 3339 time the watcher takes as the current time when deciding what is due",
             ),
@@ -151,7 +151,7 @@ MT_WATCH_NOW\tfor tests only: an RFC 3339 time the watcher takes as the current 
                 "SIGTERM, SIGINT\tstop starting commands, send SIGTERM to the running ones' process groups, wait for them, save the state and exit; a second signal sends SIGKILL
 SIGHUP\treread the rules file",
             ),
-            ("SEE ALSO", "mt-remind(1), mt-post(1), crontab(5), mt-files(5), mt(7)"),
+            ("SEE ALSO", "mt-route(1), mt-reap(1), mt-dispatch(1), mt-remind(1), mt-worktree(1), mt-post(1), crontab(5), mt-files(5), mt(7)"),
         ],
     )
 }
@@ -221,9 +221,15 @@ mod tests {
         let ctx = crate::watch::rules::Context {
             state: &state,
             base: Path::new("/"),
-            task_list: None,
+            // As the watcher gives it: tasks::list_name never fails with a
+            // state directory.
+            task_list: crate::tasks::list_name(None, Some(&state)).ok(),
         };
         let rules = crate::watch::parse_rules(DEFAULT_RULES, Path::new("rules"), &ctx).unwrap();
-        assert!(!rules.is_empty());
+        let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["route", "reap", "dispatch", "remind", "tasks-done", "gc"]
+        );
     }
 }

@@ -140,7 +140,7 @@ pub fn load_rules(path: &Path, state: &StateDir, base: &Path) -> Result<Vec<Rule
     let ctx = RulesContext {
         state,
         base,
-        task_list: super::env_task_list(),
+        task_list: crate::tasks::list_name(None, Some(state)).ok(),
     };
     rules::parse_rules(&text, path, &ctx)
 }

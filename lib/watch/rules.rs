@@ -76,7 +76,7 @@ pub struct Context<'a> {
     pub state: &'a StateDir,
     /// Where relative paths start: the directory the commands run in.
     pub base: &'a Path,
-    /// The task list of `@change tasks` (`$CLAUDE_CODE_TASK_LIST_ID`).
+    /// The task list of `@change tasks` (`tasks::list_name`).
     pub task_list: Option<String>,
 }
 
@@ -278,7 +278,11 @@ fn parse_target(t: &str, ctx: &Context<'_>) -> Result<Target, String> {
         t.strip_prefix("tasks:").map(str::to_string)
     };
     if let Some(list) = list {
-        let dir = super::task_dir(&list).map_err(|e| format!("{e:#}"))?;
+        let dir = crate::statedir::claude_config_dir()
+            .and_then(|c| crate::tasks::TaskList::new(&c, &list))
+            .map_err(|e| format!("{e:#}"))?
+            .dir()
+            .to_path_buf();
         return Ok(Target::Tasks { list, dir });
     }
     let path = ctx.base.join(t);

@@ -1,0 +1,168 @@
+//! mt-dispatch: start agents for the tasks that are ready.
+
+use anyhow::Result;
+use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::{Common, Tool};
+use crate::dispatch::{self, Options, Outcome};
+use crate::exit;
+use crate::names;
+use crate::statedir::claude_config_dir;
+use crate::tasks::{self, TaskList};
+
+/// Start agents for the tasks that are ready
+///
+/// For every task that is pending, has no owner and no blocker left
+/// (oldest id first), while fewer than --max agents run: picks a free agent
+/// name from the pool, claims the task for it, creates its worktree, starts
+/// it in the background with the task as its prompt, and posts NAME took
+/// task N: TITLE to the channel, as mt-sling does. Prints one line per
+/// task it looked at.
+#[derive(Debug, Parser)]
+#[command(name = "mt-dispatch", version)]
+pub struct Args {
+    /// Start agents only while fewer than this many agents run (any agent,
+    /// however started)
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max: usize,
+
+    /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT)
+    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
+    pub list: Option<String>,
+
+    /// Agent names to pick from, comma separated (default: the file pool
+    /// in the state directory, else a built-in pool)
+    #[arg(long, env = "MT_POOL", value_name = "NAMES")]
+    pub pool: Option<String>,
+
+    /// Model for the agents (passed as --model)
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// Channel of the agents and of the records
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
+    pub channel: String,
+
+    /// Agent program (default: claude)
+    #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
+    pub agent_cmd: Option<String>,
+
+    /// Print what would be started; claim, create and start nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-dispatch",
+        &[
+            (
+                "OUTPUT",
+                "One line per task looked at:
+NAME took task N: TITLE\tan agent was started for it (with --dry-run: would give task N to NAME: TITLE)
+task N waits: no free agent name in the pool\tand the run ends
+task N waits: K agents running (--max M)\tthe first task left for later; the run ends
+task N skipped: WHY\tits claim was refused (taken meanwhile, ...)",
+            ),
+            ("AGENTS", super::sling::POOL_TEXT),
+            ("TASK LIST", super::task::TASK_LIST_DEFAULT),
+            (
+                "EXAMPLES",
+                "Start agents whenever the task list changes, from mt-watch's rules file:
+  name=dispatch  @change tasks  mt-dispatch --max 4
+
+Plan, then let dispatch hand out what is ready:
+  $ a=$(mt-task create 'Write the parser')
+  $ mt-task create 'Document the parser' --blocked-by $a
+  $ mt-dispatch --max 2
+  york took task 1: Write the parser",
+            ),
+            (
+                "EXIT STATUS",
+                "0\tsuccess, whatever was started
+2\tusage error",
+            ),
+            ("", super::EXIT_COMMON),
+            (
+                "",
+                "Exit 69 also when the current directory is not inside a git repository (agents work in its worktrees). When an agent cannot be started, the run ends with mt-spawn(1)'s exit status (69 for a missing agent program); its task is pending again (no owner), and an error record from mt-dispatch says so.",
+            ),
+            (
+                "ENVIRONMENT",
+                "MT_DIR\tstate directory
+MT_CHANNEL\tchannel of the agents and the records (general)
+MT_POOL\tagent names to pick from
+MT_AGENT_CMD\tagent program (claude)
+CLAUDE_CODE_TASK_LIST_ID\ttask list
+CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
+            ),
+            (
+                "SEE ALSO",
+                "mt-sling(1), mt-task(1), mt-watch(1), mt-spawn(1), mt-ps(1), mt(7)",
+            ),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    exit::main("mt-dispatch", || run(args))
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    names::check("channel", &args.channel)?;
+    let state = args.common.state()?;
+    dispatch::check_repo()?;
+    let pool = dispatch::pool(&state, args.pool.as_deref())?;
+    let list_name = tasks::list_name(args.list.as_deref(), Some(&state))?;
+    let o = Options {
+        list: TaskList::new(&claude_config_dir()?, &list_name)?,
+        pool,
+        model: args.model,
+        channel: args.channel,
+        agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
+        from: "mt-dispatch".into(),
+        dry_run: args.dry_run,
+    };
+    // Not locked for the whole run: supervisors are forked from here.
+    let mut out = std::io::stdout();
+    let mut failed = None;
+    let mut say = |line: String| {
+        if failed.is_none()
+            && let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush())
+        {
+            failed = Some(e);
+        }
+    };
+    let waiting = dispatch::dispatch(&state, &o, args.max, &mut |step| {
+        let (id, subject) = (step.task.id, step.task.subject());
+        say(match &step.outcome {
+            Outcome::Started(n) if o.dry_run => format!("would give task {id} to {n}: {subject}"),
+            Outcome::Started(n) => format!("{n} took task {id}: {subject}"),
+            Outcome::NoFreeName => format!("task {id} waits: no free agent name in the pool"),
+            Outcome::Refused(r) => format!("task {id} skipped: {r}"),
+        })
+    })?;
+    if let Some((id, running)) = waiting {
+        say(format!(
+            "task {id} waits: {running} agents running (--max {})",
+            args.max
+        ));
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(0)
+}

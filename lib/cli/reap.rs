@@ -1,0 +1,149 @@
+//! mt-reap: report and deal with lost, stuck and idle agents.
+
+use anyhow::Result;
+use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Common, Tool};
+use crate::exit;
+use crate::names;
+use crate::reap::{self, Options};
+
+/// Report lost and stuck agents; restart them or stop idle ones on request
+///
+/// Looks at every agent once. An agent whose status says running but whose
+/// supervisor no longer holds its liveness lock is lost: it is recorded as
+/// failed (error lost) and reported on the channel, once. An agent starting
+/// or working with no event for longer than --stuck-after, no tool call or
+/// subagent open and no rejected rate limit still to reset is reported as
+/// stuck, once per silence. --restart resumes lost agents, and stops and
+/// resumes stuck ones that a later run finds still silent since the report.
+/// --idle-stop stops agents idle for that long with no open task. Prints
+/// one line per agent it acted on.
+#[derive(Debug, Parser)]
+#[command(name = "mt-reap", version)]
+pub struct Args {
+    /// Silence after which a starting or working agent is stuck
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: Duration,
+
+    /// Resume lost agents; stop and resume stuck ones (on the run after the
+    /// report, if the silence goes on)
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Stop agents idle for longer than this that have no open task
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_stop: Option<Duration>,
+
+    /// Time between SIGTERM and SIGKILL when stopping an agent
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+
+    /// Channel for the reports
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
+    pub channel: String,
+
+    /// Print what would be done; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::time::parse_duration(s).map_err(|e| e.to_string())
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-reap",
+        &[
+            (
+                "OUTPUT",
+                "One line per agent acted on, NAME: FINDING; WHAT WAS DONE, for example:
+  york: lost: its supervisor is gone (last sign of life 3m ago); reported
+  york: lost: its supervisor is gone (last sign of life 3m ago); reported; resumed
+  park: stuck: no event for 12m while working, no tool call open; reported
+  park: stuck: no event for 13m while working, no tool call open; restarted
+  kent: idle for 20m with no open task; stopped
+
+resumed comes with --restart; restarted with --restart, on a later run in the same silence; stopped with --idle-stop. With --dry-run the lines say would report, would report and resume, would restart, would stop. Agents already reported, with nothing else to do, give no line.",
+            ),
+            (
+                "RULES",
+                "Lost\tThe kernel releases the liveness lock (agents/NAME/running.lock) only when the supervisor dies, so a running state with a free lock is certain. mt-reap records it under that lock (status.json: state failed, error lost; what is left of the agent's session is killed), so exactly one reaper (or mt-stop) reports it. Agents whose end their supervisor recorded (exited, failed) are already reported by it and left alone.
+Stuck\tSilence is measured from the newest of the last event, the last input and the start. An open tool call or subagent (status.json open_tool_calls: a tool_use without its tool_result) means the agent waits for a tool, however long: never stuck. Idle agents wait for input: never stuck. agents/NAME/reap.json remembers the silence reported, so it is reported once; --restart acts only when a later run sees the same silence again, never on one look.
+Idle\tAn agent idle for longer than --idle-stop is stopped (SIGTERM, then SIGKILL after --grace) unless it has an open task: the task it was started for (MT_TASK) not completed, or a task of its list it owns that is not completed. A task list that cannot be read counts as an open task.
+
+Runs take turns through the lock reap.lock in the state directory.",
+            ),
+            (
+                "EXAMPLES",
+                "From mt-watch's rules file, every 30 seconds:
+  name=reap  @every 30s  mt-reap --restart --idle-stop 30m
+
+What would happen with a short threshold:
+  $ mt-reap --stuck-after 2m --dry-run",
+            ),
+            (
+                "EXIT STATUS",
+                "0\tsuccess (problems with one agent are printed on stderr and do not stop the others)
+2\tusage error",
+            ),
+            ("", super::EXIT_COMMON),
+            (
+                "ENVIRONMENT",
+                "MT_DIR\tstate directory
+MT_CHANNEL\tchannel for the reports (general)
+CLAUDE_CODE_TASK_LIST_ID\ttask list for --idle-stop's open task check (default: mt-PROJECT, see mt-task(1)); an agent's own list comes first
+CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
+            ),
+            (
+                "SEE ALSO",
+                "mt-watch(1), mt-ps(1), mt-stop(1), mt-spawn(1), mt-files(5), mt(7)",
+            ),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    exit::main("mt-reap", || run(args))
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    names::check("channel", &args.channel)?;
+    let state = args.common.state()?;
+    let opts = Options {
+        stuck_after: args.stuck_after,
+        restart: args.restart,
+        idle_stop: args.idle_stop,
+        grace: args.grace,
+        channel: args.channel,
+        dry_run: args.dry_run,
+    };
+    // Not locked for the whole run: resumed supervisors are forked from here.
+    let mut out = std::io::stdout();
+    let mut failed = None;
+    reap::reap(&state, &opts, &mut |a| {
+        if failed.is_none()
+            && let Err(e) = writeln!(out, "{a}").and_then(|_| out.flush())
+        {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(0)
+}

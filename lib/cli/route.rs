@@ -1,0 +1,157 @@
+//! mt-route: deliver the @mentions of new channel records.
+
+use anyhow::Result;
+use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::{Common, Tool};
+use crate::exit;
+use crate::names;
+use crate::route::{self, Options};
+
+/// Deliver @mentions to the agents they name
+///
+/// Reads the records added to a channel since its last run (with a cursor
+/// of its own, reader mt-route) and, for each name a record mentions other
+/// than its sender: nudges a running agent; else writes to the Claude Code
+/// inbox of a member of the agent team (--team); else resumes a stopped
+/// agent with the message (unless --no-resume, which leaves the message in
+/// its inbox); else, for the lead or another reader of the channel, does
+/// nothing (they read the channel themselves); else posts a system record
+/// saying that nobody of that name is known. @all reaches every running
+/// agent but the sender. One line per action on standard output.
+#[derive(Debug, Parser)]
+#[command(name = "mt-route", version)]
+pub struct Args {
+    /// Channel to route
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
+    pub channel: String,
+
+    /// Resume a mentioned agent that is stopped (the default)
+    #[arg(long, overrides_with = "no_resume")]
+    pub resume: bool,
+
+    /// Leave the message in a stopped agent's inbox instead of resuming it
+    #[arg(long, overrides_with = "resume")]
+    pub no_resume: bool,
+
+    /// Claude Code agent team whose members get mentions in their inboxes
+    #[arg(long, env = "MT_TEAM", value_name = "TEAM")]
+    pub team: Option<String>,
+
+    /// Print what would be done; deliver nothing, keep the cursor
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Route nothing: move the cursor past every record now in the channel
+    /// (to start routing a channel with a history from now on)
+    #[arg(long, conflicts_with = "dry_run")]
+    pub skip_existing: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn tool() -> Tool {
+    Tool::of::<Args>(
+        "mt-route",
+        &[
+            (
+                "OUTPUT",
+                "One line per mention handled, #SEQ SENDER -> NAME: WHAT, where WHAT is one of:
+nudged\ta running agent got the message on its standard input (through its inbox)
+resumed\ta stopped agent was resumed in the background and reads the message first
+NAME is not running (--no-resume); left in its inbox\tas said; it reads it when it next runs
+written to its inbox in team TEAM\ta member of the agent team got the message in ~/.claude/teams/TEAM/inboxes/NAME.json
+reads the channel itself\tthe lead, or a name with a cursor (cursors/NAME/)
+unknown, reported\tnobody of that name: a system record from mt-route says the record was not delivered to it
+
+With --dry-run the same lines say what would be done (would nudge, would resume, ...).
+
+The message an agent gets is [CHANNEL #SEQ] SENDER: CONTENT.",
+            ),
+            (
+                "DELIVERY",
+                "The cursor cursors/mt-route/CHANNEL.json is saved after each record, under the reader lock cursors/mt-route/LOCK (two mt-route runs take turns). Running mt-route again routes nothing twice. A run that dies while routing a record routes that one record again on the next run: its nudges may arrive twice, none is lost. On its first run mt-route reads the channel from the start (nothing posted before the watcher started is lost); mt-route --skip-existing, run once, starts it at the end of a channel with a long history instead. Records whose sender is mt-route are skipped, so its reports never loop. Resuming is the default because a mention is a request for the agent's attention; --no-resume keeps stopped agents stopped (the message waits in their inbox, and the line says so).",
+            ),
+            (
+                "EXAMPLES",
+                "Route after every new record, from mt-watch's rules file:
+  name=route  @change channel:general  mt-route
+
+See what a run would do:
+  $ mt-post '@york can you review?'
+  $ mt-route --dry-run
+  #1 lead -> york: would nudge
+
+Also reach the members of a Claude Code agent team:
+  $ MT_TEAM=backend mt-route --no-resume",
+            ),
+            (
+                "EXIT STATUS",
+                "0\tsuccess (also when there was nothing new)
+2\tusage error",
+            ),
+            ("", super::EXIT_COMMON),
+            (
+                "ENVIRONMENT",
+                "MT_DIR\tstate directory
+MT_CHANNEL\tchannel to route (general)
+MT_TEAM\tagent team of --team
+CLAUDE_CONFIG_DIR\tClaude Code's directory, for team inboxes (~/.claude)
+MT_AGENT_CMD\tnot read: a resumed agent runs the program it was started with",
+            ),
+            (
+                "SEE ALSO",
+                "mt-watch(1), mt-nudge(1), mt-post(1), mt-read(1), mt-mail(1), mt-files(5), mt(7)",
+            ),
+        ],
+    )
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    exit::main("mt-route", || run(args))
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    names::check("channel", &args.channel)?;
+    let team = args.team.filter(|t| !t.is_empty());
+    if let Some(t) = &team {
+        names::check_claude("team", t)?;
+    }
+    let state = args.common.state()?;
+    if args.skip_existing {
+        let seq = route::skip_existing(&state, &args.channel)?;
+        println!("skipped through #{seq}");
+        return Ok(0);
+    }
+    let opts = Options {
+        channel: args.channel,
+        resume: !args.no_resume,
+        team,
+        dry_run: args.dry_run,
+    };
+    // Not locked for the whole run: a resumed agent's supervisor is forked
+    // from here.
+    let mut out = std::io::stdout();
+    let mut failed = None;
+    route::route(&state, &opts, &mut |a| {
+        if failed.is_none()
+            && let Err(e) = writeln!(out, "{a}").and_then(|_| out.flush())
+        {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(0)
+}
