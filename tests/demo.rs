@@ -77,14 +77,20 @@ fn the_demo_runs_a_whole_team_session() {
         );
     }
 
-    // The mention was routed: birch got ash's message and answered it.
-    assert!(said("ash", "@birch"));
-    let birch_events = fs::read_to_string(repo.join(".git/mt/agents/birch/events.jsonl")).unwrap();
+    // The mention was routed: ash got birch's question and answered it.
+    assert!(said("birch", "@ash"));
+    let ash_events = fs::read_to_string(repo.join(".git/mt/agents/ash/events.jsonl")).unwrap();
     assert!(
-        birch_events.contains("ash: @birch"),
-        "birch received the mention"
+        ash_events.contains("birch: @ash"),
+        "ash received the mention"
     );
-    assert!(said("birch", "thanks ash"));
+    assert!(said("ash", "birch: yes"));
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r["from"] == "mt-route" && r["type"] == "system"),
+        "nothing was left undelivered"
+    );
 
     // The silent coworker was reported stuck and resumed.
     assert!(
