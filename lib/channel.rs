@@ -117,6 +117,9 @@ pub struct Appender {
 impl Appender {
     /// Lock the channel for appending, creating it on first use.
     pub fn open(state: &StateDir, name: &str, opts: WriteOptions) -> Result<Appender> {
+        // Names may come from files (reminders, hook payloads): the check is
+        // here, where the name becomes a directory.
+        crate::names::check("channel", name)?;
         state.ensure()?;
         fsutil::ensure_subdir(&state.channels())?;
         let dir = state.channel(name);

@@ -183,8 +183,8 @@ impl Store {
         self.ensure()?;
         let _lock = lock::exclusive_within(&self.root.join("LOCK"), Duration::from_secs(10))?;
         let last_path = self.root.join("last-id");
-        let last = match fs::read_to_string(&last_path) {
-            Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
+        let last = match fsutil::read_regular(&last_path) {
+            Ok(s) => String::from_utf8_lossy(&s).trim().parse::<u64>().unwrap_or(0),
             Err(_) => 0,
         };
         // Also past every id on disk, should last-id be lost.
@@ -398,13 +398,28 @@ fn open_locked(path: &Path) -> Result<Option<File>> {
     }
 }
 
+/// Read a reminder file. Its names and id become paths and channel
+/// names, so they are checked as if typed on the command line, and the id
+/// must be the one in the file's name.
 fn read_reminder(path: &Path) -> Result<Option<Reminder>> {
-    match fs::read_to_string(path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| fail(DATAERR, format!("{} does not parse: {e}", path.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let r: Reminder = match fsutil::read_regular(path) {
+        Ok(t) => serde_json::from_slice(&t)
+            .map_err(|e| fail(DATAERR, format!("{} does not parse: {e}", path.display())))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let named = path.file_stem().and_then(|s| s.to_str()) == Some(r.id.as_str());
+    let checked = check_id(&r.id)
+        .and_then(|_| crate::names::check("channel", &r.channel))
+        .and_then(|_| crate::names::check("agent", &r.to))
+        .and_then(|_| crate::names::check("sender", &r.from));
+    match checked {
+        Ok(_) if named => Ok(Some(r)),
+        Ok(_) => Err(fail(
+            DATAERR,
+            format!("{} holds reminder id {}", path.display(), r.id),
+        )),
+        Err(e) => Err(fail(DATAERR, format!("{}: {e}", path.display()))),
     }
 }
 
@@ -441,11 +456,13 @@ fn post(state: &StateDir, r: &Reminder) -> Result<()> {
 pub fn nudge(state: &StateDir, agent: &str, text: &str) -> Result<bool> {
     crate::names::check("agent", agent)?;
     let inbox = state.agent(agent).join("inbox");
-    if !inbox.join("new").is_dir() {
+    // Every directory from the state directory down must be real: a
+    // symlinked agents/<name> or inbox would carry the nudge elsewhere.
+    if !fsutil::is_subdir(state.root(), &inbox.join("new")) {
         return Ok(false);
     }
     let tmp_dir = inbox.join("tmp");
-    fsutil::ensure_subdir(&tmp_dir)?;
+    fsutil::ensure_subdirs(state.root(), &tmp_dir)?;
     let millis = Utc::now().timestamp_millis().max(0) as u64;
     let name = format!("{}.remind", crate::id::new_id(millis));
     let tmp = tmp_dir.join(&name);
@@ -482,7 +499,8 @@ pub fn all_tasks_done(dir: &Path) -> Result<bool> {
             continue;
         }
         any = true;
-        let done = fs::read(ent.path())
+        // Never followed nor waited on: a symlink or FIFO counts as not done.
+        let done = fsutil::read_regular(&ent.path())
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .is_some_and(|v| v["status"] == "completed");

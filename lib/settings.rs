@@ -268,12 +268,13 @@ pub fn load(path: &Path) -> Result<Value> {
 
 /// Replace a settings file atomically, written as Claude Code writes it
 /// (two-space indentation). A symlink is followed, so the file it points to
-/// is the one replaced; an existing file keeps its mode, a new one is 0644.
+/// is the one replaced; an existing file keeps its mode, a new one is 0600
+/// like every file mt creates (settings may come to hold secrets in `env`).
 pub fn save(path: &Path, settings: &Value) -> Result<()> {
     let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mode = fs::metadata(&target)
         .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
+        .unwrap_or(fsutil::FILE_MODE);
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
         fsutil::ensure_dir(dir)?;
     }
