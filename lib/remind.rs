@@ -184,7 +184,10 @@ impl Store {
         let _lock = lock::exclusive_within(&self.root.join("LOCK"), Duration::from_secs(10))?;
         let last_path = self.root.join("last-id");
         let last = match fsutil::read_regular(&last_path) {
-            Ok(s) => String::from_utf8_lossy(&s).trim().parse::<u64>().unwrap_or(0),
+            Ok(s) => String::from_utf8_lossy(&s)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0),
             Err(_) => 0,
         };
         // Also past every id on disk, should last-id be lost.
