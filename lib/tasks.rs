@@ -501,12 +501,15 @@ impl TaskList {
 
     /// Take the list lock, creating the directory and `.lock` as needed.
     pub fn lock(&self) -> Result<DirLock> {
-        // The list directory itself must not be a symlink: it would take
+        // No directory below Claude Code's may be a symlink: it would take
         // the lock and every file of the list somewhere else.
-        if let Some(tasks) = self.dir.parent() {
-            fsutil::ensure_dir(tasks)?;
-        }
-        fsutil::ensure_subdir(&self.dir)?;
+        let config = self
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(&self.dir);
+        fsutil::ensure_dir(config)?;
+        fsutil::ensure_subdirs(config, &self.dir)?;
         let marker = self.dir.join(".lock");
         fsutil::options()
             .write(true)
