@@ -306,7 +306,9 @@ impl fmt::Display for Refusal {
             Refusal::Missing => f.write_str("there is no such task"),
             Refusal::Unreadable(why) => write!(f, "its file does not parse ({why})"),
             Refusal::Completed => f.write_str("it is already completed"),
-            Refusal::Claimed { owner } => write!(f, "it is already claimed by {owner}"),
+            Refusal::Claimed { owner } => {
+                write!(f, "it is already claimed by {}", names::printable(owner))
+            }
             Refusal::InProgress => f.write_str("it is already in progress"),
             Refusal::Blocked { by } => {
                 let ids: Vec<String> = by.iter().map(u64::to_string).collect();

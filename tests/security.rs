@@ -777,3 +777,45 @@ fn every_writer_refuses_a_state_directory_of_another_user() {
         assert!(err(&o).contains("belongs to uid 0"), "{t}: {}", err(&o));
     }
 }
+
+/// Text that others wrote (messages, inboxes, task files, reminders) is
+/// shown with its control characters made visible: it cannot drive the
+/// reader's terminal (escape sequences, clipboard writes via OSC 52).
+#[test]
+fn control_characters_never_reach_the_terminal() {
+    let e = Env::new();
+    let evil = "hi \x1b]52;c;cHduZWQ=\x07 \x1b[2J \u{9b}31m \u{202e}txt.exe";
+    e.ok("mt-post", &["--from", "park", evil]);
+    e.ok("mt-mail", &["send", "--to", "york", evil]);
+    e.ok("mt-mail", &["member", "york", "--model", "m"]);
+    e.ok("mt-task", &["create", "--description", evil, evil]);
+    e.ok("mt-remind", &["add", "--after", "1m", evil]);
+    let p = e.claude().join("tasks/demo/1.json");
+    let mut t: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+    t["owner"] = "\x1b[31mred".into();
+    fs::write(&p, t.to_string()).unwrap();
+    let outputs = [
+        e.run("mt-read", &["--all"]),
+        e.run("mt-read", &["--as", "york"]),
+        e.run("mt-mail", &["read", "--as", "york"]),
+        e.run("mt-task", &["list"]),
+        e.run("mt-task", &["show", "1"]),
+        e.run("mt-task", &["claim", "1", "--as", "york"]),
+        e.run("mt-remind", &["list"]),
+    ];
+    for o in &outputs {
+        for stream in [&o.stdout, &o.stderr] {
+            let s = String::from_utf8_lossy(stream);
+            assert!(
+                !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t'
+                    || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "{s:?}"
+            );
+        }
+    }
+    let shown = String::from_utf8(outputs[0].stdout.clone()).unwrap();
+    assert!(
+        shown.contains("^[]52;c;cHduZWQ=^G ^[[2J \\u{9b}31m \\u{202e}txt.exe"),
+        "{shown}"
+    );
+}

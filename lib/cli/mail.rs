@@ -283,14 +283,16 @@ fn send(mb: &Mailbox, team: &str, a: SendArgs) -> Result<u8> {
 }
 
 fn render(e: &Json, out: &mut impl Write) -> io::Result<()> {
+    // Anyone may write an inbox: nothing in it may drive the terminal.
+    let p = crate::names::printable;
     let Some(o) = e.as_object() else {
-        return writeln!(out, "? {}", jsondoc::compact(e));
+        return writeln!(out, "? {}", p(&jsondoc::compact(e)));
     };
     let unread = o.get("read").and_then(Json::as_bool) != Some(true);
     let mark = if unread { '*' } else { ' ' };
-    let ts = o.str("timestamp").unwrap_or("-");
-    let from = o.str("from").unwrap_or("?");
-    let text = o.str("text").unwrap_or("");
+    let ts = p(o.str("timestamp").unwrap_or("-"));
+    let from = p(o.str("from").unwrap_or("?"));
+    let text = p(o.str("text").unwrap_or(""));
     let mut lines = text.lines();
     writeln!(out, "{mark} {ts} {from}: {}", lines.next().unwrap_or(""))?;
     for l in lines {
@@ -385,10 +387,7 @@ fn members(mb: &Mailbox, team: &str, a: MembersArgs) -> Result<u8> {
 
 fn member_line(m: &Obj) -> String {
     let f = |k: &str| {
-        m.str(k)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("-")
-            .to_string()
+        crate::names::printable(m.str(k).filter(|s| !s.is_empty()).unwrap_or("-")).into_owned()
     };
     format!(
         "{:<20} {:<18} {:<10} {:<8} {}",
