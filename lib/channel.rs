@@ -246,15 +246,13 @@ impl Appender {
 /// directory so the new name survives a crash.
 fn create_segment(dir: &Path, first: u64) -> Result<PathBuf> {
     let path = dir.join(segment_file_name(first));
-    let tmp = fsutil::temp_name(&path);
-    fsutil::options()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|_| fs::rename(&tmp, &path))
-        .and_then(|_| fsutil::sync_dir(dir))
-        .with_context(|| format!("cannot create segment {}", path.display()))
-        .code(CANTCREAT)?;
+    fsutil::create_temp(&path, |tmp| {
+        fsutil::options().write(true).create_new(true).open(tmp)
+    })
+    .and_then(|(_, tmp)| fs::rename(&tmp, &path))
+    .and_then(|_| fsutil::sync_dir(dir))
+    .with_context(|| format!("cannot create segment {}", path.display()))
+    .code(CANTCREAT)?;
     Ok(path)
 }
 

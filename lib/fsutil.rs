@@ -161,6 +161,24 @@ pub fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp.{}.{n}", std::process::id()))
 }
 
+/// Create a file under a fresh temporary name next to `path` with
+/// `create` (which must fail with `AlreadyExists` rather than open an
+/// existing file). A name may be taken by the leftover of a killed writer
+/// that had the same process id; the next name is tried then.
+pub fn create_temp<T>(
+    path: &Path,
+    mut create: impl FnMut(&Path) -> io::Result<T>,
+) -> io::Result<(T, PathBuf)> {
+    let mut tries = 0;
+    loop {
+        let tmp = temp_name(path);
+        match create(&tmp) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            res => return res.map(|t| (t, tmp)),
+        }
+    }
+}
+
 /// Replace `path` with `data` atomically: write a temporary file in the same
 /// directory, sync it, rename it over `path`. Readers see the old or the new
 /// content, never a mix. With `durable`, the directory is synced too.
@@ -176,15 +194,21 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().unwrap_or_default();
-    let tmp = temp_name(Path::new(name));
     let res = (|| -> io::Result<()> {
         let dirfd = open_dir(dir)?;
-        let fd = openat(
-            &dirfd,
-            &tmp,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(FILE_MODE),
-        )?;
+        let (fd, tmp) = create_temp(Path::new(name), |tmp| {
+            let flags = OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC;
+            Ok(openat(
+                &dirfd,
+                tmp,
+                flags,
+                Mode::from_bits_truncate(FILE_MODE),
+            )?)
+        })?;
         let written = (|| -> io::Result<()> {
             let mut f = File::from(fd);
             f.write_all(data)?;
@@ -273,6 +297,20 @@ mod tests {
         assert!(format!("{e:#}").contains("is a symlink"), "{e:#}");
         assert_eq!(fs::read(outside.join("f")).unwrap(), b"theirs");
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "no temp file");
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_writer_with_our_pid_are_stepped_over() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.json");
+        // What dead writers that had this process id left behind.
+        let next = TMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 8 {
+            let name = format!(".f.json.tmp.{}.{n}", std::process::id());
+            fs::write(d.path().join(name), b"torn").unwrap();
+        }
+        write_atomic(&p, b"whole", false).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"whole");
     }
 
     #[test]
