@@ -28,7 +28,7 @@ fn cmd(root: &Path, name: &str, args: &[&str]) -> Command {
         .env("MT_TEAM", "t")
         .env("CLAUDE_CODE_TASK_LIST_ID", "demo")
         .env("MT_LOCK_WAIT", "30s")
-        .env_remove("MT_FSYNC");
+        .env("MT_FSYNC", "0");
     c
 }
 
@@ -46,7 +46,11 @@ fn kill_after(mut c: Command, input: &[u8], delay: Duration) -> Output {
     let feeder = thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    thread::sleep(delay);
+    // Kill it at `delay`, unless it is done by then.
+    let deadline = std::time::Instant::now() + delay;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_micros(200));
+    }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();
@@ -83,13 +87,13 @@ fn killed_senders_never_break_an_inbox_or_lose_an_acknowledged_message() {
     let lock = root.join("claude/teams/t/inboxes/york.json.lock");
     // A large inbox makes every rewrite long enough to be cut into.
     fs::create_dir_all(inbox.parent().unwrap()).unwrap();
-    let old: Vec<serde_json::Value> = (0..500)
+    let old: Vec<serde_json::Value> = (0..200)
         .map(|i| serde_json::json!({"from": "park", "text": format!("old {i} {}", "o".repeat(400)), "timestamp": "t", "read": false}))
         .collect();
     fs::write(&inbox, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
 
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let big = "v".repeat(20_000);
+    let big = "v".repeat(5_000);
     let mut acked: Vec<String> = Vec::new();
     let (mut killed, mut aged) = (0, 0);
     for i in 0..iterations() {
@@ -125,7 +129,7 @@ fn killed_senders_never_break_an_inbox_or_lose_an_acknowledged_message() {
                     a
                 );
             }
-            assert_eq!(list.len() - 500, texts.len() - 500, "no message twice");
+            assert_eq!(list.len(), texts.len(), "no message twice");
         }
     }
     assert!(killed > 0, "some senders must actually have been killed");
@@ -155,7 +159,7 @@ fn killed_creators_never_break_a_task_list_or_lose_an_acknowledged_task() {
     let dir = root.join("claude/tasks/demo");
     let list_lock = dir.join(".lock.lock");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let big = "d".repeat(100_000);
+    let big = "d".repeat(50_000);
     let mut acked: Vec<(u64, String)> = Vec::new();
     let (mut killed, mut aged) = (0, 0);
     for i in 0..iterations() {
