@@ -117,6 +117,9 @@ pub struct Appender {
 impl Appender {
     /// Lock the channel for appending, creating it on first use.
     pub fn open(state: &StateDir, name: &str, opts: WriteOptions) -> Result<Appender> {
+        // Names may come from files (reminders, hook payloads): the check is
+        // here, where the name becomes a directory.
+        crate::names::check("channel", name)?;
         state.ensure()?;
         fsutil::ensure_subdir(&state.channels())?;
         let dir = state.channel(name);
@@ -243,15 +246,13 @@ impl Appender {
 /// directory so the new name survives a crash.
 fn create_segment(dir: &Path, first: u64) -> Result<PathBuf> {
     let path = dir.join(segment_file_name(first));
-    let tmp = fsutil::temp_name(&path);
-    fsutil::options()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|_| fs::rename(&tmp, &path))
-        .and_then(|_| fsutil::sync_dir(dir))
-        .with_context(|| format!("cannot create segment {}", path.display()))
-        .code(CANTCREAT)?;
+    fsutil::create_temp(&path, |tmp| {
+        fsutil::options().write(true).create_new(true).open(tmp)
+    })
+    .and_then(|(_, tmp)| fs::rename(&tmp, &path))
+    .and_then(|_| fsutil::sync_dir(dir))
+    .with_context(|| format!("cannot create segment {}", path.display()))
+    .code(CANTCREAT)?;
     Ok(path)
 }
 

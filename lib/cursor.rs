@@ -47,9 +47,15 @@ pub fn lock_agent(state: &StateDir, agent: &str) -> Result<File> {
 /// The saved position, or `None` for a reader that has read nothing yet.
 pub fn load(state: &StateDir, agent: &str, channel: &str) -> Result<Option<Position>> {
     let p = path(state, agent, channel);
-    let text = match std::fs::read(&p) {
+    let text = match fsutil::read_regular(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            return Err(fail(
+                DATAERR,
+                format!("cursor {} is unusable: {e}; remove it", p.display()),
+            ));
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read cursor {}", p.display())),
     };
     let c: CursorFile = serde_json::from_slice(&text).map_err(|e| {

@@ -3,13 +3,17 @@
 //! and whole-file replacement by atomic rename.
 
 use anyhow::{Context, Result};
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::exit::{CANTCREAT, Coded};
+use crate::exit::{CANTCREAT, Coded, fail};
 
 pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
@@ -46,6 +50,46 @@ pub fn ensure_subdir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Create `dir` (0700) below `root`, checking every directory from `root`
+/// down with `ensure_subdir`: a symlink planted anywhere below `root`
+/// cannot redirect where `dir` is. `root` itself is the caller's to trust.
+pub fn ensure_subdirs(root: &Path, dir: &Path) -> Result<()> {
+    let mut p = root.to_path_buf();
+    for c in below(root, dir)?.components() {
+        p.push(c);
+        ensure_subdir(&p)?;
+    }
+    Ok(())
+}
+
+/// Whether `dir` exists below `root` as directories all the way down, with
+/// no symlink on the way (nothing is created).
+pub fn is_subdir(root: &Path, dir: &Path) -> bool {
+    let Ok(rel) = below(root, dir) else {
+        return false;
+    };
+    let mut p = root.to_path_buf();
+    rel.components().all(|c| {
+        p.push(c);
+        fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir())
+    })
+}
+
+/// `dir` relative to `root`, made of plain names only.
+fn below<'a>(root: &Path, dir: &'a Path) -> Result<&'a Path> {
+    match dir.strip_prefix(root) {
+        Ok(rel) if rel.components().all(|c| matches!(c, Component::Normal(_))) => Ok(rel),
+        _ => Err(fail(
+            CANTCREAT,
+            format!(
+                "{} is not a directory below {}",
+                dir.display(),
+                root.display()
+            ),
+        )),
+    }
+}
+
 fn ensure_subdir_exists(dir: &Path) -> Result<()> {
     let m = fs::symlink_metadata(dir)
         .with_context(|| format!("cannot read {}", dir.display()))
@@ -78,6 +122,33 @@ pub fn open_read(path: &Path) -> io::Result<File> {
     options().read(true).open(path)
 }
 
+/// Read a whole file, refusing a symlink in its last component and
+/// anything but a regular file (a FIFO would block, a directory cannot be
+/// read); both are reported as `InvalidInput`.
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK;
+    let mut f = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a symlink, which mt does not follow here",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    let mut buf = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A temporary name next to `path`, unique within this host.
@@ -90,28 +161,88 @@ pub fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp.{}.{n}", std::process::id()))
 }
 
+/// Create a file under a fresh temporary name next to `path` with
+/// `create` (which must fail with `AlreadyExists` rather than open an
+/// existing file). A name may be taken by the leftover of a killed writer
+/// that had the same process id; the next name is tried then.
+pub fn create_temp<T>(
+    path: &Path,
+    mut create: impl FnMut(&Path) -> io::Result<T>,
+) -> io::Result<(T, PathBuf)> {
+    let mut tries = 0;
+    loop {
+        let tmp = temp_name(path);
+        match create(&tmp) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            res => return res.map(|t| (t, tmp)),
+        }
+    }
+}
+
 /// Replace `path` with `data` atomically: write a temporary file in the same
 /// directory, sync it, rename it over `path`. Readers see the old or the new
 /// content, never a mix. With `durable`, the directory is synced too.
+///
+/// The directory is opened once, without following a symlink, and the
+/// temporary file is created and renamed relative to that handle: a symlink
+/// in place of the directory is refused, one in place of `path` is replaced
+/// (rename never follows it), and swapping the directory meanwhile cannot
+/// move the write elsewhere.
 pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
-    let tmp = temp_name(path);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default();
     let res = (|| -> io::Result<()> {
-        let mut f = options().write(true).create_new(true).open(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_data()?;
+        let dirfd = open_dir(dir)?;
+        let (fd, tmp) = create_temp(Path::new(name), |tmp| {
+            let flags = OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC;
+            Ok(openat(
+                &dirfd,
+                tmp,
+                flags,
+                Mode::from_bits_truncate(FILE_MODE),
+            )?)
+        })?;
+        let written = (|| -> io::Result<()> {
+            let mut f = File::from(fd);
+            f.write_all(data)?;
+            if durable {
+                f.sync_data()?;
+            }
+            renameat(&dirfd, &tmp, &dirfd, name)?;
+            if durable {
+                File::from(dirfd.try_clone()?).sync_all()?;
+            }
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = unlinkat(&dirfd, &tmp, UnlinkatFlags::NoRemoveDir);
         }
-        fs::rename(&tmp, path)?;
-        if durable && let Some(dir) = path.parent() {
-            sync_dir(dir)?;
-        }
-        Ok(())
+        written
     })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
     res.with_context(|| format!("cannot write {}", path.display()))
         .code(CANTCREAT)
+}
+
+/// Open a directory for `*at` calls, refusing a symlink in its place.
+fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    nix::fcntl::open(dir, flags, Mode::empty()).map_err(|e| {
+        if e == nix::errno::Errno::ELOOP || e == nix::errno::Errno::ENOTDIR {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symlink or not a directory", dir.display()),
+            )
+        } else {
+            e.into()
+        }
+    })
 }
 
 /// fsync a directory so a rename or creation in it survives a crash.
@@ -142,6 +273,78 @@ mod tests {
             fs::read_dir(d.path()).unwrap().count(),
             1,
             "no temp file left"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_a_symlink_and_refuses_a_symlinked_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("f"), b"theirs").unwrap();
+        let inside = d.path().join("inside");
+        fs::create_dir(&inside).unwrap();
+        // A symlink in place of the file is replaced, its target untouched.
+        std::os::unix::fs::symlink(outside.join("f"), inside.join("f")).unwrap();
+        write_atomic(&inside.join("f"), b"ours", false).unwrap();
+        assert!(fs::symlink_metadata(inside.join("f")).unwrap().is_file());
+        assert_eq!(fs::read(outside.join("f")).unwrap(), b"theirs");
+        // A symlink in place of the directory is refused.
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let e = write_atomic(&link.join("f"), b"ours", true).unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), CANTCREAT);
+        assert!(format!("{e:#}").contains("is a symlink"), "{e:#}");
+        assert_eq!(fs::read(outside.join("f")).unwrap(), b"theirs");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "no temp file");
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_writer_with_our_pid_are_stepped_over() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.json");
+        // What dead writers that had this process id left behind.
+        let next = TMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 8 {
+            let name = format!(".f.json.tmp.{}.{n}", std::process::id());
+            fs::write(d.path().join(name), b"torn").unwrap();
+        }
+        write_atomic(&p, b"whole", false).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn subdirs_refuse_a_symlink_anywhere_below_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let elsewhere = d.path().join("elsewhere");
+        fs::create_dir_all(elsewhere.join("b")).unwrap();
+        ensure_dir(&root).unwrap();
+        ensure_subdirs(&root, &root.join("x/y")).unwrap();
+        assert!(is_subdir(&root, &root.join("x/y")));
+        std::os::unix::fs::symlink(&elsewhere, root.join("a")).unwrap();
+        assert!(ensure_subdirs(&root, &root.join("a/b/c")).is_err());
+        assert!(!elsewhere.join("b/c").exists());
+        assert!(!is_subdir(&root, &root.join("a/b")));
+        assert!(ensure_subdirs(&root, &root.join("x/../../up")).is_err());
+        assert!(ensure_subdirs(&root, &d.path().join("other")).is_err());
+    }
+
+    #[test]
+    fn read_regular_refuses_symlinks_fifos_and_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        assert_eq!(read_regular(&f).unwrap(), b"x");
+        std::os::unix::fs::symlink(&f, d.path().join("l")).unwrap();
+        nix::unistd::mkfifo(&d.path().join("p"), Mode::from_bits_truncate(0o600)).unwrap();
+        for bad in ["l", "p", "."] {
+            let e = read_regular(&d.path().join(bad)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}: {e}");
+        }
+        assert_eq!(
+            read_regular(&d.path().join("none")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
         );
     }
 

@@ -197,12 +197,16 @@ fn stop_path(state: &StateDir, agent: &str, channel: &str) -> PathBuf {
 /// The saved Stop state; a file that does not parse counts as none (it is
 /// only an optimisation of the cursor).
 fn load_stop(path: &Path) -> Result<StopState> {
-    match std::fs::read(path) {
+    match fsutil::read_regular(path) {
         Ok(t) => Ok(serde_json::from_slice(&t).unwrap_or_else(|e| {
             eprintln!("mt-hook: ignoring {} ({e})", path.display());
             StopState::default()
         })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StopState::default()),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            eprintln!("mt-hook: ignoring {} ({e})", path.display());
+            Ok(StopState::default())
+        }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
@@ -634,8 +638,9 @@ pub fn task_action(tool: &str, input: &Value, resp: &Value, agent: &str) -> Resu
                 return Ok(None);
             };
             let id = checked_id(id)?;
+            // Owners are Claude Code names, checked as mt-task checks them.
             let owner = match text_of(input.get("owner")) {
-                Some(o) => Some(names::check("owner", o)?),
+                Some(o) => Some(names::check_claude("owner", o)?),
                 None => None,
             };
             let status = text_of(input.get("status"));

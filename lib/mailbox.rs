@@ -217,7 +217,9 @@ impl Mailbox {
         change: impl FnOnce(Vec<u8>, usize) -> Result<Edit>,
     ) -> Result<Outcome> {
         let dir = path.parent().expect("inbox path has a parent");
-        fsutil::ensure_dir(dir)?;
+        // Below Claude Code's directory, no symlink may carry the write away.
+        fsutil::ensure_dir(&self.root)?;
+        fsutil::ensure_subdirs(&self.root, dir)?;
         create_empty(path)?;
         let lock = dirlock::acquire(&dirlock::lock_path(path), self.wait)
             .with_context(|| format!("cannot lock inbox {}", path.display()))?;
@@ -275,7 +277,8 @@ impl Mailbox {
     pub fn upsert_member(&self, team: &str, m: &MemberUpdate) -> Result<(Value, bool)> {
         let path = self.config_path(team)?;
         names::check_claude("agent", &m.name)?;
-        fsutil::ensure_dir(path.parent().expect("team dir"))?;
+        fsutil::ensure_dir(&self.root)?;
+        fsutil::ensure_subdirs(&self.root, path.parent().expect("team dir"))?;
         let lock = dirlock::acquire(&dirlock::lock_path(&path), self.wait)
             .with_context(|| format!("cannot lock team config {}", path.display()))?;
         let mut config = match read_if_exists(&path)? {
@@ -448,7 +451,10 @@ fn count_inbox(bytes: &[u8]) -> std::result::Result<usize, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(0);
     }
-    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(bytes)
+    // Skipping values checks no UTF-8 inside strings: check it first, so
+    // an inbox the full parse would refuse is moved aside here too.
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    serde_json::from_str::<Vec<serde::de::IgnoredAny>>(text)
         .map(|v| v.len())
         .map_err(|e| e.to_string())
 }

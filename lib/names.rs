@@ -51,6 +51,33 @@ pub fn quote(s: &str) -> String {
     format!("{:?}{more}", shown)
 }
 
+/// Text from a file as it may be written to a terminal: control characters
+/// other than newline and tab, and the bidirectional overrides, are shown
+/// (`^[`, `\u{9b}`) instead of being sent, so a message cannot drive the
+/// reader's terminal (escape sequences, clipboard writes, reordered text).
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            c if !hidden(c) => out.push(c),
+            '\u{7f}' => out.push_str("^?"),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push((b'@' + c as u8) as char);
+            }
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Longest team, agent or task-list name accepted in Claude Code's directory.
 pub const CLAUDE_MAX_LEN: usize = 128;
 
@@ -146,6 +173,15 @@ mod tests {
     fn error_quotes_control_characters() {
         let e = check("channel", "a\x1bb").unwrap_err();
         assert!(e.to_string().contains("\\u{1b}"), "{e}");
+    }
+
+    #[test]
+    fn printable_shows_controls() {
+        assert_eq!(printable("a\tb\nc"), "a\tb\nc");
+        assert_eq!(
+            printable("\x1b]52;c;eA==\x07 \u{9b}2J \u{202e}x\x7f"),
+            "^[]52;c;eA==^G \\u{9b}2J \\u{202e}x^?"
+        );
     }
 
     #[test]

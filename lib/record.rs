@@ -72,12 +72,15 @@ pub fn render_text(v: &View<'_>, out: &mut impl std::io::Write) -> std::io::Resu
                 .to_string()
         })
         .unwrap_or_else(|| v.timestamp.to_string());
-    write!(out, "{when} #{} {}", v.seq, v.from)?;
+    // Whoever wrote the record, it cannot drive the reader's terminal.
+    let p = names::printable;
+    write!(out, "{} #{} {}", p(&when), v.seq, p(&v.from))?;
     if !v.kind.is_empty() && v.kind != "text" {
-        write!(out, " [{}]", v.kind)?;
+        write!(out, " [{}]", p(&v.kind))?;
     }
     out.write_all(b": ")?;
-    let mut lines = v.content.split('\n');
+    let content = p(&v.content);
+    let mut lines = content.split('\n');
     out.write_all(lines.next().unwrap_or("").as_bytes())?;
     for l in lines {
         out.write_all(b"\n    ")?;

@@ -184,8 +184,11 @@ impl Store {
         self.ensure()?;
         let _lock = lock::exclusive_within(&self.root.join("LOCK"), Duration::from_secs(10))?;
         let last_path = self.root.join("last-id");
-        let last = match fs::read_to_string(&last_path) {
-            Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
+        let last = match fsutil::read_regular(&last_path) {
+            Ok(s) => String::from_utf8_lossy(&s)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0),
             Err(_) => 0,
         };
         // Also past every id on disk, should last-id be lost.
@@ -404,13 +407,28 @@ fn open_locked(path: &Path) -> Result<Option<File>> {
     }
 }
 
+/// Read a reminder file. Its names and id become paths and channel
+/// names, so they are checked as if typed on the command line, and the id
+/// must be the one in the file's name.
 fn read_reminder(path: &Path) -> Result<Option<Reminder>> {
-    match fs::read_to_string(path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| fail(DATAERR, format!("{} does not parse: {e}", path.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let r: Reminder = match fsutil::read_regular(path) {
+        Ok(t) => serde_json::from_slice(&t)
+            .map_err(|e| fail(DATAERR, format!("{} does not parse: {e}", path.display())))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let named = path.file_stem().and_then(|s| s.to_str()) == Some(r.id.as_str());
+    let checked = check_id(&r.id)
+        .and_then(|_| crate::names::check("channel", &r.channel))
+        .and_then(|_| crate::names::check("agent", &r.to))
+        .and_then(|_| crate::names::check("sender", &r.from));
+    match checked {
+        Ok(_) if named => Ok(Some(r)),
+        Ok(_) => Err(fail(
+            DATAERR,
+            format!("{} holds reminder id {}", path.display(), r.id),
+        )),
+        Err(e) => Err(fail(DATAERR, format!("{}: {e}", path.display()))),
     }
 }
 

@@ -268,15 +268,28 @@ pub fn load(path: &Path) -> Result<Value> {
 
 /// Replace a settings file atomically, written as Claude Code writes it
 /// (two-space indentation). A symlink is followed, so the file it points to
-/// is the one replaced; an existing file keeps its mode, a new one is 0644.
+/// is the one replaced; an existing file keeps its mode, a new one is 0600
+/// like every file mt creates (settings may come to hold secrets in `env`).
 pub fn save(path: &Path, settings: &Value) -> Result<()> {
-    let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let target = match fs::canonicalize(path) {
+        Ok(t) => t,
+        Err(_) => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            fsutil::ensure_dir(dir)?;
+            // The directory may be a symlink too (dotfiles): write where it
+            // points, since the atomic write refuses a symlinked directory.
+            let name = path.file_name().unwrap_or_default();
+            fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| path.to_path_buf())
+        }
+    };
     let mode = fs::metadata(&target)
         .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fsutil::ensure_dir(dir)?;
-    }
+        .unwrap_or(fsutil::FILE_MODE);
     let mut data = serde_json::to_vec_pretty(settings)?;
     data.push(b'\n');
     fsutil::write_atomic(&target, &data, true)?;
@@ -288,6 +301,33 @@ pub fn save(path: &Path, settings: &Value) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn save_follows_a_symlinked_file_or_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let dotfiles = d.path().join("dotfiles");
+        fs::create_dir(&dotfiles).unwrap();
+        std::os::unix::fs::symlink(&dotfiles, d.path().join(".claude")).unwrap();
+        let p = d.path().join(".claude/settings.json");
+        save(&p, &json!({"a": 1})).unwrap();
+        assert!(
+            fs::symlink_metadata(dotfiles.join("settings.json"))
+                .unwrap()
+                .is_file()
+        );
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::os::unix::fs::symlink(dotfiles.join("settings.json"), d.path().join("s.json"))
+            .unwrap();
+        save(&d.path().join("s.json"), &json!({"b": 2})).unwrap();
+        assert!(
+            fs::symlink_metadata(d.path().join("s.json"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(load(&p).unwrap(), json!({"b": 2}));
+    }
 
     #[test]
     fn shell_words_round_trip() {

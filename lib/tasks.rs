@@ -314,7 +314,9 @@ impl fmt::Display for Refusal {
             Refusal::Missing => f.write_str("there is no such task"),
             Refusal::Unreadable(why) => write!(f, "its file does not parse ({why})"),
             Refusal::Completed => f.write_str("it is already completed"),
-            Refusal::Claimed { owner } => write!(f, "it is already claimed by {owner}"),
+            Refusal::Claimed { owner } => {
+                write!(f, "it is already claimed by {}", names::printable(owner))
+            }
             Refusal::InProgress => f.write_str("it is already in progress"),
             Refusal::Blocked { by } => {
                 let ids: Vec<String> = by.iter().map(u64::to_string).collect();
@@ -482,25 +484,42 @@ impl TaskList {
 
     /// The high-water mark: the largest id ever assigned, as recorded.
     pub fn high_water_mark(&self) -> Result<u64> {
-        match fs::read_to_string(self.hwm_path()) {
-            Ok(s) => s.trim().parse::<u64>().map_err(|_| {
-                fail(
-                    DATAERR,
-                    format!(
-                        "{} does not hold a number ({}); fix it or remove it",
-                        self.hwm_path().display(),
+        let path = self.hwm_path();
+        let bad = |why: String| {
+            fail(
+                DATAERR,
+                format!("{} {why}; fix it or remove it", path.display()),
+            )
+        };
+        match fsutil::read_regular(&path) {
+            Ok(b) => {
+                let s = String::from_utf8_lossy(&b);
+                s.trim().parse::<u64>().map_err(|_| {
+                    bad(format!(
+                        "does not hold a number ({})",
                         names::quote(s.trim())
-                    ),
-                )
-            }),
+                    ))
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.hwm_path().display())),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                Err(bad(format!("is unusable: {e}")))
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
 
     /// Take the list lock, creating the directory and `.lock` as needed.
     pub fn lock(&self) -> Result<DirLock> {
-        fsutil::ensure_dir(&self.dir)?;
+        // No directory below Claude Code's may be a symlink: it would take
+        // the lock and every file of the list somewhere else.
+        let config = self
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(&self.dir);
+        fsutil::ensure_dir(config)?;
+        fsutil::ensure_subdirs(config, &self.dir)?;
         let marker = self.dir.join(".lock");
         fsutil::options()
             .write(true)
@@ -822,12 +841,12 @@ fn remove_id(o: &mut Map<String, Value>, key: &str, id: u64) -> bool {
 /// Read one task file: `None` when missing, `Some(Err(why))` when it does
 /// not parse as a task object.
 fn read_task(path: &Path, id: u64) -> Result<Option<std::result::Result<Task, String>>> {
-    let bytes = match fsutil::open_read(path).and_then(|mut f| {
-        let mut b = Vec::new();
-        io::Read::read_to_end(&mut f, &mut b).map(|_| b)
-    }) {
+    let bytes = match fsutil::read_regular(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A symlink, directory or FIFO in a task's place is skipped like a
+        // file that does not parse, never followed or waited on.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(Some(Err(e.to_string()))),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     Ok(Some(match serde_json::from_slice(&bytes) {

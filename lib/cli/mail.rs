@@ -283,13 +283,15 @@ fn send(mb: &Mailbox, team: &str, a: SendArgs) -> Result<u8> {
 }
 
 fn render(e: &Value, out: &mut impl Write) -> io::Result<()> {
+    // Anyone may write an inbox: nothing in it may drive the terminal.
+    let p = crate::names::printable;
     if !e.is_object() {
-        return writeln!(out, "? {e}");
+        return writeln!(out, "? {}", p(&e.to_string()));
     }
     let mark = if is_unread(e) { '*' } else { ' ' };
-    let ts = e["timestamp"].as_str().unwrap_or("-");
-    let from = e["from"].as_str().unwrap_or("?");
-    let text = e["text"].as_str().unwrap_or("");
+    let ts = p(e["timestamp"].as_str().unwrap_or("-"));
+    let from = p(e["from"].as_str().unwrap_or("?"));
+    let text = p(e["text"].as_str().unwrap_or(""));
     let mut lines = text.lines();
     writeln!(out, "{mark} {ts} {from}: {}", lines.next().unwrap_or(""))?;
     for l in lines {
@@ -383,10 +385,7 @@ fn members(mb: &Mailbox, team: &str, a: MembersArgs) -> Result<u8> {
 
 fn member_line(m: &Value) -> String {
     let f = |k: &str| {
-        m[k].as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("-")
-            .to_string()
+        crate::names::printable(m[k].as_str().filter(|s| !s.is_empty()).unwrap_or("-")).into_owned()
     };
     format!(
         "{:<20} {:<18} {:<10} {:<8} {}",

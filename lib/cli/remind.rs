@@ -178,7 +178,12 @@ pub fn run(args: Args) -> Result<u8> {
             let mut out = io::stdout().lock();
             if !quiet {
                 for r in &report.fired {
-                    writeln!(out, "fired {}: {}", r.id, r.message)?;
+                    writeln!(
+                        out,
+                        "fired {}: {}",
+                        r.id,
+                        crate::names::printable(&r.message)
+                    )?;
                 }
             }
             out.flush()?;
@@ -278,7 +283,7 @@ fn list(store: &Store, json: bool, all: bool) -> Result<u8> {
                 r.id,
                 stage.dir(),
                 when,
-                r.message
+                crate::names::printable(&r.message)
             )?;
         }
     }

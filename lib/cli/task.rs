@@ -374,12 +374,14 @@ impl Ctx {
             return Ok(OK);
         }
         let mut out = BufWriter::new(io::stdout().lock());
+        // Task files are shared: nothing in them may drive the terminal.
+        let p = names::printable;
         writeln!(out, "id:          {}", t.id)?;
-        writeln!(out, "subject:     {}", t.subject())?;
-        writeln!(out, "status:      {}", t.status_str())?;
-        writeln!(out, "owner:       {}", t.owner().unwrap_or("-"))?;
+        writeln!(out, "subject:     {}", p(t.subject()))?;
+        writeln!(out, "status:      {}", p(t.status_str()))?;
+        writeln!(out, "owner:       {}", p(t.owner().unwrap_or("-")))?;
         if let Some(f) = t.active_form() {
-            writeln!(out, "active form: {f}")?;
+            writeln!(out, "active form: {}", p(f))?;
         }
         let ids = |v: Vec<u64>| {
             if v.is_empty() {
@@ -396,7 +398,7 @@ impl Ctx {
         }
         if !t.description().is_empty() {
             writeln!(out)?;
-            writeln!(out, "{}", t.description())?;
+            writeln!(out, "{}", p(t.description()))?;
         }
         out.flush()?;
         Ok(OK)
@@ -431,7 +433,7 @@ impl Ctx {
         if json {
             println!("{}", t.to_json());
         } else {
-            println!("{verb} task {}: {}", t.id, t.subject());
+            println!("{verb} task {}: {}", t.id, names::printable(t.subject()));
         }
     }
 
@@ -511,11 +513,12 @@ fn line(t: &Task, l: &Listing) -> String {
         let ids: Vec<String> = open.iter().map(u64::to_string).collect();
         format!("  [blocked by {}]", ids.join(","))
     };
+    let p = names::printable;
     format!(
         "{:>4}  {:<11}  {:<16}  {}{blocked}",
         t.id,
-        t.status_str(),
-        t.owner().unwrap_or("-"),
-        t.subject().lines().next().unwrap_or("")
+        p(t.status_str()),
+        p(t.owner().unwrap_or("-")),
+        p(t.subject().lines().next().unwrap_or(""))
     )
 }

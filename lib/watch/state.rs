@@ -56,8 +56,8 @@ pub struct StateFile {
 impl StateFile {
     /// Read the state; a missing file is an empty state.
     pub fn load(path: &Path) -> Result<StateFile> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let text = match crate::fsutil::read_regular(path) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StateFile::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
