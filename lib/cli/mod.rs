@@ -42,6 +42,28 @@ impl Common {
     }
 }
 
+/// Run `work`, printing each line it reports on standard output as it
+/// happens. A failing standard output (a closed pipe) does not stop the
+/// work half-way; it is reported when the work is done.
+pub fn print_as_it_goes<T: std::fmt::Display + ?Sized, R>(
+    work: impl FnOnce(&mut dyn FnMut(&T)) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let mut failed = None;
+    let r = work(&mut |line: &T| {
+        if failed.is_none()
+            && let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush())
+        {
+            failed = Some(e);
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(r),
+    }
+}
+
 /// What the generator needs to know about a tool.
 pub struct Tool {
     pub name: &'static str,

@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use clap::Parser;
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -133,17 +132,6 @@ pub fn run(args: Args) -> Result<u8> {
         dry_run: args.dry_run,
     };
     // Not locked for the whole run: resumed supervisors are forked from here.
-    let mut out = std::io::stdout();
-    let mut failed = None;
-    reap::reap(&state, &opts, &mut |a| {
-        if failed.is_none()
-            && let Err(e) = writeln!(out, "{a}").and_then(|_| out.flush())
-        {
-            failed = Some(e);
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
+    super::print_as_it_goes(|each| reap::reap(&state, &opts, each))?;
     Ok(0)
 }

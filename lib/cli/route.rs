@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use clap::Parser;
-use std::io::Write;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
@@ -141,17 +140,6 @@ pub fn run(args: Args) -> Result<u8> {
     };
     // Not locked for the whole run: a resumed agent's supervisor is forked
     // from here.
-    let mut out = std::io::stdout();
-    let mut failed = None;
-    route::route(&state, &opts, &mut |a| {
-        if failed.is_none()
-            && let Err(e) = writeln!(out, "{a}").and_then(|_| out.flush())
-        {
-            failed = Some(e);
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
+    super::print_as_it_goes(|each| route::route(&state, &opts, each))?;
     Ok(0)
 }
