@@ -9,7 +9,20 @@ MANDIR   = $(SHAREDIR)/man
 
 # Every [[bin]] of Cargo.toml except the build-time generator.
 BINS := $(filter-out mt-gen,$(shell sed -n 's/^name = "\(mt-[a-z-]*\)"/\1/p' Cargo.toml))
-REL  := target/release
+HOST := $(shell rustc -vV | sed -n 's/^host: //p')
+# Release builds link the C library statically on Linux: the hot paths
+# (mt-post, mt-read, the hooks) then start without the dynamic loader,
+# about a quarter faster. Static linking needs an explicit --target (so
+# that proc macros stay dynamic), hence the target directory.
+ifneq ($(findstring linux,$(HOST)),)
+RELEASE = RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static" $(CARGO)
+RELEASE_ARGS = --target $(HOST)
+REL := target/$(HOST)/release
+else
+RELEASE = $(CARGO)
+RELEASE_ARGS =
+REL := target/release
+endif
 GEN  := target/gen
 
 .PHONY: all build test check-long lint man completions install uninstall bench demo clean
@@ -17,7 +30,7 @@ GEN  := target/gen
 all: build
 
 build:
-	$(CARGO) build --release --locked
+	$(RELEASE) build --release --locked $(RELEASE_ARGS)
 
 test:
 	$(CARGO) build --locked --all-targets
@@ -71,7 +84,7 @@ demo: build
 	PATH="$(CURDIR)/$(REL):$$PATH" sh demo/mt-demo
 
 bench:
-	$(CARGO) bench --locked --bench '*'
+	$(RELEASE) bench --locked $(RELEASE_ARGS) --bench '*'
 
 clean:
 	$(CARGO) clean

@@ -13,26 +13,13 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 400;
 const STOP: &[u8] = br#"{"session_id":"7f3c9e1a-2b4d-4c6e-8f0a-1b2c3d4e5f60","transcript_path":"/tmp/x.jsonl","cwd":"/tmp","permission_mode":"default","hook_event_name":"Stop","stop_hook_active":false,"last_assistant_message":"Done."}"#;
 
+/// The binaries cargo built for this benchmark (release, with the flags
+/// `make bench` gives).
 fn release_dir() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "mt-hook",
-            "--bin",
-            "mt-post",
-            "--bin",
-            "mt-read",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "cargo build --release failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release")
+    Path::new(env!("CARGO_BIN_EXE_mt-hook"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
 }
 
 /// Spawn, feed stdin, wait; the wall time of the whole process.

@@ -25,22 +25,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The binaries cargo built for this benchmark (release, with the flags
+/// `make bench` gives).
 fn release(bin: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/release")
+    Path::new(env!("CARGO_BIN_EXE_mt-spawn"))
+        .parent()
+        .expect("bin dir")
         .join(bin)
-}
-
-fn build() {
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet"])
-        .args(["--bin", "mt-spawn", "--bin", "mt-nudge", "--bin", "mt-stop"])
-        .args(["--bin", "mt-fake-agent"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo")
-        .success();
-    assert!(ok, "release build failed");
 }
 
 fn receipts(p: &Path) -> Vec<(u128, String)> {
@@ -74,7 +65,6 @@ fn usage(pid: i64) -> (u64, u64) {
 }
 
 fn main() {
-    build();
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let rc = tmp.path().join("receipts.jsonl");

@@ -18,22 +18,13 @@ const POSTS: usize = 40;
 const IDLE: Duration = Duration::from_secs(6);
 const RESCAN: &str = "2s";
 
+/// The binaries cargo built for this benchmark (release, with the flags
+/// `make bench` gives).
 fn build() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let st = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "mt-watch",
-            "--bin",
-            "mt-post",
-        ])
-        .current_dir(root)
-        .status()
-        .expect("cargo build");
-    assert!(st.success());
-    root.join("target/release")
+    Path::new(env!("CARGO_BIN_EXE_mt-watch"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
 }
 
 fn now_ns() -> u128 {

@@ -11,18 +11,10 @@ use std::time::{Duration, Instant};
 
 const FILES: usize = 10_000;
 
+/// The binaries cargo built for this benchmark (release, with the flags
+/// `make bench` gives).
 fn build() -> PathBuf {
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", "mt-worktree"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build")
-        .success();
-    assert!(ok, "cargo build --release failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release").join("mt-worktree")
+    PathBuf::from(env!("CARGO_BIN_EXE_mt-worktree"))
 }
 
 /// A command with a private, empty git configuration.
