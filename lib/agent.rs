@@ -7,7 +7,7 @@
 //! stderr.log     the agent's standard error (and a detached supervisor's)
 //! stop.json      present while an `mt-stop` is in progress
 //! running.lock   the liveness lock, held by the supervisor while the agent runs
-//! inbox/{tmp,new,cur}/   nudges, maildir style
+//! inbox/{tmp,new,cur}/   nudges, maildir style (`new/.stop`: soft stop wake-up)
 //! ```
 
 use anyhow::{Context, Result};
@@ -161,7 +161,13 @@ pub struct StopRequest {
     pub at: String,
     pub by: String,
     pub grace_ms: u64,
+    /// Soft stop: the supervisor closes the agent's stdin first.
+    pub soft: bool,
 }
+
+/// Name of the control file `mt-stop --soft` writes in `inbox/new/` to
+/// wake the supervisor (a dot file, so never forwarded as a message).
+pub const SOFT_STOP_WAKE: &str = ".stop";
 
 /// The files of one agent.
 #[derive(Debug, Clone)]
@@ -571,22 +577,57 @@ pub fn stop(
     grace: std::time::Duration,
     by: &str,
 ) -> Result<Vec<String>> {
+    stop_with(state, agents, grace, by, false)
+}
+
+/// [`stop`], or with `soft` first ask each supervisor to close its agent's
+/// stdin (a headless session ends cleanly on end of input) and wait up to
+/// `grace` for the agents to exit on their own; those still running then
+/// get the usual SIGTERM, `grace`, SIGKILL.
+pub fn stop_with(
+    state: &StateDir,
+    agents: &[AgentDir],
+    grace: std::time::Duration,
+    by: &str,
+    soft: bool,
+) -> Result<Vec<String>> {
     use nix::sys::signal::Signal;
     let request = StopRequest {
         at: crate::time::now_stamp(),
         by: by.to_string(),
         grace_ms: grace.as_millis() as u64,
+        soft,
     };
+    let data = serde_json::to_vec(&request)?;
     let mut live = Vec::new();
     for a in agents {
         if a.running()? {
-            // Tell the supervisor why its agent is about to die, then signal.
-            let data = serde_json::to_vec(&request)?;
+            // Tell the supervisor why its agent is about to end, then act.
             fsutil::write_atomic(&a.stop_path(), &data, false)?;
-            signal_group(a, Signal::SIGTERM);
+            if soft {
+                // Opening for write in inbox/new wakes the supervisor (its
+                // close is IN_CLOSE_WRITE), which then reads stop.json and
+                // closes the agent's stdin. One open, no temp file: nothing
+                // of ours appears after the supervisor cleaned up.
+                let wake = a.inbox("new").join(SOFT_STOP_WAKE);
+                fsutil::options()
+                    .write(true)
+                    .create(true)
+                    .open(&wake)
+                    .with_context(|| format!("cannot write {}", wake.display()))?;
+            } else {
+                signal_group(a, Signal::SIGTERM);
+            }
             live.push(a.clone());
         } else {
             mark_lost(state, a, Some(format!("mt-stop by {by}")))?;
+        }
+    }
+    if soft {
+        let left = wait_free(&live, Some(grace));
+        live = left.into_iter().map(|i| live[i].clone()).collect();
+        for a in &live {
+            signal_group(a, Signal::SIGTERM);
         }
     }
     let left = wait_free(&live, Some(grace));

@@ -239,7 +239,8 @@ fn check(
                 say(each, format!("{what}; would stop"));
                 return Ok(());
             }
-            let left = agent::stop(state, std::slice::from_ref(a), o.grace, FROM)?;
+            // Soft: an idle session ends cleanly when its stdin closes.
+            let left = agent::stop_with(state, std::slice::from_ref(a), o.grace, FROM, true)?;
             if !left.is_empty() {
                 return Err(fail(crate::exit::TEMPFAIL, "still running after SIGKILL"));
             }

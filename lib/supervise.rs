@@ -360,10 +360,13 @@ impl<'a> Run<'a> {
         }
         // An mt-stop that came before the pid was recorded could not signal
         // the group; it left its request, so act on it now.
-        if agent.stop_path().exists() {
-            run.terminate(Signal::SIGTERM);
+        match agent.read_stop() {
+            Some(r) if r.soft => run.soft_stop(),
+            Some(_) => run.terminate(Signal::SIGTERM),
+            None if agent.stop_path().exists() => run.terminate(Signal::SIGTERM),
+            None => {}
         }
-        if let Some(p) = &plan.prompt {
+        if let Some(p) = plan.prompt.as_ref().filter(|_| run.stdin.is_some()) {
             run.outq.push_back(Outgoing {
                 bytes: stream::user_message(p),
                 written: 0,
@@ -479,6 +482,9 @@ impl<'a> Run<'a> {
         }
         if ready[1] {
             self.waker.drain();
+            if self.plan.agent.read_stop().is_some_and(|r| r.soft) {
+                self.soft_stop();
+            }
             self.scan_inbox();
         }
         if ready[4] {
@@ -610,6 +616,23 @@ impl<'a> Run<'a> {
             ));
             self.close_stdin();
         }
+    }
+
+    /// `mt-stop --soft` asked (stop.json with `soft`, woken through
+    /// inbox/new/.stop): close the agent's stdin so it ends on its own;
+    /// mt-stop signals it if it has not after the grace.
+    fn soft_stop(&mut self) {
+        if self.stdin.is_none() || self.exit.is_some() {
+            return;
+        }
+        self.tracker.status.stdin_closed = true;
+        self.dirty = true;
+        self.append_event(&stream::mt_line(
+            "note",
+            &time::now_stamp(),
+            json!({"text": "mt-stop --soft: closing stdin"}),
+        ));
+        self.close_stdin();
     }
 
     /// Close the agent's stdin. Queued nudges stay in inbox/new.
@@ -804,6 +827,7 @@ impl<'a> Run<'a> {
         let agent = &self.plan.agent;
         let request = agent.read_stop();
         let _ = fs::remove_file(agent.stop_path());
+        let _ = fs::remove_file(agent.inbox("new").join(crate::agent::SOFT_STOP_WAKE));
         let stopped_by = match request {
             Some(r) => Some(format!(
                 "mt-stop by {}",

@@ -178,6 +178,9 @@ fn idle_stop_stops_only_idle_agents_without_open_tasks() {
         assert_eq!(e.running(n), up, "{n}");
     }
     assert_eq!(e.status("free")["stopped_by"], "mt-stop by mt-reap");
+    // Soft: the idle session ended on its own, not by a signal.
+    assert_eq!(e.status("free")["exit_code"], 0);
+    assert_eq!(e.status("free")["signal"], serde_json::Value::Null);
 }
 
 #[test]

@@ -602,6 +602,61 @@ fn stop_escalates_to_sigkill_after_the_grace() {
 }
 
 #[test]
+fn soft_stop_closes_stdin_and_the_agent_exits_cleanly() {
+    let e = Env::new();
+    e.spawn_detached("york", "", "work");
+    wait_for("the agent to be idle", || {
+        e.status("york")["state"] == "idle"
+    });
+    let sup = pid_of(&e.status("york"), "supervisor_pid");
+    let out = e
+        .cmd("mt-stop")
+        .env("MT_AGENT", "boss")
+        .args(["--soft", "--grace", "30s", "york"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_for("the supervisor to end", || !alive(sup));
+    let st = e.ps("york");
+    assert_eq!(st["state"], "exited");
+    assert_eq!(st["exit_code"], 0);
+    assert_eq!(st["signal"], Value::Null);
+    assert_eq!(st["stopped"], true);
+    assert_eq!(st["stopped_by"], "mt-stop by boss");
+    assert_eq!(st["stdin_closed"], true);
+    assert_eq!(e.channel().pop().unwrap()["meta"]["event"], "stop");
+    assert!(!e.agent("york").join("stop.json").exists());
+    assert!(!e.agent("york").join("inbox/new/.stop").exists());
+}
+
+#[test]
+fn soft_stop_signals_an_agent_that_does_not_exit_after_the_grace() {
+    let e = Env::new();
+    e.spawn_detached("slow", "linger:60000", "work");
+    wait_for("the agent to be idle", || {
+        e.status("slow")["state"] == "idle"
+    });
+    let out = e.run("mt-stop", &["--soft", "--grace", "500ms", "slow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let st = e.ps("slow");
+    assert_eq!(st["running"], false);
+    assert_eq!(st["signal"], "SIGTERM");
+    assert_eq!(st["stopped"], true);
+    assert_eq!(st["state"], "exited");
+
+    // One that ignores both end of input and SIGTERM is killed.
+    e.spawn_detached("stubborn", "hang,ignore-term", "work");
+    wait_for("the record", || !e.records().is_empty());
+    let agent = pid_of(&e.records()[0], "pid");
+    let out = e.run("mt-stop", &["--soft", "--grace", "500ms", "stubborn"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!alive(agent));
+    let st = e.status("stubborn");
+    assert_eq!(st["signal"], "SIGKILL");
+    assert_eq!(st["stopped"], true);
+}
+
+#[test]
 fn crashing_agent_is_reported_with_its_exit_code() {
     let e = Env::new();
     let out = e

@@ -37,7 +37,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_stop: Option<Duration>,
 
-    /// Time between SIGTERM and SIGKILL when stopping an agent
+    /// Time between SIGTERM and SIGKILL when stopping an agent (for
+    /// --idle-stop, also between closing stdin and SIGTERM)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
 
@@ -82,7 +83,7 @@ resumed comes with --restart; restarted with --restart, on a later run in the sa
                 "RULES",
                 "Lost\tThe kernel releases the liveness lock (agents/NAME/running.lock) only when the supervisor dies, so a running state with a free lock is certain. mt-reap records it under that lock (status.json: state failed, error lost; what is left of the agent's session is killed), so exactly one reaper (or mt-stop) reports it. Agents whose end their supervisor recorded (exited, failed) are already reported by it and left alone.
 Stuck\tSilence is measured from the newest of the last event, the last input and the start. An open tool call or subagent (status.json open_tool_calls: a tool_use without its tool_result) means the agent waits for a tool, however long: never stuck. Idle agents wait for input: never stuck. agents/NAME/reap.json remembers the silence reported, so it is reported once; --restart acts only when a later run sees the same silence again, never on one look.
-Idle\tAn agent idle for longer than --idle-stop is stopped (SIGTERM, then SIGKILL after --grace) unless it has an open task: the task it was started for (MT_TASK) not completed, or a task of its list it owns that is not completed. A task list that cannot be read counts as an open task.
+Idle\tAn agent idle for longer than --idle-stop is stopped softly (its stdin closed, as mt-stop --soft; SIGTERM if still running after --grace, SIGKILL after another) unless it has an open task: the task it was started for (MT_TASK) not completed, or a task of its list it owns that is not completed. A task list that cannot be read counts as an open task.
 
 Runs take turns through the lock reap.lock in the state directory.",
             ),

@@ -17,12 +17,21 @@ use crate::time;
 /// status.json and posts it to the channel. Processes are found through the
 /// agent's status and liveness lock, never by name. An agent whose
 /// supervisor died (state lost) has what is left of its session killed.
+///
+/// With --soft the supervisor first closes the agent's standard input, which
+/// ends a headless session cleanly (exit code 0); an agent still running
+/// after the grace gets SIGTERM, then SIGKILL after a second grace.
 #[derive(Debug, Parser)]
 #[command(name = "mt-stop", version)]
 pub struct Args {
-    /// Time between SIGTERM and SIGKILL
+    /// Time between SIGTERM and SIGKILL (with --soft, also between closing
+    /// stdin and SIGTERM)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
+
+    /// Close the agent's stdin first and let it exit on its own
+    #[arg(long)]
+    pub soft: bool,
 
     #[command(flatten)]
     pub common: Common,
@@ -44,6 +53,10 @@ pub fn tool() -> Tool {
                 "EXAMPLES",
                 "Stop one agent, giving it a minute to finish writing:
   $ mt-stop --grace 1m york
+
+End an idle agent's session cleanly, signalling it only if it has not
+exited 5 seconds after its stdin closed:
+  $ mt-stop --soft --grace 5s york
 
 Stop every agent that is running:
   $ mt-ps --json | jq -r 'select(.running) | .name' | xargs -r mt-stop",
@@ -92,7 +105,7 @@ pub fn run(args: Args) -> Result<u8> {
             Err(e) => return Err(e),
         }
     }
-    let left = agent::stop(&state, &agents, args.grace, &who())?;
+    let left = agent::stop_with(&state, &agents, args.grace, &who(), args.soft)?;
     for n in &left {
         eprintln!("mt-stop: {n}: still running after SIGKILL");
     }
