@@ -521,7 +521,10 @@ impl TaskList {
         fsutil::ensure_dir(config)?;
         fsutil::ensure_subdirs(config, &self.dir)?;
         let marker = self.dir.join(".lock");
+        // Non-blocking: a FIFO planted as the marker must not hang us.
+        use std::os::unix::fs::OpenOptionsExt;
         fsutil::options()
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
             .write(true)
             .create(true)
             .truncate(false)
