@@ -25,7 +25,13 @@ REL := target/release
 endif
 GEN  := target/gen
 
-.PHONY: all build test check-long lint man completions install uninstall bench demo clean
+# The real Claude Code CLI the tests drive, pinned, installed from npm into a
+# cache (never globally). tests/support/claude.rs looks for it there.
+CLAUDE_CODE_VERSION := $(shell cat tests/support/claude-code.version)
+CLAUDE_CODE_CACHE ?= $(or $(MT_CLAUDE_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/mt,$(HOME)/.cache/mt))
+CLAUDE_CODE_DIR := $(CLAUDE_CODE_CACHE)/claude-code-$(CLAUDE_CODE_VERSION)
+
+.PHONY: all build test check-long lint man completions install uninstall bench demo clean claude-code
 
 all: build
 
@@ -36,6 +42,16 @@ test:
 	$(CARGO) build --locked --all-targets
 	$(CARGO) test --locked
 	$(MAKE) --no-print-directory man completions CARGO_PROFILE=debug
+
+claude-code:
+	@mkdir -p "$(CLAUDE_CODE_DIR)"
+	@if ls "$(CLAUDE_CODE_DIR)"/node_modules/@anthropic-ai/claude-code-*/claude >/dev/null 2>&1; then \
+	  echo "claude-code $(CLAUDE_CODE_VERSION): already in $(CLAUDE_CODE_DIR)"; \
+	else \
+	  npm install --prefix "$(CLAUDE_CODE_DIR)" --no-save --no-audit --no-fund --loglevel=error \
+	    "@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)" && \
+	  ls "$(CLAUDE_CODE_DIR)"/node_modules/@anthropic-ai/claude-code-*/claude; \
+	fi
 
 check-long:
 	MT_LONG_TESTS=1 $(CARGO) test --locked --release -- --include-ignored
