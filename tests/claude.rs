@@ -24,7 +24,9 @@ fn spawn_answers_the_prompt() {
     assert_eq!(st["session_id"], r["session_id"]);
     assert_eq!(st["state"], "idle");
     // The request carried the session mt chose for the agent.
-    let req = t.api.wait_for("the turn", support::claude::PATIENCE, |q| q.is_turn());
+    let req = t
+        .api
+        .wait_for("the turn", support::claude::PATIENCE, |q| q.is_turn());
     assert_eq!(req.session.as_deref(), st["session_id"].as_str());
     assert!(req.sees("hello there"));
 }

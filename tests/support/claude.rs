@@ -295,7 +295,13 @@ impl Team {
                 continue;
             };
             let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
                 .unwrap_or(true);
             if !zombie && env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
                 out.push(pid);
