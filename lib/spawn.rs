@@ -388,7 +388,9 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         cwd,
         worktree,
         task: pick(o.task, base.task.clone()),
-        task_list: pick(o.task_list, base.task_list.clone()),
+        // One list for the whole team: the state directory's, unless named.
+        task_list: pick(o.task_list, base.task_list.clone())
+            .or_else(|| Some(crate::tasks::default_list(&state))),
         model: pick(o.model, base.model.clone()),
         role: pick(o.role, base.role.clone()),
         channel: o
