@@ -432,7 +432,8 @@ fn parent_session_variables_do_not_reach_the_agent() {
 }
 
 /// mt-route hands a mention to the headless agent it names with a nudge,
-/// never through an agent-teams inbox (`claude -p` never reads one).
+/// never through an agent-teams inbox (`claude -p` never reads one), also
+/// when the agent is stopped and a member of the team: it is resumed.
 #[test]
 fn route_delivers_a_mention_to_a_headless_agent() {
     let Some(t) = Team::new("route_delivers_a_mention", Script::new()) else {
@@ -440,14 +441,23 @@ fn route_delivers_a_mention_to_a_headless_agent() {
     };
     t.spawn("york", &["--prompt", "hello"]);
     wait_for("idle", || t.status("york")["state"] == "idle");
-    let inboxes = t.config.join("teams/crew/inboxes");
-    std::fs::create_dir_all(&inboxes).unwrap();
-    std::fs::write(inboxes.join("york.json"), "[]").unwrap();
+    let team = t.config.join("teams/crew");
+    std::fs::create_dir_all(team.join("inboxes")).unwrap();
+    std::fs::write(
+        team.join("config.json"),
+        r#"{"name":"crew","members":[{"agentId":"york@crew","name":"york"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(team.join("inboxes/york.json"), "[]").unwrap();
     t.post("lead", "@york please rebase on main");
     t.ok("mt-route", &["--team", "crew"]);
     turn_with(&t, "please rebase on main");
-    assert_eq!(
-        std::fs::read_to_string(inboxes.join("york.json")).unwrap(),
-        "[]"
-    );
+    wait_for("idle", || t.status("york")["state"] == "idle");
+    // Stopped, it is resumed with the message.
+    t.ok("mt-stop", &["york"]);
+    t.post("lead", "@york and run the tests");
+    t.ok("mt-route", &["--team", "crew"]);
+    turn_with(&t, "and run the tests");
+    let inbox = std::fs::read_to_string(team.join("inboxes/york.json")).unwrap();
+    assert_eq!(inbox, "[]");
 }
