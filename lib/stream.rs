@@ -338,7 +338,14 @@ impl Tracker {
             st.error_detail = s(v, "result").map(|r| clip(&r, 300));
         }
         if answers_input {
-            st.pending = st.pending.saturating_sub(1);
+            // Claude Code folds a message sent mid-turn into the running
+            // turn, so one result may answer several inputs: it says how many
+            // turns are still queued.
+            let left = st.pending.saturating_sub(1);
+            st.pending = match v.get("queued_turn_count").and_then(Value::as_u64) {
+                Some(q) => q.min(left),
+                None => left,
+            };
         }
         // A turn that ended has no tool call left open.
         st.open_tool_calls.clear();

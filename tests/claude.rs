@@ -64,19 +64,6 @@ fn agent_in_a_worktree_gets_mt_hooks() {
 /// mt's tools; anything else is denied.
 #[test]
 fn default_profile_lets_a_coworker_work_unattended() {
-    let script = Script::new().on(
-        "do the work",
-        vec![
-            Step::tool(
-                "Write",
-                serde_json::json!({"file_path": "WORKTREE/notes.txt", "content": "done\n"}),
-            ),
-            Step::bash("git add notes.txt && git commit -qm 'add notes'"),
-            Step::bash("mt-post 'committed the notes'"),
-            Step::bash("curl -s http://127.0.0.1:9/"),
-            Step::text("all done"),
-        ],
-    );
     let Some(t) = Team::new(
         "default_profile_lets_a_coworker_work_unattended",
         Script::new(),
@@ -84,12 +71,19 @@ fn default_profile_lets_a_coworker_work_unattended() {
         return;
     };
     let wt = t.root.join("repo.worktrees/york");
-    // The file path must be absolute: fill in the worktree's.
-    let mut script = script;
-    if let Step::Tool(_, input) = &mut script.rules[0].steps[0] {
-        input["file_path"] = wt.join("notes.txt").to_string_lossy().into_owned().into();
-    }
-    t.api.set_script(script);
+    t.api.set_script(Script::new().on(
+        "do the work",
+        vec![
+            Step::tool(
+                "Write",
+                serde_json::json!({"file_path": wt.join("notes.txt"), "content": "done\n"}),
+            ),
+            Step::bash("git add notes.txt && git commit -qm 'add notes'"),
+            Step::bash("mt-post 'committed the notes'"),
+            Step::bash("curl -s http://127.0.0.1:9/"),
+            Step::text("all done"),
+        ],
+    ));
     t.spawn("york", &["--worktree", "--prompt", "do the work"]);
     wait_for("the turn to end", || !t.results("york").is_empty());
     let r = &t.results("york")[0];
@@ -460,4 +454,113 @@ fn route_delivers_a_mention_to_a_headless_agent() {
     turn_with(&t, "and run the tests");
     let inbox = std::fs::read_to_string(team.join("inboxes/york.json")).unwrap();
     assert_eq!(inbox, "[]");
+}
+
+/// `MT_DEMO_AGENT=claude make demo`, against the stand-in: the real CLI
+/// does every coworker's turns, through mt's hooks and default profile.
+#[test]
+fn the_demo_with_the_real_cli() {
+    // A model reads its task number out of the prompt, and answers a
+    // question for it that arrived while it worked.
+    fn work(req: &support::api::Request, prompt: &str, ask: bool) -> Vec<Step> {
+        let n: String = prompt
+            .split("This is task ")
+            .nth(1)
+            .unwrap_or("")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let mut steps = vec![
+            Step::bash(format!("mt-post --type status 'working on task {n}'")),
+            Step::bash(format!("git commit --allow-empty -qm 'task {n}'")),
+        ];
+        if ask {
+            steps.push(Step::bash(
+                "mt-post '@ash does parse() return a list of tokens? the docs say so'",
+            ));
+        }
+        steps.extend([
+            Step::bash(format!("mt-task done {n}")),
+            Step::bash(format!("mt-post 'finished task {n}'")),
+        ]);
+        if req.sees("mt agent \"ash\"")
+            && req.sees("does parse() return a list")
+            && !req.sees("yes, parse() returns")
+        {
+            steps.push(Step::bash(ANSWER));
+        }
+        steps.push(Step::text("done"));
+        steps
+    }
+    const ANSWER: &str = "mt-post 'yes, parse() returns a list of tokens'";
+    let script = Script::new()
+        .on_with("When it is done, mark it done", |q, p| work(q, p, false))
+        .on_with("Document the parser", |q, p| work(q, p, true))
+        .on(
+            "does parse() return a list",
+            vec![Step::bash(ANSWER), Step::text("answered")],
+        );
+    let Some(t) = Team::new("the_demo_with_the_real_cli", script) else {
+        return;
+    };
+    let bin = t.root.join("claude-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(&t.claude, bin.join("claude")).unwrap();
+    let top = t.root.join("demo");
+    let path = std::env::join_paths(
+        [bin, t.bindir.clone()]
+            .into_iter()
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let mut c = std::process::Command::new("sh");
+    c.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/mt-demo"));
+    let mut setup = t.cmd("mt-post");
+    // The team's environment, without its state directory and agent program.
+    for (k, v) in setup.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let _ = &mut setup;
+    c.env("PATH", path)
+        .env("MT_DEMO_AGENT", "claude")
+        .env("MT_DEMO_DIR", &top)
+        .env("MT_DEMO_TIMEOUT", "60")
+        .env_remove("MT_DIR")
+        .env_remove("MT_AGENT_CMD")
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .current_dir(&t.root);
+    let out = c.output().unwrap();
+    let stdout = support::claude::text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed\n{stdout}\n{}",
+        support::claude::text(&out.stderr)
+    );
+    let recs = {
+        let mut c = t.cmd("mt-read");
+        c.args(["--all", "--json"])
+            .env("MT_DIR", top.join("repo/.git/mt"));
+        support::claude::text(&c.output().unwrap().stdout)
+    };
+    for n in 1..=3 {
+        assert!(
+            recs.contains(&format!("finished task {n}")),
+            "task {n}\n{recs}"
+        );
+    }
+    assert!(recs.contains("does parse() return a list of tokens"));
+    assert!(recs.contains("yes, parse() returns a list of tokens"));
+    assert_eq!(recs.matches("\"from\":\"mt-remind\"").count(), 1, "{recs}");
+    let log = std::process::Command::new("git")
+        .args(["log", "--format=%s"])
+        .current_dir(top.join("repo"))
+        .output()
+        .unwrap();
+    let log = support::claude::text(&log.stdout);
+    for n in 1..=3 {
+        assert!(log.contains(&format!("task {n}")), "{log}");
+    }
 }

@@ -139,15 +139,27 @@ impl Step {
     }
 }
 
+/// The steps of a rule, made from the request and the text of the message
+/// that triggered the rule.
+pub type Steps = Arc<dyn Fn(&Request, &str) -> Vec<Step> + Send + Sync>;
+
 /// When a rule applies, and what the model then does, one step per reply.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rule {
     pub when: String,
-    pub steps: Vec<Step>,
+    pub steps: Steps,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rule({:?})", self.when)
+    }
 }
 
 /// The model's behaviour: the rule whose trigger text appears in the latest
-/// message wins; with none, the model answers `"ok"`.
+/// user message wins (prompts, nudges, tool results, Stop hook feedback;
+/// not `system` messages, which carry hook context and messages sent
+/// mid-turn); with none, the model answers `"ok"`.
 #[derive(Debug, Clone, Default)]
 pub struct Script {
     pub rules: Vec<Rule>,
@@ -159,10 +171,22 @@ impl Script {
     }
 
     /// When a user message holds `when`, take `steps` one reply at a time.
-    pub fn on(mut self, when: &str, steps: Vec<Step>) -> Script {
+    pub fn on(self, when: &str, steps: Vec<Step>) -> Script {
+        self.on_with(when, move |_, _| steps.clone())
+    }
+
+    /// Like `on`, with steps made from the request and the triggering
+    /// message's text (a model reads the task number out of its prompt, or
+    /// answers a question it was sent mid-turn). The steps before the one
+    /// to take must not change from one request to the next.
+    pub fn on_with(
+        mut self,
+        when: &str,
+        steps: impl Fn(&Request, &str) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Script {
         self.rules.push(Rule {
             when: when.into(),
-            steps,
+            steps: Arc::new(steps),
         });
         self
     }
@@ -171,27 +195,32 @@ impl Script {
     pub fn reply(&self, req: &Request) -> Step {
         let msgs = req.messages();
         // The latest non-assistant message holding a trigger, and the rule.
-        let mut best: Option<(usize, &Rule)> = None;
+        let mut best: Option<(usize, &Rule, String)> = None;
         for (i, m) in msgs.iter().enumerate() {
             if m["role"] == "assistant" {
                 continue;
             }
             let mut t = String::new();
             collect_text(&m["content"], &mut t);
+            if m["role"] == "system" {
+                // Hook context and messages sent mid-turn: background a
+                // rule's steps may look at, never a trigger.
+                continue;
+            }
             for r in &self.rules {
-                if t.contains(&r.when) && best.is_none_or(|(j, _)| i >= j) {
-                    best = Some((i, r));
+                if t.contains(&r.when) && best.as_ref().is_none_or(|(j, ..)| i >= *j) {
+                    best = Some((i, r, t.clone()));
                 }
             }
         }
-        let Some((at, rule)) = best else {
+        let Some((at, rule, trigger)) = best else {
             return Step::text("ok");
         };
         let done = msgs[at..]
             .iter()
             .filter(|m| m["role"] == "assistant")
             .count();
-        rule.steps
+        (rule.steps)(req, &trigger)
             .get(done)
             .cloned()
             .unwrap_or_else(|| Step::text("ok"))

@@ -345,6 +345,22 @@ impl Team {
 
 impl Drop for Team {
     fn drop(&mut self) {
+        if std::env::var_os("MT_TEST_KEEP").is_some() {
+            eprintln!("kept {}", self.root.display());
+            let dump: String = self
+                .api
+                .requests()
+                .iter()
+                .map(|r| {
+                    let v =
+                        serde_json::json!({"path": r.path, "session": r.session, "body": r.body});
+                    format!("{v}\n")
+                })
+                .collect();
+            let _ = fs::write(self.root.join("api.jsonl"), dump);
+            let tmp = std::mem::replace(&mut self._tmp, tempfile::tempdir().unwrap());
+            let _ = tmp.keep();
+        }
         let names = self.agent_names();
         if !names.is_empty() {
             let mut args = vec!["--grace", "2s"];
