@@ -809,6 +809,24 @@ mod tests {
     }
 
     #[test]
+    fn block_cap_reads_the_variable_as_claude_code_does_or_lower() {
+        assert_eq!(block_cap(None), Some(8));
+        assert_eq!(block_cap(Some("")), Some(8));
+        assert_eq!(block_cap(Some(" 12 ")), Some(12));
+        assert_eq!(block_cap(Some("+3")), Some(3));
+        // Claude Code: no cap at 0 or below.
+        assert_eq!(block_cap(Some("0")), None);
+        assert_eq!(block_cap(Some("-4")), None);
+        assert_eq!(block_cap(Some("99999999999")), Some(u32::MAX));
+        // Not a plain integer: never more than Claude Code could allow.
+        assert_eq!(block_cap(Some("3abc")), Some(3));
+        assert_eq!(block_cap(Some("12abc")), Some(8));
+        assert_eq!(block_cap(Some("1.5")), Some(1));
+        assert_eq!(block_cap(Some("-1x")), Some(8));
+        assert_eq!(block_cap(Some("lots")), Some(8));
+    }
+
+    #[test]
     fn outputs_match_claude_code() {
         assert_eq!(
             context_output("SessionStart", "a\"b"),

@@ -420,13 +420,48 @@ mod tests {
     fn recognises_our_handlers_only() {
         let dir = Path::new("/opt/x/hooks");
         let h = |c: &str| json!({"type": "command", "command": c});
-        assert!(is_ours(&h("/opt/x/hooks/stop"), dir));
-        assert!(is_ours(&h("/usr/share/mt/hooks/post-tool-use"), dir));
-        assert!(is_ours(&h("'/home/a b/.local/share/mt/hooks/stop'"), dir));
-        assert!(!is_ours(&h("/opt/x/hooks/other"), dir));
-        assert!(!is_ours(&h("/usr/bin/stop"), dir));
-        assert!(!is_ours(&h("/opt/x/hooks/stop --flag"), dir));
-        assert!(!is_ours(&json!({"type": "command"}), dir));
+        let src = Source::Scripts(dir);
+        assert!(is_ours(&h("/opt/x/hooks/stop"), src));
+        assert!(is_ours(&h("/usr/share/mt/hooks/post-tool-use"), src));
+        assert!(is_ours(&h("'/home/a b/.local/share/mt/hooks/stop'"), src));
+        assert!(!is_ours(&h("/opt/x/hooks/other"), src));
+        assert!(!is_ours(&h("/usr/bin/stop"), src));
+        assert!(!is_ours(&h("/opt/x/hooks/stop --flag"), src));
+        assert!(!is_ours(&json!({"type": "command"}), src));
+    }
+
+    #[test]
+    fn recognises_mt_hook_run_directly() {
+        let dir = Path::new("/opt/x/hooks");
+        let h = |c: &str| json!({"type": "command", "command": c});
+        assert!(is_ours(&h("/usr/local/bin/mt-hook stop"), dir.into()));
+        assert!(is_ours(
+            &h("'/home/a b/bin/mt-hook' post-tool-use"),
+            dir.into()
+        ));
+        assert!(!is_ours(&h("mt-hook stop"), dir.into()));
+        assert!(!is_ours(&h("/usr/bin/mt-hook stop --wake all"), dir.into()));
+        assert!(!is_ours(&h("/usr/bin/mt-hook other"), dir.into()));
+        assert!(!is_ours(&h("/usr/bin/mt-hooks stop"), dir.into()));
+        assert!(!is_ours(&h("/a b/mt-hook stop"), dir.into()));
+        let bin = Path::new("/a b/it's/mt-hook");
+        for e in ENTRIES {
+            assert!(is_ours(&h(&command(Source::Binary(bin), e)), dir.into()));
+        }
+    }
+
+    #[test]
+    fn hooks_for_agent_runs_mt_hook_for_the_headless_events() {
+        let v = hooks_for_agent(Path::new("/p/bin/mt-hook"));
+        assert_eq!(
+            v,
+            json!({"hooks": {
+                "SessionStart": [{"hooks": [{"type": "command", "command": "/p/bin/mt-hook session-start", "timeout": 10}]}],
+                "UserPromptSubmit": [{"hooks": [{"type": "command", "command": "/p/bin/mt-hook user-prompt-submit", "timeout": 10}]}],
+                "Stop": [{"hooks": [{"type": "command", "command": "/p/bin/mt-hook stop", "timeout": 10}]}],
+                "PostToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "/p/bin/mt-hook post-tool-use", "timeout": 10}]}]
+            }})
+        );
     }
 
     #[test]
