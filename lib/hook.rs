@@ -37,7 +37,7 @@
 //! Claude Code counts both. At the cap the hook does not block and leaves the
 //! messages unread for the next prompt, session start or nudge. Where the
 //! PostToolUse hook does not run for every tool (an older install), the count
-//! only grows too fast, which costs a block, never a message.
+//! only grows too fast, which costs blocks, never messages.
 //!
 //! The file is otherwise only an optimisation of the cursor: deleting it
 //! re-delivers at most the mentions since the cursor (and forgets the count).
