@@ -241,7 +241,7 @@ struct StopCall {
 }
 
 /// The Stop hook's state, beside the cursor (see the module docs).
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct StopState {
     seq: u64,
     segment: u64,
@@ -418,7 +418,7 @@ impl<'a> Inbox<'a> {
         let cur = cursor::load(state, agent, channel)?.unwrap_or_default();
         let spath = stop_path(state, agent, channel);
         let mut st = load_stop(&spath)?;
-        let loaded_blocks = st.blocks;
+        let loaded = st.clone();
         // The blocks Claude Code has counted before this call; this call
         // counts as one more if another Stop follows without a tool call.
         let counted = stop.map(|s| if s.active { st.blocks } else { 0 });
@@ -473,7 +473,7 @@ impl<'a> Inbox<'a> {
             // The channel was reset under the Stop state: drop the marks
             // (keeping the count, which is about the session) and retry.
             let mut fresh = StopState {
-                blocks: loaded_blocks,
+                blocks: loaded.blocks,
                 ..StopState::default()
             };
             save_stop(&spath, &mut fresh)?;
@@ -486,7 +486,7 @@ impl<'a> Inbox<'a> {
         if active && scan.newest_wanted <= st.blocked_through {
             // Running because of our last block, and nothing new since: let
             // the agent stop, and change nothing but the count.
-            pending.stop = Some(st);
+            pending.stop = (st != loaded).then_some(st);
             return Ok(pending);
         }
         let capped = stop
@@ -496,7 +496,7 @@ impl<'a> Inbox<'a> {
         if capped && !scan.batch.is_empty() {
             // Claude Code would override this block and the model would
             // never read it: leave everything unread for the next prompt.
-            pending.stop = Some(st);
+            pending.stop = (st != loaded).then_some(st);
             return Ok(pending);
         }
 
@@ -534,7 +534,7 @@ impl<'a> Inbox<'a> {
             if deliver {
                 st.blocked_through = end.seq;
             }
-            pending.stop = Some(st);
+            pending.stop = (st != loaded).then_some(st);
         }
         pending.batch = deliver.then_some(scan.batch);
         Ok(pending)
