@@ -203,11 +203,14 @@ pub fn block_cap(var: Option<&str>) -> Option<u32> {
 const UNCOUNTED_TOOLS: &[&str] = &["SetGoal", "ProposeGoal", "PauseGoal", "GetGoal"];
 
 /// The PostToolUse hook's part in the block count: a tool ran, so Claude
-/// Code starts counting consecutive Stop blocks afresh. Runs after every tool
-/// call, so it only reads the small state file, and writes (under the
-/// agent's lock) only when the count is not zero already.
-pub fn tool_ran(state: &StateDir, agent: &str, channel: &str, tool: &str) -> Result<()> {
-    if UNCOUNTED_TOOLS.contains(&tool) {
+/// Code starts counting consecutive Stop blocks afresh. Not so for a tool a
+/// subagent ran (`agent_id` set): the session's own loop did not call it.
+/// Runs after every tool call, so it only reads the small state file, and
+/// writes (under the agent's lock) only when the count is not zero already.
+pub fn tool_ran(state: &StateDir, agent: &str, channel: &str, p: &Payload) -> Result<()> {
+    let tool = p.str("tool_name").unwrap_or("");
+    let subagent = p.str("agent_id").is_some_and(|a| !a.is_empty());
+    if subagent || UNCOUNTED_TOOLS.contains(&tool) {
         return Ok(());
     }
     let path = stop_path(state, agent, channel);

@@ -1326,13 +1326,19 @@ fn stop_never_blocks_past_claude_codes_cap() {
         STOP_ACTIVE.as_bytes(),
         &[]
     )));
-    // A goal tool does not.
+    // A goal tool does not, nor a tool a subagent ran.
     let goal = BASH_DONE.replace("\"Bash\"", "\"GetGoal\"");
-    assert_eq!(
-        stdout(&e.direct("post-tool-use", "york", goal.as_bytes(), &[])),
-        ""
+    let sub = BASH_DONE.replace(
+        "\"cwd\"",
+        "\"agent_id\":\"a1b2\",\"agent_type\":\"Explore\",\"cwd\"",
     );
-    assert_eq!(e.stop_state()["blocks"], 1);
+    for p in [goal, sub] {
+        assert_eq!(
+            stdout(&e.direct("post-tool-use", "york", p.as_bytes(), &[])),
+            ""
+        );
+        assert_eq!(e.stop_state()["blocks"], 1);
+    }
     // A new turn (stop_hook_active false) restarts it too.
     for i in 11..=20 {
         e.post("lead", &format!("@york {i}"));

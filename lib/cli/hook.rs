@@ -115,7 +115,7 @@ Messages are delivered as facts: at most --max-messages messages and --max-bytes
 
 When Claude Code says stop_hook_active (the session runs on because of an earlier block) and no wanted record arrived since that block, the hook lets the session stop.
 
-Claude Code allows CLAUDE_CODE_STOP_HOOK_BLOCK_CAP (default 8; 0 or less: no limit) consecutive Stop blocks without a tool call in between; it overrides the next one and ends the turn, and the model never reads that block's reason. So mt-hook counts the blocks as Claude Code does, blocks by other Stop hooks included: the count restarts when stop_hook_active is false (a new turn) and when the post-tool-use hook runs (a tool ran). At the cap the Stop hook does not block and marks nothing delivered: the messages stay unread for the next prompt, session start or nudge. The post-tool-use hook must therefore run for every tool (mt-hooks(1) installs it with the matcher \"*\"); with an older entry limited to the task tools the count restarts less often than Claude Code's, which costs blocks, never messages. (A session started with --max-turns also ends when a block would exceed that limit, and mt-hook cannot see it: keep such limits generous.)
+Claude Code allows CLAUDE_CODE_STOP_HOOK_BLOCK_CAP (default 8; 0 or less: no limit) consecutive Stop blocks without a tool call in between; it overrides the next one and ends the turn, and the model never reads that block's reason. So mt-hook counts the blocks as Claude Code does, blocks by other Stop hooks included: the count restarts when stop_hook_active is false (a new turn) and when the post-tool-use hook runs for a tool of the session's own (not a subagent's). At the cap the Stop hook does not block and marks nothing delivered: the messages stay unread for the next prompt, session start or nudge. The post-tool-use hook must therefore run for every tool (mt-hooks(1) installs it with the matcher \"*\"); with an older entry limited to the task tools the count restarts less often than Claude Code's, which costs blocks, never messages. (A session started with --max-turns also ends when a block would exceed that limit, and mt-hook cannot see it: keep such limits generous.)
 
 The Stop hook's state, the count included, lives in cursors/AGENT/CHANNEL.stop beside the cursor; see mt-files(5).",
             ),
@@ -277,11 +277,10 @@ pub fn run(mut args: Args) -> Result<u8> {
             pending.commit()?;
         }
         Event::PostToolUse => {
-            let tool = payload.str("tool_name").unwrap_or("");
-            hook::tool_ran(&state, &args.agent, &args.channel, tool)?;
+            hook::tool_ran(&state, &args.agent, &args.channel, &payload)?;
             let null = serde_json::Value::Null;
             let action = hook::task_action(
-                tool,
+                payload.str("tool_name").unwrap_or(""),
                 payload.get("tool_input").unwrap_or(&null),
                 payload.get("tool_response").unwrap_or(&null),
                 &args.agent,
