@@ -99,8 +99,7 @@ fn last_turn(t: &Team, sid: &str) -> Request {
     t.api
         .turns()
         .into_iter()
-        .filter(|r| r.session.as_deref() == Some(sid))
-        .next_back()
+        .rfind(|r| r.session.as_deref() == Some(sid))
         .expect("a request")
 }
 
@@ -112,8 +111,9 @@ fn session_id(events: &[Value]) -> String {
         .to_string()
 }
 
-/// The first main-loop request answering the user's `prompt` (hook context
-/// comes after the prompt, as a message of its own).
+/// The first main-loop request answering the user's `prompt`, a plain
+/// word or two (hook context comes after the prompt, as a message of its
+/// own, so the prompt is in the last user message).
 fn answering(t: &Team, prompt: &str) -> Request {
     t.api
         .turns()
@@ -121,14 +121,8 @@ fn answering(t: &Team, prompt: &str) -> Request {
         .find(|r| {
             r.messages()
                 .iter()
-                .rev()
-                .find(|m| m["role"] == "user")
-                .is_some_and(|m| {
-                    let mut one = r.clone();
-                    one.body["messages"] = json!([m]);
-                    one.body["system"] = Value::Null;
-                    one.sees(prompt)
-                })
+                .rfind(|m| m["role"] == "user")
+                .is_some_and(|m| m["content"].to_string().contains(prompt))
         })
         .unwrap_or_else(|| panic!("no request answers {prompt:?}"))
 }

@@ -1135,7 +1135,8 @@ fn blocks(o: &Output) -> bool {
 fn mt_hook_never_exits_2_on_bad_usage() {
     let e = Env::new();
     e.post("lead", "@york hi");
-    let bad: &[(&[&str], &[(&str, &str)])] = &[
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+    let bad: &[(&[&str], Vars)] = &[
         (&[], &[]),
         (&["bogus-event"], &[]),
         (&["stop", "--no-such-flag"], &[]),
