@@ -44,6 +44,9 @@ pub struct Meta {
     pub sandbox: bool,
     /// `--idle-exit`, in milliseconds.
     pub idle_exit_ms: Option<u64>,
+    /// The `permissions` object of the agent's Claude Code settings (see
+    /// `permissions`), kept so a resume starts with the same.
+    pub permissions: Option<serde_json::Value>,
     pub created: String,
 }
 
@@ -120,7 +123,8 @@ pub struct Status {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_creation_tokens: u64,
-    /// Cost in USD as reported (`total_cost_usd`, cumulative per run).
+    /// Cost in USD as Claude Code reports it (`total_cost_usd`, cumulative
+    /// over the session, resumes included).
     pub cost_usd: f64,
     /// Lines read from the agent's stdout, and how many did not parse.
     pub events: u64,
@@ -132,6 +136,12 @@ pub struct Status {
     /// Ids of tool calls (subagents included) started and not yet answered
     /// by a tool result: while one is open, silence is not a stuck agent.
     pub open_tool_calls: Vec<String>,
+    /// Background tasks (shell commands, subagents) Claude Code reports as
+    /// still running, which may start a turn of their own when they end.
+    pub background_tasks: u64,
+    /// Marker in the environment of every process of the current run
+    /// (`MT_RUN`), by which its leftovers are found.
+    pub run_id: Option<String>,
     pub last_event_at: Option<String>,
     pub last_event_type: Option<String>,
     pub rate_limit: Option<RateLimit>,
@@ -202,6 +212,10 @@ impl AgentDir {
     }
     pub fn stop_path(&self) -> PathBuf {
         self.dir.join("stop.json")
+    }
+    /// The Claude Code settings given to the agent with `--settings`.
+    pub fn settings_path(&self) -> PathBuf {
+        self.dir.join("settings.json")
     }
     pub fn lock_path(&self) -> &Path {
         &self.lock
@@ -492,15 +506,7 @@ pub fn mark_lost(
         return Ok(None);
     }
     let mut st = before.clone();
-    if let Some(sid) = st.pgid {
-        let root = state.root().to_string_lossy().into_owned();
-        for p in crate::procs::leftovers(sid, &a.name, &root) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
+    kill_leftovers(state, &st);
     st.state = State::Failed;
     st.error = Some("lost".into());
     st.error_detail = Some("the supervisor ended without recording the agent's end".into());
@@ -512,6 +518,54 @@ pub fn mark_lost(
     st.updated_at = st.ended_at.clone();
     a.write_status(&st)?;
     Ok(Some(before))
+}
+
+/// What is left of the run `st` describes, its supervisor gone: every
+/// process carrying the run's marker (see `procs`), whatever session it
+/// made, except the supervisors of other agents (an agent may start agents
+/// of its own, which outlive it). A status from before run markers falls
+/// back to the members of the agent's session that carry its name.
+pub fn leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
+    match &st.run_id {
+        Some(run) => {
+            let mut pids = crate::procs::marked(run);
+            if !pids.is_empty() {
+                let others: Vec<i32> = list(state)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|n| **n != st.name)
+                    .filter_map(|n| {
+                        AgentDir::new(state, n)
+                            .ok()?
+                            .read_status()
+                            .ok()??
+                            .supervisor_pid
+                    })
+                    .collect();
+                pids.retain(|p| !others.contains(p));
+            }
+            pids
+        }
+        None => match st.pgid {
+            Some(sid) => {
+                let root = state.root().to_string_lossy().into_owned();
+                crate::procs::leftovers(sid, &st.name, &root)
+            }
+            None => Vec::new(),
+        },
+    }
+}
+
+/// SIGKILL to every leftover of `st`'s run; returns their pids.
+pub fn kill_leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
+    let pids = leftovers(state, st);
+    for &p in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    pids
 }
 
 /// Wait until every lock in `agents` is free or `limit` passes; returns the

@@ -100,6 +100,8 @@ pub struct Options {
     /// The agents' channel, and where the records go.
     pub channel: String,
     pub agent_cmd: Option<String>,
+    /// What the agents may do without asking.
+    pub permissions: crate::permissions::Choice,
     /// The sender of the records (`mt-sling`, `mt-dispatch`).
     pub from: String,
     /// Decide only: claim, create and start nothing.
@@ -234,6 +236,7 @@ pub fn start(
         model: o.model.clone(),
         channel: Some(o.channel.clone()),
         agent_cmd: o.agent_cmd.clone(),
+        permissions: o.permissions.clone(),
         ..spawn::Options::default()
     };
     let started = spawn::prepare_locked(state, opts, held)

@@ -17,6 +17,7 @@ pub mod id;
 pub mod lock;
 pub mod mailbox;
 pub mod names;
+pub mod permissions;
 pub mod procs;
 pub mod reap;
 pub mod record;

@@ -1,5 +1,11 @@
-//! Reading processes from /proc: enough to find what is left of an agent's
-//! session after its leader died, without trusting pids found by name.
+//! Reading processes from /proc: enough to find what is left of an agent
+//! after it died, without trusting pids found by name.
+//!
+//! Every process of an agent's run carries `MT_RUN=<run id>` in its
+//! environment (the supervisor sets it; children inherit it). That finds
+//! them wherever they went: Claude Code's Bash tool runs each command in a
+//! session of its own, so neither the agent's process group nor its session
+//! holds them, and once the supervisor is gone they are init's children.
 
 use std::fs;
 
@@ -62,6 +68,22 @@ pub fn environ_has(pid: i32, key: &str, value: &str) -> bool {
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     stat(pid).is_some_and(|p| p.state != 'Z' && p.state != 'X')
+}
+
+/// The variable that marks every process of an agent's run.
+pub const RUN_VAR: &str = "MT_RUN";
+
+/// Every live process other than ourselves whose environment holds
+/// `MT_RUN=run`. A process that emptied its environment escapes this; only
+/// processes we may read (our own user's) are seen.
+pub fn marked(run: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    all()
+        .into_iter()
+        .filter(|p| p.pid != me && p.state != 'Z' && p.state != 'X')
+        .filter(|p| environ_has(p.pid, RUN_VAR, run))
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// The live members of session `sid` other than ourselves: an agent calls

@@ -13,19 +13,35 @@ use std::time::Duration;
 use crate::agent::{AgentDir, Meta, State, Status};
 use crate::exit::{self, DATAERR, NO, TEMPFAIL, UNAVAILABLE, fail};
 use crate::statedir::StateDir;
-use crate::{fsutil, id, lock, procs, supervise, time};
+use crate::{fsutil, id, lock, supervise, time};
 
 /// The agent program when `$MT_AGENT_CMD` is not set.
 pub const DEFAULT_AGENT_CMD: &str = "claude";
 
-/// Variables of a parent Claude Code session that must not leak into an
-/// agent (it would think it runs inside that session).
+/// Variables a Claude Code session sets for its tools and hooks, which must
+/// not leak into an agent started from one (it would take itself for a
+/// child of that session). The user's own configuration (`ANTHROPIC_*`,
+/// `CLAUDE_CONFIG_DIR`, proxies, other `CLAUDE_CODE_*` settings) is kept.
 pub const CLEANED_ENV: &[&str] = &[
     "CLAUDECODE",
     "CLAUDE_CODE_SESSION_ID",
     "CLAUDE_CODE_ENTRYPOINT",
     "CLAUDE_CODE_MESSAGING_SOCKET",
     "CLAUDE_CODE_MESSAGING_TOKEN",
+    "CLAUDE_CODE_CHILD_SESSION",
+    "CLAUDE_CODE_CHILD_NOTES_DIR",
+    "CLAUDE_CODE_SESSION_ATTENDED",
+    "CLAUDE_CODE_EXECPATH",
+    "CLAUDE_PID",
+    "CLAUDE_EFFORT",
+    "CLAUDE_ENV_FILE",
+    "CLAUDE_PROJECT_DIR",
+    "AI_AGENT",
+    // mt's own, set again for the agent (or not at all).
+    "MT_TASK",
+    "MT_RUN",
+    "CLAUDE_CODE_TASK_LIST_ID",
+    "IS_SANDBOX",
 ];
 
 /// What to start. `None` fields fall back, on `--resume`, to what meta.json
@@ -47,6 +63,8 @@ pub struct Options {
     pub sandbox: bool,
     pub extra_args: Vec<String>,
     pub agent_cmd: Option<String>,
+    /// Permission mode, extra allowances or a profile file.
+    pub permissions: crate::permissions::Choice,
 }
 
 /// Everything the supervisor needs for one agent.
@@ -75,8 +93,8 @@ pub fn worktree_path(_state: &StateDir, name: &str) -> Result<PathBuf> {
     Ok(wt.path)
 }
 
-/// The agent's arguments (after the program name).
-pub fn agent_args(meta: &Meta, resume: bool) -> Vec<String> {
+/// The agent's arguments (after the program name), with its settings file.
+pub fn agent_args(meta: &Meta, resume: bool, settings: &Path) -> Vec<String> {
     let mut a: Vec<String> = [
         "-p",
         "--verbose",
@@ -89,6 +107,7 @@ pub fn agent_args(meta: &Meta, resume: bool) -> Vec<String> {
     .to_vec();
     a.push(if resume { "--resume" } else { "--session-id" }.into());
     a.push(meta.session_id.clone());
+    a.extend(["--settings".into(), settings.to_string_lossy().into_owned()]);
     if let Some(m) = &meta.model {
         a.extend(["--model".into(), m.clone()]);
     }
@@ -99,13 +118,14 @@ pub fn agent_args(meta: &Meta, resume: bool) -> Vec<String> {
     a
 }
 
-/// Variables to set in the agent's environment (the `CLEANED_ENV` ones and
-/// any inherited `MT_TASK`/`CLAUDE_CODE_TASK_LIST_ID` are removed first).
+/// Variables to set in the agent's environment (the `CLEANED_ENV` ones are
+/// removed first). Claude Code's task tools are on, on the agent's list.
 pub fn agent_env(meta: &Meta, state_root: &Path) -> Vec<(String, OsString)> {
     let mut env = vec![
         ("MT_AGENT".to_string(), OsString::from(&meta.name)),
         ("MT_DIR".to_string(), state_root.as_os_str().to_owned()),
         ("MT_CHANNEL".to_string(), OsString::from(&meta.channel)),
+        ("CLAUDE_CODE_ENABLE_TODO_TOOLS".to_string(), "1".into()),
     ];
     if let Some(t) = &meta.task {
         env.push(("MT_TASK".into(), t.into()));
@@ -113,7 +133,71 @@ pub fn agent_env(meta: &Meta, state_root: &Path) -> Vec<(String, OsString)> {
     if let Some(l) = &meta.task_list {
         env.push(("CLAUDE_CODE_TASK_LIST_ID".into(), l.into()));
     }
+    if meta.sandbox
+        && meta.permissions.as_ref().and_then(crate::permissions::mode) == Some("bypassPermissions")
+    {
+        // Claude Code refuses to bypass permissions as root unless told it
+        // runs in a sandbox, which under bubblewrap it does.
+        env.push(("IS_SANDBOX".into(), "1".into()));
+    }
     env
+}
+
+/// The `mt-hook` the agent's hooks run: beside this program (where `make
+/// install` and `cargo install` put every tool), else from PATH.
+pub fn mt_hook_program() -> Result<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("mt-hook")));
+    beside
+        .filter(|p| p.is_file())
+        .or_else(|| find_program("mt-hook"))
+        .ok_or_else(|| {
+            fail(
+                UNAVAILABLE,
+                "cannot find mt-hook beside this program or in PATH (the agent needs it for its hooks)",
+            )
+        })
+}
+
+/// mt's hooks for a headless agent, run as `mt-hook EVENT`.
+fn agent_hooks(mt_hook: &Path) -> serde_json::Value {
+    let cmd = |ev: &str| {
+        format!(
+            "{} {ev}",
+            crate::settings::shell_word(&mt_hook.to_string_lossy())
+        )
+    };
+    let group = |ev: &str, matcher: Option<&str>| {
+        let mut g = serde_json::json!({"hooks": [{"type": "command", "command": cmd(ev), "timeout": crate::settings::TIMEOUT}]});
+        if let Some(m) = matcher {
+            g["matcher"] = m.into();
+        }
+        serde_json::json!([g])
+    };
+    serde_json::json!({"hooks": {
+        "SessionStart": group("session-start", None),
+        "UserPromptSubmit": group("user-prompt-submit", None),
+        "Stop": group("stop", None),
+        "PostToolUse": group("post-tool-use", Some("*")),
+    }})
+}
+
+/// The Claude Code settings mt gives an agent with `--settings`: mt's hooks
+/// (a fresh worktree has no project settings, and a user's may have none),
+/// the environment Claude Code needs, and the permission profile. They merge
+/// with the user's and the project's own settings.
+pub fn agent_settings(meta: &Meta, state_root: &Path, mt_hook: &Path) -> serde_json::Value {
+    let mut env = serde_json::Map::new();
+    for (k, v) in agent_env(meta, state_root) {
+        env.insert(k, v.to_string_lossy().into_owned().into());
+    }
+    let mut s = agent_hooks(mt_hook);
+    s["env"] = serde_json::Value::Object(env);
+    if let Some(p) = &meta.permissions {
+        s["permissions"] = p.clone();
+    }
+    s
 }
 
 /// The bubblewrap command line that runs `program args` with the whole
@@ -239,11 +323,9 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
     let prev_status = agent.read_status().ok().flatten();
     if let Some(ps) = &prev_status
         && ps.state.is_live()
-        && let Some(sid) = ps.pgid
     {
         // The last supervisor died without cleaning up: end what is left.
-        let root = state.root().to_string_lossy().into_owned();
-        kill_all(&procs::leftovers(sid, &o.name, &root));
+        crate::agent::kill_leftovers(&state, ps);
     }
 
     let base = if o.resume {
@@ -294,6 +376,11 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         ));
     }
 
+    let permissions = crate::permissions::resolve(
+        &o.permissions,
+        base.permissions.as_ref().filter(|_| o.resume),
+        &cwd,
+    )?;
     let pick = |new: Option<String>, old: Option<String>| new.or(old);
     let meta = Meta {
         name: o.name.clone(),
@@ -301,7 +388,9 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         cwd,
         worktree,
         task: pick(o.task, base.task.clone()),
-        task_list: pick(o.task_list, base.task_list.clone()),
+        // One list for the whole team: the state directory's, unless named.
+        task_list: pick(o.task_list, base.task_list.clone())
+            .or_else(|| Some(crate::tasks::default_list(&state))),
         model: pick(o.model, base.model.clone()),
         role: pick(o.role, base.role.clone()),
         channel: o
@@ -324,6 +413,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         } else {
             None
         }),
+        permissions: Some(permissions),
         created: if o.resume && !base.created.is_empty() {
             base.created.clone()
         } else {
@@ -331,6 +421,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         },
     };
     crate::names::check("channel", &meta.channel)?;
+    check_bypass(&meta)?;
     let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
     let bwrap = if meta.sandbox {
         Some(find_program("bwrap").ok_or_else(|| {
@@ -366,6 +457,10 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
     }
     status.state = State::Starting;
 
+    let settings = agent_settings(&meta, state.root(), &mt_hook_program()?);
+    let mut data = serde_json::to_vec_pretty(&settings)?;
+    data.push(b'\n');
+    fsutil::write_atomic(&agent.settings_path(), &data, false)?;
     agent.write_meta(&meta)?;
     let _ = std::fs::remove_file(agent.stop_path());
     agent.write_status(&status)?;
@@ -384,11 +479,19 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
     ))
 }
 
-fn kill_all(pids: &[i32]) {
-    use nix::sys::signal::{Signal, kill};
-    for &p in pids {
-        let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+/// Claude Code refuses `bypassPermissions` as root outside a sandbox: say so
+/// before starting anything rather than let the agent fail.
+fn check_bypass(meta: &Meta) -> Result<()> {
+    let bypass =
+        meta.permissions.as_ref().and_then(crate::permissions::mode) == Some("bypassPermissions");
+    if bypass && !meta.sandbox && nix::unistd::geteuid().is_root() {
+        return Err(fail(
+            exit::USAGE,
+            "permission mode bypassPermissions as root needs --sandbox \
+             (Claude Code refuses it as root outside a sandbox)",
+        ));
     }
+    Ok(())
 }
 
 /// Start agent `o.name` in the background: prepare it, then hand it to a
@@ -520,14 +623,15 @@ mod tests {
             ..Meta::default()
         };
         assert_eq!(
-            agent_args(&meta, false).join(" "),
+            agent_args(&meta, false, Path::new("/a/s.json")).join(" "),
             "-p --verbose --output-format stream-json --input-format stream-json \
-             --session-id S --model opus --append-system-prompt reviewer --max-turns 3"
+             --session-id S --settings /a/s.json --model opus --append-system-prompt reviewer \
+             --max-turns 3"
         );
         assert!(
-            agent_args(&meta, true)
+            agent_args(&meta, true, Path::new("/a/s.json"))
                 .join(" ")
-                .contains("--resume S --model")
+                .contains("--resume S --settings /a/s.json --model")
         );
     }
 

@@ -88,10 +88,9 @@ pub enum Notice {
     RateLimit(RateLimit),
 }
 
-/// Token and cost totals of one run (one agent process).
+/// Token and cost totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Totals {
-    turns: u64,
     input: u64,
     output: u64,
     cache_read: u64,
@@ -101,11 +100,25 @@ struct Totals {
 
 /// Derives `Status` from the events of one run, on top of the totals of
 /// earlier runs of the same session.
+///
+/// Claude Code's `modelUsage` and `total_cost_usd` are cumulative over the
+/// whole session, and `--resume` restores them from the earlier runs: when a
+/// result carries them they *are* the session's totals. Only a result
+/// without `modelUsage` (an older CLI, a replayed capture) is counted by
+/// adding its per-turn `usage` to the totals so far.
 #[derive(Debug, Clone)]
 pub struct Tracker {
     pub status: Status,
+    /// Turns and totals of earlier runs.
+    base_turns: u64,
     base: Totals,
-    run: Totals,
+    /// Turns of this run, and per-turn usage added up in this run.
+    turns: u64,
+    added: Totals,
+    /// The session's cumulative totals, from the latest result that had them.
+    session: Option<Totals>,
+    /// The session's cumulative cost, from a result without `modelUsage`.
+    cost: Option<f64>,
 }
 
 fn u(v: &Value, key: &str) -> u64 {
@@ -123,38 +136,50 @@ impl Tracker {
     /// Start a run from `status`; with `keep_totals` its turns, tokens and
     /// cost carry over (a resumed session), else they start at zero.
     pub fn new(mut status: Status, keep_totals: bool) -> Tracker {
-        let base = if keep_totals {
-            Totals {
-                turns: status.turns,
+        let (base_turns, base) = if keep_totals {
+            let base = Totals {
                 input: status.input_tokens,
                 output: status.output_tokens,
                 cache_read: status.cache_read_tokens,
                 cache_creation: status.cache_creation_tokens,
                 cost: status.cost_usd,
-            }
+            };
+            (status.turns, base)
         } else {
-            Totals::default()
+            (0, Totals::default())
         };
         status.pending = 0;
         status.open_tool_calls.clear();
+        status.background_tasks = 0;
         let mut t = Tracker {
             status,
+            base_turns,
             base,
-            run: Totals::default(),
+            turns: 0,
+            added: Totals::default(),
+            session: None,
+            cost: None,
         };
         t.apply_totals();
         t
     }
 
     fn apply_totals(&mut self) {
-        let (b, r) = (self.base, self.run);
+        let (b, a) = (self.base, self.added);
+        let t = self.session.unwrap_or(Totals {
+            input: b.input + a.input,
+            output: b.output + a.output,
+            cache_read: b.cache_read + a.cache_read,
+            cache_creation: b.cache_creation + a.cache_creation,
+            cost: self.cost.unwrap_or(b.cost + a.cost),
+        });
         let st = &mut self.status;
-        st.turns = b.turns + r.turns;
-        st.input_tokens = b.input + r.input;
-        st.output_tokens = b.output + r.output;
-        st.cache_read_tokens = b.cache_read + r.cache_read;
-        st.cache_creation_tokens = b.cache_creation + r.cache_creation;
-        st.cost_usd = b.cost + r.cost;
+        st.turns = self.base_turns + self.turns;
+        st.input_tokens = t.input;
+        st.output_tokens = t.output;
+        st.cache_read_tokens = t.cache_read;
+        st.cache_creation_tokens = t.cache_creation;
+        st.cost_usd = t.cost;
     }
 
     /// A user message was written to the agent's stdin.
@@ -236,6 +261,17 @@ impl Tracker {
                     notices.push(Notice::RateLimit(rl));
                 }
             }
+            Kind::System(sub) if sub == "background_tasks_changed" => {
+                // The whole list each time: a task that runs on after the
+                // turn ended means the session is not idle.
+                st.background_tasks = v
+                    .get("tasks")
+                    .and_then(Value::as_array)
+                    .map_or(0, |t| t.len() as u64);
+                if st.state == State::Starting {
+                    self.settle();
+                }
+            }
             Kind::System(_) | Kind::Mt(_) | Kind::Other(_) | Kind::Malformed => {
                 if st.state == State::Starting {
                     self.settle();
@@ -256,40 +292,41 @@ impl Tracker {
     }
 
     fn on_result(&mut self, v: &Value) {
-        self.run.turns += 1;
-        if let Some(c) = v.get("total_cost_usd").and_then(Value::as_f64) {
-            // Cumulative over the run: keep the latest.
-            self.run.cost = c;
+        // A result that answers none of our inputs (Claude Code started the
+        // turn itself, e.g. for a finished background task) is no turn of
+        // ours, and the inputs waiting for an answer still wait.
+        let answers_input = answers_input(v);
+        if answers_input {
+            self.turns += 1;
         }
-        match v.get("modelUsage").and_then(Value::as_object) {
-            // Per-model usage is cumulative over the run: replace.
-            Some(models) if !models.is_empty() => {
-                let mut t = Totals {
-                    turns: self.run.turns,
-                    cost: self.run.cost,
-                    ..Totals::default()
-                };
-                for m in models.values() {
-                    t.input += u(m, "inputTokens");
-                    t.output += u(m, "outputTokens");
-                    t.cache_read += u(m, "cacheReadInputTokens");
-                    t.cache_creation += u(m, "cacheCreationInputTokens");
-                }
-                self.run = t;
+        match session_totals(v) {
+            Some(t) => {
+                self.session = Some(t);
+                self.cost = None;
             }
-            // Otherwise usage belongs to this turn: add.
-            _ => {
-                if let Some(us) = v.get("usage") {
-                    self.run.input += u(us, "input_tokens");
-                    self.run.output += u(us, "output_tokens");
-                    self.run.cache_read += u(us, "cache_read_input_tokens");
-                    self.run.cache_creation += u(us, "cache_creation_input_tokens");
+            None => {
+                // Per-turn usage: add it, on top of the session's totals when
+                // an earlier result gave them.
+                let us = v.get("usage").unwrap_or(&Value::Null);
+                let t = self.session.as_mut().unwrap_or(&mut self.added);
+                t.input += u(us, "input_tokens");
+                t.output += u(us, "output_tokens");
+                t.cache_read += u(us, "cache_read_input_tokens");
+                t.cache_creation += u(us, "cache_creation_input_tokens");
+                if let Some(c) = v.get("total_cost_usd").and_then(Value::as_f64) {
+                    // Cumulative over the session, like modelUsage.
+                    match &mut self.session {
+                        Some(t) => t.cost = c,
+                        None => self.cost = Some(c),
+                    }
                 }
             }
         }
         self.apply_totals();
         let st = &mut self.status;
-        st.num_turns = v.get("num_turns").and_then(Value::as_u64);
+        if answers_input {
+            st.num_turns = v.get("num_turns").and_then(Value::as_u64);
+        }
         let sub = s(v, "subtype").unwrap_or_else(|| "success".into());
         let is_error = v.get("is_error").and_then(Value::as_bool).unwrap_or(false);
         if is_error || sub != "success" {
@@ -300,11 +337,48 @@ impl Tracker {
             });
             st.error_detail = s(v, "result").map(|r| clip(&r, 300));
         }
-        st.pending = st.pending.saturating_sub(1);
+        if answers_input {
+            st.pending = st.pending.saturating_sub(1);
+        }
         // A turn that ended has no tool call left open.
         st.open_tool_calls.clear();
         self.settle();
     }
+}
+
+/// Whether a result answers an input: Claude Code marks the turns it starts
+/// by itself with an `origin` (`task-notification`, ...), and a result with
+/// `num_turns: 0` made no model call for anyone.
+fn answers_input(v: &Value) -> bool {
+    let own_origin = v
+        .get("origin")
+        .and_then(|o| o.get("kind"))
+        .and_then(Value::as_str)
+        .is_some_and(|k| k != "user");
+    let no_turn = v.get("num_turns").and_then(Value::as_u64) == Some(0);
+    !own_origin && !no_turn
+}
+
+/// The session's cumulative totals, when the result carries `modelUsage`.
+fn session_totals(v: &Value) -> Option<Totals> {
+    let models = v.get("modelUsage").and_then(Value::as_object)?;
+    if models.is_empty() {
+        return None;
+    }
+    let mut t = Totals::default();
+    let mut model_cost = 0.0;
+    for m in models.values() {
+        t.input += u(m, "inputTokens");
+        t.output += u(m, "outputTokens");
+        t.cache_read += u(m, "cacheReadInputTokens");
+        t.cache_creation += u(m, "cacheCreationInputTokens");
+        model_cost += m.get("costUSD").and_then(Value::as_f64).unwrap_or(0.0);
+    }
+    t.cost = v
+        .get("total_cost_usd")
+        .and_then(Value::as_f64)
+        .unwrap_or(model_cost);
+    Some(t)
 }
 
 /// How many open tool calls status.json lists at most (parallel calls and
@@ -570,7 +644,9 @@ mod tests {
     }
 
     #[test]
-    fn model_usage_replaces_and_resume_adds() {
+    fn model_usage_is_the_session_total_across_resumes() {
+        // A resumed session: Claude Code restores its cumulative figures, so
+        // the first result of this run already includes the earlier runs.
         let mut t = Tracker::new(
             Status {
                 turns: 5,
@@ -580,17 +656,62 @@ mod tests {
             },
             true,
         );
-        for c in [0.1, 0.2] {
+        assert_eq!((t.status.turns, t.status.input_tokens), (5, 100));
+        for (c, n) in [(1.1, 120), (1.2, 125)] {
+            t.on_input();
             feed(
                 &mut t,
                 &[&format!(
-                    r#"{{"type":"result","total_cost_usd":{c},"usage":{{"input_tokens":7}},"modelUsage":{{"a":{{"inputTokens":20,"outputTokens":2}},"b":{{"inputTokens":5}}}}}}"#
+                    r#"{{"type":"result","num_turns":1,"total_cost_usd":{c},"usage":{{"input_tokens":7}},"modelUsage":{{"a":{{"inputTokens":{},"outputTokens":2}},"b":{{"inputTokens":5}}}}}}"#,
+                    n - 5
                 )],
+            );
+            assert_eq!(
+                t.status.input_tokens, n,
+                "modelUsage is the total, not added"
             );
         }
         assert_eq!(t.status.turns, 7);
-        assert_eq!(t.status.input_tokens, 125);
+        assert_eq!(t.status.output_tokens, 2);
         assert!((t.status.cost_usd - 1.2).abs() < 1e-9);
+        // Without modelUsage, per-turn usage adds to what came before.
+        feed(
+            &mut t,
+            &[r#"{"type":"result","num_turns":1,"usage":{"input_tokens":7}}"#],
+        );
+        assert_eq!(t.status.input_tokens, 132);
+    }
+
+    #[test]
+    fn results_claude_code_started_itself_are_not_turns() {
+        let mut t = Tracker::new(Status::default(), false);
+        t.on_input();
+        feed(
+            &mut t,
+            &[
+                r#"{"type":"system","subtype":"init","session_id":"s"}"#,
+                r#"{"type":"system","subtype":"background_tasks_changed","tasks":[{"task_id":"x"}]}"#,
+                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hm"}]}}"#,
+                // A background task ended while our input's turn runs.
+                r#"{"type":"result","num_turns":0,"origin":{"kind":"task-notification"},"modelUsage":{"m":{"inputTokens":3}}}"#,
+            ],
+        );
+        assert_eq!(t.status.state, State::Working, "our input is still owed");
+        assert_eq!((t.status.turns, t.status.pending), (0, 1));
+        assert_eq!(t.status.background_tasks, 1);
+        feed(
+            &mut t,
+            &[
+                r#"{"type":"system","subtype":"background_tasks_changed","tasks":[]}"#,
+                r#"{"type":"result","num_turns":2,"modelUsage":{"m":{"inputTokens":9}}}"#,
+                r#"{"type":"system","subtype":"init","session_id":"s"}"#,
+                r#"{"type":"result","num_turns":1,"origin":{"kind":"task-notification"},"modelUsage":{"m":{"inputTokens":12}}}"#,
+            ],
+        );
+        let st = &t.status;
+        assert_eq!((st.turns, st.pending, st.state), (1, 0, State::Idle));
+        assert_eq!((st.input_tokens, st.background_tasks), (12, 0));
+        assert_eq!(st.num_turns, Some(2), "num_turns of the last answer");
     }
 
     #[test]

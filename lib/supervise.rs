@@ -151,10 +151,11 @@ fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
 }
 
 /// The command that runs the agent: its own session and process group, a
-/// parent-death signal, a clean signal mask, a cleaned environment.
-fn command(plan: &Plan) -> Command {
+/// parent-death signal, a clean signal mask, a cleaned environment, and the
+/// run's marker (`MT_RUN`) that every descendant inherits.
+fn command(plan: &Plan, run_id: &str) -> Command {
     let meta = &plan.meta;
-    let args = spawn::agent_args(meta, plan.resume);
+    let args = spawn::agent_args(meta, plan.resume, &plan.agent.settings_path());
     let mut cmd = match &plan.bwrap {
         Some(bwrap) => {
             let writable = spawn::sandbox_writable(&meta.cwd, plan.state.root());
@@ -177,15 +178,13 @@ fn command(plan: &Plan) -> Command {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for k in spawn::CLEANED_ENV
-        .iter()
-        .chain(&["MT_TASK", "CLAUDE_CODE_TASK_LIST_ID"])
-    {
+    for k in spawn::CLEANED_ENV {
         cmd.env_remove(k);
     }
     for (k, v) in spawn::agent_env(meta, plan.state.root()) {
         cmd.env(k, v);
     }
+    cmd.env(procs::RUN_VAR, run_id);
     let parent = getpid();
     // SAFETY: only async-signal-safe system calls between fork and exec.
     unsafe {
@@ -245,7 +244,9 @@ impl<'a> Run<'a> {
             st.stdin_closed = false;
         }
 
-        let mut cmd = command(plan);
+        let run_id = crate::id::new_uuid();
+        tracker.status.run_id = Some(run_id.clone());
+        let mut cmd = command(plan, &run_id);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -543,8 +544,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// SIGKILL to the agent's process group and every other member of its
-    /// session: nothing of an ended agent keeps running.
+    /// SIGKILL to the agent's process group, every other member of its
+    /// session, and every process carrying its run's marker (the sessions
+    /// its tools made): nothing of an ended agent keeps running.
     fn kill_session(&mut self) {
         if self.session_killed {
             return;
@@ -556,6 +558,12 @@ impl<'a> Run<'a> {
             if p.sid == self.pid.as_raw() && p.pid != self.pid.as_raw() && p.pid != me {
                 let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
                 self.killed.push(p.pid);
+            }
+        }
+        let st = &self.tracker.status;
+        for p in crate::agent::kill_leftovers(&self.plan.state, st) {
+            if p != self.pid.as_raw() && !self.killed.contains(&p) {
+                self.killed.push(p);
             }
         }
     }

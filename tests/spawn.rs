@@ -214,6 +214,19 @@ fn agent_sees_stream_json_argv_and_clean_environment() {
         .env("CLAUDE_CODE_ENTRYPOINT", "cli")
         .env("CLAUDE_CODE_MESSAGING_SOCKET", "/tmp/sock")
         .env("CLAUDE_CODE_MESSAGING_TOKEN", "secret")
+        .env("CLAUDE_CODE_CHILD_SESSION", "1")
+        .env("CLAUDE_CODE_CHILD_NOTES_DIR", "/tmp/notes")
+        .env("CLAUDE_CODE_SESSION_ATTENDED", "0")
+        .env("CLAUDE_CODE_EXECPATH", "/usr/bin/claude")
+        .env("CLAUDE_PID", "4242")
+        .env("CLAUDE_EFFORT", "high")
+        .env("CLAUDE_ENV_FILE", "/tmp/env")
+        .env("CLAUDE_PROJECT_DIR", "/tmp/p")
+        .env("AI_AGENT", "claude-code")
+        .env("MT_RUN", "parent-run")
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:8")
+        .env("CLAUDE_CODE_MAX_OUTPUT_TOKENS", "1000")
         .env("MT_AGENT", "lead")
         .env("MT_TASK", "parent-task")
         .env("CLAUDE_CODE_TASK_LIST_ID", "team-list")
@@ -258,6 +271,8 @@ fn agent_sees_stream_json_argv_and_clean_environment() {
             "stream-json",
             "--session-id",
             &session,
+            "--settings",
+            e.state.join("agents/york/settings.json").to_str().unwrap(),
             "--model",
             "opus",
             "--append-system-prompt",
@@ -273,9 +288,26 @@ fn agent_sees_stream_json_argv_and_clean_environment() {
         "CLAUDE_CODE_ENTRYPOINT",
         "CLAUDE_CODE_MESSAGING_SOCKET",
         "CLAUDE_CODE_MESSAGING_TOKEN",
+        "CLAUDE_CODE_CHILD_SESSION",
+        "CLAUDE_CODE_CHILD_NOTES_DIR",
+        "CLAUDE_CODE_SESSION_ATTENDED",
+        "CLAUDE_CODE_EXECPATH",
+        "CLAUDE_PID",
+        "CLAUDE_EFFORT",
+        "CLAUDE_ENV_FILE",
+        "CLAUDE_PROJECT_DIR",
+        "AI_AGENT",
     ] {
         assert!(env.get(gone).is_none(), "{gone} leaked into the agent");
     }
+    // The user's own configuration stays.
+    assert_eq!(env["ANTHROPIC_BASE_URL"], "http://127.0.0.1:9");
+    assert_eq!(env["HTTPS_PROXY"], "http://127.0.0.1:8");
+    assert_eq!(env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"], "1000");
+    // Task tools on; a run marker of its own.
+    assert_eq!(env["CLAUDE_CODE_ENABLE_TODO_TOOLS"], "1");
+    let run = e.status("york")["run_id"].as_str().unwrap().to_string();
+    assert_eq!(env["MT_RUN"], run.as_str());
     assert_eq!(env["MT_AGENT"], "york");
     assert_eq!(env["MT_DIR"], e.state.to_str().unwrap());
     assert_eq!(env["MT_CHANNEL"], "team");

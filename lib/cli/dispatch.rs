@@ -55,6 +55,9 @@ pub struct Args {
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
     pub agent_cmd: Option<String>,
 
+    #[command(flatten)]
+    pub permissions: super::PermissionArgs,
+
     /// Print what would be started; claim, create and start nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -133,6 +136,7 @@ pub fn run(args: Args) -> Result<u8> {
         model: args.model,
         channel: args.channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
+        permissions: args.permissions.choice(),
         from: "mt-dispatch".into(),
         dry_run: args.dry_run,
     };

@@ -21,7 +21,8 @@ use crate::stream;
 /// ignored), prints a system/init event with the session id it was given
 /// (--session-id or --resume), and answers each user message read from
 /// standard input with an assistant event and a result event carrying the
-/// session id, usage and the cumulative total_cost_usd. It ends when its
+/// session id, per-turn usage, and cumulative modelUsage and total_cost_usd
+/// (restored on --resume, as Claude Code does). It ends when its
 /// standard input closes. Its behaviour can be changed with the options
 /// below or the matching MT_FAKE_* variables.
 #[derive(Debug, Parser)]
@@ -33,7 +34,7 @@ pub struct Args {
     pub script: Option<PathBuf>,
 
     /// Comma-separated: hang, hang-first:NAME, crash, exit:N, grandchild,
-    /// job, orphan, rate-limit, tool-wait, linger:MS, ignore-term
+    /// job, orphan, setsid, rate-limit, tool-wait, linger:MS, ignore-term
     #[arg(long, env = "MT_FAKE_MODE", value_name = "MODES")]
     pub mode: Option<String>,
 
@@ -218,8 +219,40 @@ struct Fake {
     session: String,
     model: String,
     turns: u64,
-    cost: f64,
+    /// The session's cumulative figures, kept across resumes.
+    totals: Totals,
     children: Vec<std::process::Child>,
+}
+
+/// What the fake keeps of a session, like Claude Code restoring its cost
+/// on `--resume`: `CONFIG/mt-fake-agent/SESSION.json`.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Totals {
+    input: u64,
+    output: u64,
+    cost: f64,
+}
+
+fn totals_path(session: &str) -> Option<PathBuf> {
+    crate::names::check("session", session).ok()?;
+    let dir = crate::statedir::claude_config_dir().ok()?;
+    Some(dir.join("mt-fake-agent").join(format!("{session}.json")))
+}
+
+impl Totals {
+    fn load(session: &str) -> Totals {
+        totals_path(session)
+            .and_then(|p| fs::read(p).ok())
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, session: &str) {
+        if let Some(p) = totals_path(session) {
+            let _ = p.parent().map(fs::create_dir_all);
+            let _ = fs::write(p, serde_json::to_vec(self).unwrap_or_default());
+        }
+    }
 }
 
 impl Fake {
@@ -238,6 +271,11 @@ impl Fake {
             .or(args.session_id.clone())
             .unwrap_or_else(crate::id::new_uuid);
         let model = args.model.clone().unwrap_or_else(|| "fake-model".into());
+        let totals = if args.resume.is_some() {
+            Totals::load(&session)
+        } else {
+            Totals::default()
+        };
         Fake {
             args,
             argv,
@@ -245,7 +283,7 @@ impl Fake {
             session,
             model,
             turns: 0,
-            cost: 0.0,
+            totals,
             children: Vec::new(),
         }
     }
@@ -282,10 +320,11 @@ impl Fake {
         }
     }
 
-    fn start_children(&mut self) -> Result<[Option<u32>; 3]> {
+    fn start_children(&mut self) -> Result<[Option<u32>; 4]> {
         let mut grandchild = None;
         let mut job = None;
         let mut orphan = None;
+        let mut setsid = None;
         if self.has("grandchild") {
             let c = Command::new("sleep")
                 .arg("1000")
@@ -311,6 +350,23 @@ impl Fake {
             job = Some(c.id());
             self.children.push(c);
         }
+        if self.has("setsid") {
+            // Like Claude Code's Bash tool: a session of its own, outside the
+            // agent's process group and session.
+            use std::os::unix::process::CommandExt;
+            let mut c = Command::new("sleep");
+            c.arg("1000")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: setsid is async-signal-safe.
+            unsafe {
+                c.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
+            }
+            let c = c.spawn().context("cannot start sleep")?;
+            setsid = Some(c.id());
+            self.children.push(c);
+        }
         if self.has("orphan") {
             let out = Command::new("sh")
                 .arg("-c")
@@ -320,10 +376,10 @@ impl Fake {
                 .context("cannot start sh")?;
             orphan = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
         }
-        Ok([grandchild, job, orphan])
+        Ok([grandchild, job, orphan, setsid])
     }
 
-    fn record(&self, [grandchild, job, orphan]: [Option<u32>; 3]) -> Result<()> {
+    fn record(&self, [grandchild, job, orphan, setsid]: [Option<u32>; 4]) -> Result<()> {
         let Some(path) = &self.args.record else {
             return Ok(());
         };
@@ -350,6 +406,7 @@ impl Fake {
                 "grandchild": grandchild,
                 "job": job,
                 "orphan": orphan,
+                "setsid": setsid,
             }),
         )
     }
@@ -514,15 +571,22 @@ impl Fake {
             None => format!("ok: {}", stream::clip(text, 200)),
         };
         self.assistant(json!([{"type": "text", "text": answer}]))?;
-        self.cost += 0.01;
+        let t = &mut self.totals;
+        t.input += 10;
+        t.output += 5;
+        t.cost = ((t.cost + 0.01) * 100.0).round() / 100.0;
+        let t = *t;
+        t.save(&self.session);
         self.emit(&json!({
             "type": "result", "subtype": "success", "is_error": false,
             "duration_ms": 1, "duration_api_ms": 1, "num_turns": 1,
             "result": answer,
             "session_id": self.session,
-            "total_cost_usd": (self.cost * 100.0).round() / 100.0,
+            "total_cost_usd": t.cost,
             "usage": {"input_tokens": 10, "output_tokens": 5,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            "modelUsage": {self.model.clone(): {"inputTokens": t.input, "outputTokens": t.output,
+                      "cacheReadInputTokens": 0, "cacheCreationInputTokens": 0, "costUSD": t.cost}},
         }))
     }
 }

@@ -42,6 +42,35 @@ impl Common {
     }
 }
 
+/// What an agent may do without asking, for the tools that start agents.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PermissionArgs {
+    /// Claude Code permission mode for the agent (default acceptEdits: edits
+    /// in its working directory need no permission)
+    #[arg(long, value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(crate::permissions::MODES))]
+    pub permission_mode: Option<String>,
+
+    /// Also allow this Claude Code permission rule, e.g. 'Bash(npm test:*)'
+    /// (repeatable)
+    #[arg(long = "allow", value_name = "RULE")]
+    pub allow: Vec<String>,
+
+    /// Take the permissions from this JSON file (a Claude Code permissions
+    /// object, or settings holding one) instead of the default profile
+    #[arg(long, value_name = "FILE")]
+    pub permissions: Option<PathBuf>,
+}
+
+impl PermissionArgs {
+    pub fn choice(&self) -> crate::permissions::Choice {
+        crate::permissions::Choice {
+            mode: self.permission_mode.clone(),
+            allow: self.allow.clone(),
+            file: self.permissions.clone(),
+        }
+    }
+}
+
 /// Run `work`, printing each line it reports on standard output as it
 /// happens. A failing standard output (a closed pipe) does not stop the
 /// work half-way; it is reported when the work is done.

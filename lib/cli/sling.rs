@@ -67,6 +67,9 @@ pub struct Args {
     pub agent_cmd: Option<String>,
 
     #[command(flatten)]
+    pub permissions: super::PermissionArgs,
+
+    #[command(flatten)]
     pub common: Common,
 }
 
@@ -157,6 +160,7 @@ pub fn run(args: Args) -> Result<u8> {
         model: args.model,
         channel: args.channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
+        permissions: args.permissions.choice(),
         from: "mt-sling".into(),
         dry_run: false,
     };

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{Common, Tool};
+use super::{Common, PermissionArgs, Tool};
 use crate::exit::{self, DATAERR, fail};
 use crate::names;
 use crate::spawn::{self, Options};
@@ -81,6 +81,9 @@ pub struct Args {
     /// wrapper script to add some)
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
     pub agent_cmd: Option<String>,
+
+    #[command(flatten)]
+    pub permissions: PermissionArgs,
 
     #[command(flatten)]
     pub common: Common,
@@ -186,6 +189,7 @@ pub fn run(args: Args) -> Result<u8> {
         sandbox: args.sandbox,
         extra_args: args.extra,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
+        permissions: args.permissions.choice(),
     };
     if args.detach {
         spawn::spawn_detached(&state, opts)?;

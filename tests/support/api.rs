@@ -265,7 +265,10 @@ impl Api {
 
     /// The main-loop requests so far.
     pub fn turns(&self) -> Vec<Request> {
-        self.requests().into_iter().filter(|r| r.is_turn()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_turn())
+            .collect()
     }
 
     /// Wait until some request satisfies `f`; returns it.
@@ -522,4 +525,3 @@ fn answer(out: &mut TcpStream, sh: &Shared, req: &Request, step: Step) -> bool {
     }
     respond(out, 200, "text/event-stream", &body)
 }
-

@@ -295,13 +295,40 @@ impl Team {
                 continue;
             };
             let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
                 .unwrap_or(true);
             if !zombie && env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
                 out.push(pid);
             }
         }
         out
+    }
+
+    /// `wait_for`, showing what `agent` did when it times out.
+    pub fn wait(&self, agent: &str, what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            if start.elapsed() > PATIENCE {
+                let dir = self.agent(agent);
+                let events = fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+                let tail: Vec<&str> = events.lines().rev().take(30).collect();
+                for l in tail.iter().rev() {
+                    eprintln!("event: {}", &l[..l.len().min(600)]);
+                }
+                eprintln!(
+                    "stderr.log: {}",
+                    fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+                );
+                panic!("timed out waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn agent_names(&self) -> Vec<String> {
