@@ -24,9 +24,23 @@
 //!   blocked. With `stop_hook_active` (the agent is running because of that
 //!   block), the hook blocks again only for a wanted record newer than this;
 //!   otherwise the agent may stop, which breaks continuation loops.
+//! - `blocks`: the blocks Claude Code has counted toward its cap if the Stop
+//!   hook runs again before a tool does (see below).
 //!
-//! The file is only an optimisation of the cursor: deleting it re-delivers at
-//! most the mentions since the cursor.
+//! Claude Code ends a turn after `CLAUDE_CODE_STOP_HOOK_BLOCK_CAP` (default 8)
+//! consecutive Stop blocks with no tool call in between, overriding the next
+//! block: the model never reads its reason. So a message is marked delivered
+//! only when the block that carries it will be honoured. `blocks` counts the
+//! Stop calls since the turn began (`stop_hook_active` false) or a tool last
+//! ran (the PostToolUse hook zeroes it): each Stop call that is followed by
+//! another in the same run was blocked, by mt or by another Stop hook, and
+//! Claude Code counts both. At the cap the hook does not block and leaves the
+//! messages unread for the next prompt, session start or nudge. Where the
+//! PostToolUse hook does not run for every tool (an older install), the count
+//! only grows too fast, which costs blocks, never messages.
+//!
+//! The file is otherwise only an optimisation of the cursor: deleting it
+//! re-delivers at most the mentions since the cursor (and forgets the count).
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -159,6 +173,59 @@ impl Batch {
     }
 }
 
+/// Claude Code's default for `CLAUDE_CODE_STOP_HOOK_BLOCK_CAP`.
+pub const BLOCK_CAP: u32 = 8;
+
+/// The Stop block cap Claude Code applies, given the value of
+/// `CLAUDE_CODE_STOP_HOOK_BLOCK_CAP` (hooks inherit its environment): `None`
+/// for no cap (it reads 0 or less so). A value that is not a plain integer
+/// counts as the default, or as its leading number when that is smaller, so
+/// mt never counts on more blocks than Claude Code allows.
+pub fn block_cap(var: Option<&str>) -> Option<u32> {
+    let Some(v) = var.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Some(BLOCK_CAP);
+    };
+    if let Ok(n) = v.parse::<i64>() {
+        return (n > 0).then(|| u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    let unsigned = v.strip_prefix('+').unwrap_or(v);
+    let end = unsigned
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(unsigned.len());
+    match unsigned[..end].parse::<u32>() {
+        Ok(n) if n > 0 => Some(n.min(BLOCK_CAP)),
+        _ => Some(BLOCK_CAP),
+    }
+}
+
+/// Tools that leave Claude Code's count of Stop blocks as it is (a reply
+/// calling only these still counts as consecutive).
+const UNCOUNTED_TOOLS: &[&str] = &["SetGoal", "ProposeGoal", "PauseGoal", "GetGoal"];
+
+/// The PostToolUse hook's part in the block count: a tool ran, so Claude
+/// Code starts counting consecutive Stop blocks afresh. Not so for a tool a
+/// subagent ran (`agent_id` set): the session's own loop did not call it.
+/// Runs after every tool call, so it only reads the small state file, and
+/// writes (under the agent's lock) only when the count is not zero already.
+pub fn tool_ran(state: &StateDir, agent: &str, channel: &str, p: &Payload) -> Result<()> {
+    let tool = p.str("tool_name").unwrap_or("");
+    let subagent = p.str("agent_id").is_some_and(|a| !a.is_empty());
+    if subagent || UNCOUNTED_TOOLS.contains(&tool) {
+        return Ok(());
+    }
+    let path = stop_path(state, agent, channel);
+    if load_stop(&path)?.blocks == 0 {
+        return Ok(());
+    }
+    let _lock = cursor::lock_agent(state, agent)?;
+    let mut st = load_stop(&path)?;
+    if st.blocks == 0 {
+        return Ok(());
+    }
+    st.blocks = 0;
+    save_stop(&path, &mut st)
+}
+
 /// Who reads what: the agent, its channel, and the limits of one delivery.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbox<'a> {
@@ -168,14 +235,24 @@ pub struct Inbox<'a> {
     pub limits: Limits,
 }
 
+/// One call of the Stop hook: its `stop_hook_active`, and Claude Code's
+/// block cap (`None`: no cap).
+#[derive(Debug, Clone, Copy)]
+struct StopCall {
+    active: bool,
+    cap: Option<u32>,
+}
+
 /// The Stop hook's state, beside the cursor (see the module docs).
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct StopState {
     seq: u64,
     segment: u64,
     offset: u64,
     #[serde(default)]
     blocked_through: u64,
+    #[serde(default)]
+    blocks: u32,
     #[serde(default)]
     updated_at: String,
 }
@@ -309,14 +386,25 @@ impl<'a> Inbox<'a> {
     }
 
     /// The Stop hook: a batch when the agent should keep working on it, none
-    /// when it may stop.
-    pub fn stop(&'a self, wake: Wake, stop_hook_active: bool) -> Result<Pending<'a>> {
-        self.take(wake, Some(stop_hook_active))
+    /// when it may stop. `cap` is Claude Code's block cap (see `block_cap`):
+    /// a batch that Claude Code would override is not taken.
+    pub fn stop(
+        &'a self,
+        wake: Wake,
+        stop_hook_active: bool,
+        cap: Option<u32>,
+    ) -> Result<Pending<'a>> {
+        self.take(
+            wake,
+            Some(StopCall {
+                active: stop_hook_active,
+                cap,
+            }),
+        )
     }
 
-    /// `stop` is `None` for the prompt hooks, or the Stop hook's
-    /// `stop_hook_active`.
-    fn take(&'a self, wake: Wake, stop: Option<bool>) -> Result<Pending<'a>> {
+    /// `stop` is `None` for the prompt hooks.
+    fn take(&'a self, wake: Wake, stop: Option<StopCall>) -> Result<Pending<'a>> {
         let (state, agent, channel) = (self.state, self.agent, self.channel);
         let mut pending = Pending {
             batch: None,
@@ -333,6 +421,13 @@ impl<'a> Inbox<'a> {
         let cur = cursor::load(state, agent, channel)?.unwrap_or_default();
         let spath = stop_path(state, agent, channel);
         let mut st = load_stop(&spath)?;
+        let loaded = st.clone();
+        // The blocks Claude Code has counted before this call; this call
+        // counts as one more if another Stop follows without a tool call.
+        let counted = stop.map(|s| if s.active { st.blocks } else { 0 });
+        if let Some(c) = counted {
+            st.blocks = c.saturating_add(1);
+        }
         let scan_mark = if st.seq > cur.seq { st.mark() } else { cur };
         // The Stop hook waking on mentions only looks past its scan mark.
         let start = if wake == Wake::Mentions && stop.is_some() {
@@ -378,17 +473,33 @@ impl<'a> Inbox<'a> {
         })?;
         let end = reader.position();
         if end.seq < st.seq.max(st.blocked_through) {
-            // The channel was reset under the Stop state: drop it and retry.
-            std::fs::remove_file(&spath)
-                .with_context(|| format!("cannot remove {}", spath.display()))?;
+            // The channel was reset under the Stop state: drop the marks
+            // (keeping the count, which is about the session) and retry.
+            let mut fresh = StopState {
+                blocks: loaded.blocks,
+                ..StopState::default()
+            };
+            save_stop(&spath, &mut fresh)?;
             drop(lock);
             return self.take(wake, stop);
         }
         pending._lock = Some(lock);
 
-        if stop == Some(true) && scan.newest_wanted <= st.blocked_through {
+        let active = stop.is_some_and(|s| s.active);
+        if active && scan.newest_wanted <= st.blocked_through {
             // Running because of our last block, and nothing new since: let
-            // the agent stop, and change nothing.
+            // the agent stop, and change nothing but the count.
+            pending.stop = (st != loaded).then_some(st);
+            return Ok(pending);
+        }
+        let capped = stop
+            .and_then(|s| s.cap)
+            .zip(counted)
+            .is_some_and(|(cap, c)| c >= cap);
+        if capped && !scan.batch.is_empty() {
+            // Claude Code would override this block and the model would
+            // never read it: leave everything unread for the next prompt.
+            pending.stop = (st != loaded).then_some(st);
             return Ok(pending);
         }
 
@@ -406,7 +517,6 @@ impl<'a> Inbox<'a> {
 
         // The Stop hook on mentions: every mention up to the new mark is
         // delivered (vacuously so for a pass that found none).
-        let mut dirty = false;
         if wake == Wake::Mentions && stop.is_some() {
             let (mark_seq, bounded) = if scan.batch.more > 0 {
                 (scan.last_delivered, true)
@@ -420,16 +530,14 @@ impl<'a> Inbox<'a> {
                     end
                 };
                 (st.seq, st.segment, st.offset) = (mark.seq, mark.segment, mark.offset);
-                dirty = true;
             }
         }
         let deliver = !scan.batch.is_empty();
-        if stop.is_some() && deliver {
-            st.blocked_through = end.seq;
-            dirty = true;
-        }
-        if dirty {
-            pending.stop = Some(st);
+        if stop.is_some() {
+            if deliver {
+                st.blocked_through = end.seq;
+            }
+            pending.stop = (st != loaded).then_some(st);
         }
         pending.batch = deliver.then_some(scan.batch);
         Ok(pending)
@@ -701,6 +809,24 @@ mod tests {
             assert_eq!(crate::exit::code_of(&e), DATAERR);
             assert!(!e.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn block_cap_reads_the_variable_as_claude_code_does_or_lower() {
+        assert_eq!(block_cap(None), Some(8));
+        assert_eq!(block_cap(Some("")), Some(8));
+        assert_eq!(block_cap(Some(" 12 ")), Some(12));
+        assert_eq!(block_cap(Some("+3")), Some(3));
+        // Claude Code: no cap at 0 or below.
+        assert_eq!(block_cap(Some("0")), None);
+        assert_eq!(block_cap(Some("-4")), None);
+        assert_eq!(block_cap(Some("99999999999")), Some(u32::MAX));
+        // Not a plain integer: never more than Claude Code could allow.
+        assert_eq!(block_cap(Some("3abc")), Some(3));
+        assert_eq!(block_cap(Some("12abc")), Some(8));
+        assert_eq!(block_cap(Some("1.5")), Some(1));
+        assert_eq!(block_cap(Some("-1x")), Some(8));
+        assert_eq!(block_cap(Some("lots")), Some(8));
     }
 
     #[test]

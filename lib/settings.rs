@@ -7,11 +7,17 @@
 //! {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "/usr/local/share/mt/hooks/stop", "timeout": 10}]}]}}
 //! ```
 //!
+//! A handler runs mt's hook in one of two forms (`Source`): one of the sh
+//! scripts that `make install` puts in PREFIX/share/mt/hooks, or the `mt-hook`
+//! binary itself with the event as its argument (`/path/to/mt-hook stop`),
+//! which needs nothing installed beside the binary.
+//!
 //! mt's handlers are recognised by their command: the path of one of mt's hook
 //! scripts, either in the hooks directory being installed or in any
-//! `…/mt/hooks/` directory (an install from another prefix). Everything else in
-//! the file — other keys, other events, other groups and handlers, their order
-//! — is kept as it is.
+//! `…/mt/hooks/` directory (an install from another prefix), or an absolute
+//! path to a binary named `mt-hook` followed by one of mt's events and nothing
+//! else. Everything else in the file — other keys, other events, other groups
+//! and handlers, their order — is kept as it is.
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
@@ -26,9 +32,13 @@ use crate::fsutil;
 /// One hook mt installs.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
+    /// Claude Code's name of the event.
     pub event: &'static str,
+    /// The script's name, and mt-hook's name of the event.
     pub script: &'static str,
     pub matcher: Option<&'static str>,
+    /// Whether a headless agent needs it (`hooks_for_agent`).
+    pub headless: bool,
 }
 
 /// mt's hooks, in the order they are written.
@@ -37,26 +47,33 @@ pub const ENTRIES: &[Entry] = &[
         event: "SessionStart",
         script: "session-start",
         matcher: None,
+        headless: true,
     },
     Entry {
         event: "UserPromptSubmit",
         script: "user-prompt-submit",
         matcher: None,
+        headless: true,
     },
     Entry {
         event: "Stop",
         script: "stop",
         matcher: None,
+        headless: true,
     },
     Entry {
         event: "PostToolUse",
         script: "post-tool-use",
-        matcher: Some("TaskCreate|TaskUpdate"),
+        // Every tool: a tool call restarts the Stop block count (mt-hook(1)).
+        matcher: Some("*"),
+        headless: true,
     },
     Entry {
         event: "Notification",
         script: "notification",
         matcher: Some("idle_prompt"),
+        // Claude Code sends Notification to interactive sessions only.
+        headless: false,
     },
 ];
 
@@ -87,13 +104,38 @@ fn unquote(s: &str) -> String {
     }
 }
 
-fn command(hooks_dir: &Path, e: &Entry) -> String {
-    shell_word(&hooks_dir.join(e.script).to_string_lossy())
+/// What a handler of mt's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// The hook scripts in this directory: `DIR/stop`.
+    Scripts(&'a Path),
+    /// This mt-hook binary, with the event as its argument: `BIN stop`.
+    Binary(&'a Path),
+}
+
+impl<'a> From<&'a Path> for Source<'a> {
+    /// A bare path is a hooks directory.
+    fn from(dir: &'a Path) -> Source<'a> {
+        Source::Scripts(dir)
+    }
+}
+
+impl<'a> From<&'a PathBuf> for Source<'a> {
+    fn from(dir: &'a PathBuf) -> Source<'a> {
+        Source::Scripts(dir)
+    }
+}
+
+fn command(src: Source<'_>, e: &Entry) -> String {
+    match src {
+        Source::Scripts(dir) => shell_word(&dir.join(e.script).to_string_lossy()),
+        Source::Binary(bin) => format!("{} {}", shell_word(&bin.to_string_lossy()), e.script),
+    }
 }
 
 /// The group mt adds for one entry.
-fn group(hooks_dir: &Path, e: &Entry) -> Value {
-    let handler = json!({"type": "command", "command": command(hooks_dir, e), "timeout": TIMEOUT});
+fn group(src: Source<'_>, e: &Entry) -> Value {
+    let handler = json!({"type": "command", "command": command(src, e), "timeout": TIMEOUT});
     let mut g = Map::new();
     if let Some(m) = e.matcher {
         g.insert("matcher".into(), Value::String(m.into()));
@@ -102,20 +144,56 @@ fn group(hooks_dir: &Path, e: &Entry) -> Value {
     Value::Object(g)
 }
 
-/// `{"hooks": {...}}` with every mt entry: what `mt-hooks print` shows.
-pub fn snippet(hooks_dir: &Path) -> Value {
+fn hooks_object<'e>(src: Source<'_>, entries: impl Iterator<Item = &'e Entry>) -> Value {
     let mut hooks = Map::new();
-    for e in ENTRIES {
-        hooks.insert(e.event.into(), Value::Array(vec![group(hooks_dir, e)]));
+    for e in entries {
+        hooks.insert(e.event.into(), Value::Array(vec![group(src, e)]));
     }
     json!({ "hooks": hooks })
 }
 
-/// Whether a handler runs one of mt's hook scripts.
-fn is_ours(handler: &Value, hooks_dir: &Path) -> bool {
+/// `{"hooks": {...}}` with every mt entry: what `mt-hooks print` shows.
+pub fn snippet<'a>(src: impl Into<Source<'a>>) -> Value {
+    hooks_object(src.into(), ENTRIES.iter())
+}
+
+/// `{"hooks": {...}}` for one headless agent (`claude -p --settings FILE`):
+/// SessionStart, UserPromptSubmit, Stop, and PostToolUse for every tool, each
+/// running `mt_hook EVENT` directly, so no hook script need be installed.
+/// `mt_hook` should be absolute: Claude Code runs hooks in the session's
+/// directory. The agent's identity comes from the hook's environment
+/// (MT_AGENT, MT_CHANNEL, MT_DIR, ...), which Claude Code passes on.
+pub fn hooks_for_agent(mt_hook: &Path) -> Value {
+    hooks_object(
+        Source::Binary(mt_hook),
+        ENTRIES.iter().filter(|e| e.headless),
+    )
+}
+
+/// Whether a command is `BIN EVENT` as `command` writes it, for an absolute
+/// BIN named mt-hook and one of mt's events.
+fn is_direct(cmd: &str) -> bool {
+    let Some((word, event)) = cmd.trim().rsplit_once(' ') else {
+        return false;
+    };
+    if !ENTRIES.iter().any(|e| e.script == event) {
+        return false;
+    }
+    let bin = unquote(word);
+    let path = Path::new(&bin);
+    shell_word(&bin) == word
+        && path.is_absolute()
+        && path.file_name().is_some_and(|n| n == "mt-hook")
+}
+
+/// Whether a handler runs one of mt's hook scripts, or mt-hook directly.
+fn is_ours(handler: &Value, src: Source<'_>) -> bool {
     let Some(cmd) = handler.get("command").and_then(Value::as_str) else {
         return false;
     };
+    if is_direct(cmd) {
+        return true;
+    }
     let path = PathBuf::from(unquote(cmd));
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
@@ -124,13 +202,13 @@ fn is_ours(handler: &Value, hooks_dir: &Path) -> bool {
         return false;
     }
     let dir = path.parent().unwrap_or(Path::new(""));
-    dir == hooks_dir || dir.ends_with("mt/hooks")
+    Source::Scripts(dir) == src || dir.ends_with("mt/hooks")
 }
 
-fn group_has_ours(g: &Value, hooks_dir: &Path) -> bool {
+fn group_has_ours(g: &Value, src: Source<'_>) -> bool {
     g.get("hooks")
         .and_then(Value::as_array)
-        .is_some_and(|hs| hs.iter().any(|h| is_ours(h, hooks_dir)))
+        .is_some_and(|hs| hs.iter().any(|h| is_ours(h, src)))
 }
 
 /// The `hooks` object of a settings object, created when `create`.
@@ -158,17 +236,17 @@ fn hooks_of(settings: &mut Value, create: bool) -> Result<Option<&mut Map<String
 
 /// Remove mt's handlers from one event's groups. A group left with no
 /// handler by this is removed; groups that were empty before stay.
-fn strip(groups: &mut Vec<Value>, hooks_dir: &Path) -> bool {
+fn strip(groups: &mut Vec<Value>, src: Source<'_>) -> bool {
     let before = groups.clone();
     groups.retain_mut(|g| {
-        if !group_has_ours(g, hooks_dir) {
+        if !group_has_ours(g, src) {
             return true;
         }
         let hs = g
             .get_mut("hooks")
             .and_then(Value::as_array_mut)
             .expect("checked");
-        hs.retain(|h| !is_ours(h, hooks_dir));
+        hs.retain(|h| !is_ours(h, src));
         !hs.is_empty()
     });
     *groups != before
@@ -176,13 +254,14 @@ fn strip(groups: &mut Vec<Value>, hooks_dir: &Path) -> bool {
 
 /// Add mt's entries. An event that already holds exactly our group, and no
 /// other handler of ours, is left alone, so a second install changes
-/// nothing; stale handlers of ours (another prefix) are replaced. Returns
-/// whether anything changed.
-pub fn install(settings: &mut Value, hooks_dir: &Path) -> Result<bool> {
+/// nothing; stale handlers of ours (another prefix, the other form, an older
+/// matcher) are replaced. Returns whether anything changed.
+pub fn install<'a>(settings: &mut Value, src: impl Into<Source<'a>>) -> Result<bool> {
+    let src = src.into();
     let hooks = hooks_of(settings, true)?.expect("created");
     let mut changed = false;
     for e in ENTRIES {
-        let want = group(hooks_dir, e);
+        let want = group(src, e);
         if !hooks.contains_key(e.event) {
             hooks.insert(e.event.into(), Value::Array(Vec::new()));
         }
@@ -192,14 +271,11 @@ pub fn install(settings: &mut Value, hooks_dir: &Path) -> Result<bool> {
                 format!("hooks.{} in the settings file is not a list", e.event),
             ));
         };
-        let ours: Vec<&Value> = groups
-            .iter()
-            .filter(|g| group_has_ours(g, hooks_dir))
-            .collect();
+        let ours: Vec<&Value> = groups.iter().filter(|g| group_has_ours(g, src)).collect();
         if ours.len() == 1 && *ours[0] == want {
             continue;
         }
-        strip(groups, hooks_dir);
+        strip(groups, src);
         groups.push(want);
         changed = true;
     }
@@ -209,7 +285,8 @@ pub fn install(settings: &mut Value, hooks_dir: &Path) -> Result<bool> {
 /// Remove mt's handlers everywhere in `hooks`, and the groups, event lists
 /// and `hooks` object that this leaves empty. Returns whether anything
 /// changed.
-pub fn uninstall(settings: &mut Value, hooks_dir: &Path) -> Result<bool> {
+pub fn uninstall<'a>(settings: &mut Value, src: impl Into<Source<'a>>) -> Result<bool> {
+    let src = src.into();
     let Some(hooks) = hooks_of(settings, false)? else {
         return Ok(false);
     };
@@ -217,7 +294,7 @@ pub fn uninstall(settings: &mut Value, hooks_dir: &Path) -> Result<bool> {
     let mut emptied = Vec::new();
     for (event, groups) in hooks.iter_mut() {
         if let Value::Array(groups) = groups
-            && strip(groups, hooks_dir)
+            && strip(groups, src)
         {
             changed = true;
             if groups.is_empty() {
@@ -343,13 +420,48 @@ mod tests {
     fn recognises_our_handlers_only() {
         let dir = Path::new("/opt/x/hooks");
         let h = |c: &str| json!({"type": "command", "command": c});
-        assert!(is_ours(&h("/opt/x/hooks/stop"), dir));
-        assert!(is_ours(&h("/usr/share/mt/hooks/post-tool-use"), dir));
-        assert!(is_ours(&h("'/home/a b/.local/share/mt/hooks/stop'"), dir));
-        assert!(!is_ours(&h("/opt/x/hooks/other"), dir));
-        assert!(!is_ours(&h("/usr/bin/stop"), dir));
-        assert!(!is_ours(&h("/opt/x/hooks/stop --flag"), dir));
-        assert!(!is_ours(&json!({"type": "command"}), dir));
+        let src = Source::Scripts(dir);
+        assert!(is_ours(&h("/opt/x/hooks/stop"), src));
+        assert!(is_ours(&h("/usr/share/mt/hooks/post-tool-use"), src));
+        assert!(is_ours(&h("'/home/a b/.local/share/mt/hooks/stop'"), src));
+        assert!(!is_ours(&h("/opt/x/hooks/other"), src));
+        assert!(!is_ours(&h("/usr/bin/stop"), src));
+        assert!(!is_ours(&h("/opt/x/hooks/stop --flag"), src));
+        assert!(!is_ours(&json!({"type": "command"}), src));
+    }
+
+    #[test]
+    fn recognises_mt_hook_run_directly() {
+        let dir = Path::new("/opt/x/hooks");
+        let h = |c: &str| json!({"type": "command", "command": c});
+        assert!(is_ours(&h("/usr/local/bin/mt-hook stop"), dir.into()));
+        assert!(is_ours(
+            &h("'/home/a b/bin/mt-hook' post-tool-use"),
+            dir.into()
+        ));
+        assert!(!is_ours(&h("mt-hook stop"), dir.into()));
+        assert!(!is_ours(&h("/usr/bin/mt-hook stop --wake all"), dir.into()));
+        assert!(!is_ours(&h("/usr/bin/mt-hook other"), dir.into()));
+        assert!(!is_ours(&h("/usr/bin/mt-hooks stop"), dir.into()));
+        assert!(!is_ours(&h("/a b/mt-hook stop"), dir.into()));
+        let bin = Path::new("/a b/it's/mt-hook");
+        for e in ENTRIES {
+            assert!(is_ours(&h(&command(Source::Binary(bin), e)), dir.into()));
+        }
+    }
+
+    #[test]
+    fn hooks_for_agent_runs_mt_hook_for_the_headless_events() {
+        let v = hooks_for_agent(Path::new("/p/bin/mt-hook"));
+        assert_eq!(
+            v,
+            json!({"hooks": {
+                "SessionStart": [{"hooks": [{"type": "command", "command": "/p/bin/mt-hook session-start", "timeout": 10}]}],
+                "UserPromptSubmit": [{"hooks": [{"type": "command", "command": "/p/bin/mt-hook user-prompt-submit", "timeout": 10}]}],
+                "Stop": [{"hooks": [{"type": "command", "command": "/p/bin/mt-hook stop", "timeout": 10}]}],
+                "PostToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "/p/bin/mt-hook post-tool-use", "timeout": 10}]}]
+            }})
+        );
     }
 
     #[test]

@@ -747,7 +747,7 @@ fn expected_hooks(dir: &str) -> Value {
         "SessionStart": [{"hooks": h("session-start")}],
         "UserPromptSubmit": [{"hooks": h("user-prompt-submit")}],
         "Stop": [{"hooks": h("stop")}],
-        "PostToolUse": [{"matcher": "TaskCreate|TaskUpdate", "hooks": h("post-tool-use")}],
+        "PostToolUse": [{"matcher": "*", "hooks": h("post-tool-use")}],
         "Notification": [{"matcher": "idle_prompt", "hooks": h("notification")}]
     })
 }
@@ -973,15 +973,16 @@ fn installer_refuses_bad_files_and_missing_scripts() {
     );
     assert_eq!(o.status.code(), Some(65));
     // The default hooks directory is PREFIX/share/mt/hooks beside PREFIX/bin;
-    // for the build tree it does not exist.
+    // for the build tree it does not exist, so the scripts cannot be used.
     fs::remove_file(&f).unwrap();
-    let o = hooks_cmd(&e, &["install", "--settings", &path]);
+    let o = hooks_cmd(&e, &["install", "--settings", &path, "--form", "scripts"]);
     assert_eq!(
         o.status.code(),
         Some(69),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--form direct"));
     assert!(!f.exists());
 }
 
@@ -1077,4 +1078,333 @@ fn stop_state_follows_a_channel_reset() {
     e.post("park", "@york fresh start");
     let out = stdout(&e.hook("stop", "york", STOP_ACTIVE.as_bytes()));
     assert!(out.contains("#1 park: @york fresh start"), "{out}");
+}
+
+// ---------------------------------------------------------------------------
+// mt-hook as the hook command itself, and the Stop block cap
+
+impl Env {
+    /// Run `mt-hook EVENT` directly as `agent`, with `input` on stdin.
+    fn direct(&self, event: &str, agent: &str, input: &[u8], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(env!("CARGO_BIN_EXE_mt-hook"));
+        c.arg(event).env("MT_AGENT", agent);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        feed(c, input)
+    }
+
+    /// What `mt-read --peek` shows `agent` as unread, one content per record.
+    fn unread(&self, agent: &str) -> Vec<String> {
+        let o = self
+            .command(env!("CARGO_BIN_EXE_mt-read"))
+            .args(["--as", agent, "--peek", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn stop_state(&self) -> Value {
+        serde_json::from_slice(&fs::read(self.state.join("cursors/york/general.stop")).unwrap())
+            .unwrap()
+    }
+}
+
+const BASH_DONE: &str = r#"{"session_id":"s","cwd":"/repo","hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{"command":"true"},"tool_response":{"stdout":"","stderr":"","interrupted":false},"tool_use_id":"toolu_1"}"#;
+
+/// A Stop call that the agent sees as blocked or not.
+fn blocks(o: &Output) -> bool {
+    let out = stdout(o);
+    assert!(
+        out.is_empty() || out.starts_with(r#"{"decision":"block""#),
+        "{out}"
+    );
+    !out.is_empty()
+}
+
+#[test]
+fn mt_hook_never_exits_2_on_bad_usage() {
+    let e = Env::new();
+    e.post("lead", "@york hi");
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+    let bad: &[(&[&str], Vars)] = &[
+        (&[], &[]),
+        (&["bogus-event"], &[]),
+        (&["stop", "--no-such-flag"], &[]),
+        (&["stop", "--max-messages", "many"], &[]),
+        (&["stop"], &[("MT_WAKE", "bogus")]),
+        (&["stop", "extra"], &[]),
+    ];
+    for (args, env) in bad {
+        let mut c = e.command(env!("CARGO_BIN_EXE_mt-hook"));
+        c.args(*args).env("MT_AGENT", "york");
+        for (k, v) in *env {
+            c.env(k, v);
+        }
+        let o = feed(c, STOP.as_bytes());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("mt-hook: "), "{err}");
+    }
+    // Other failures keep their own codes, none of them 2.
+    let o = e.direct("stop", "york", b"not json", &[]);
+    assert_eq!(o.status.code(), Some(65));
+    let o = e.direct("stop", "../x", STOP.as_bytes(), &[]);
+    assert_eq!(o.status.code(), Some(65));
+    let mut c = e.command(env!("CARGO_BIN_EXE_mt-hook"));
+    c.arg("stop").env_remove("MT_DIR");
+    assert_eq!(feed(c, STOP.as_bytes()).status.code(), Some(69));
+    // Help is no error; nothing was consumed by any of this.
+    let o = e
+        .command(env!("CARGO_BIN_EXE_mt-hook"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(blocks(&e.direct("stop", "york", STOP.as_bytes(), &[])));
+}
+
+#[test]
+fn direct_entries_run_through_a_shell() {
+    // Claude Code runs a hook's command with sh -c: the entry for an agent
+    // works from anywhere, with a path that needs quoting too.
+    let e = Env::new();
+    let odd = e.root.join("bin dir/it's");
+    fs::create_dir_all(&odd).unwrap();
+    let bin = odd.join("mt-hook");
+    fs::copy(env!("CARGO_BIN_EXE_mt-hook"), &bin).unwrap();
+    let hooks = mt::settings::hooks_for_agent(&bin);
+    let events: Vec<&String> = hooks["hooks"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        events,
+        ["SessionStart", "UserPromptSubmit", "Stop", "PostToolUse"]
+    );
+    assert_eq!(hooks["hooks"]["PostToolUse"][0]["matcher"], "*");
+    e.post("lead", "@york look");
+    let stop = hooks["hooks"]["Stop"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap();
+    assert!(stop.ends_with("/mt-hook' stop"), "{stop}");
+    // Another test's fork may briefly hold the copy open for writing.
+    let o = loop {
+        let mut c = e.command("sh");
+        c.args(["-c", stop]).env("MT_AGENT", "york");
+        let o = feed(c, STOP.as_bytes());
+        if !String::from_utf8_lossy(&o.stderr).contains("Text file busy") {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(stdout(&o).contains("#1 lead: @york look"));
+
+    // The same entries are mt's for the installer: uninstall removes them
+    // all, and install puts one handler per event in their place.
+    let mut s = json!({"model": "x"});
+    s.as_object_mut()
+        .unwrap()
+        .insert("hooks".into(), hooks["hooks"].clone());
+    assert!(mt::settings::uninstall(&mut s, Path::new("/nowhere")).unwrap());
+    assert_eq!(s, json!({"model": "x"}));
+    let mut s = hooks.clone();
+    assert!(mt::settings::install(&mut s, Path::new("/p/share/mt/hooks")).unwrap());
+    assert_eq!(s, mt::settings::snippet(Path::new("/p/share/mt/hooks")));
+    // Someone's own mt-hook command with flags is theirs.
+    let mut s = json!({"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "/x/mt-hook stop --wake all"}]}]}});
+    assert!(!mt::settings::uninstall(&mut s, Path::new("/nowhere")).unwrap());
+}
+
+#[test]
+fn installer_writes_mt_hook_itself_without_scripts() {
+    // The build tree has no PREFIX/share/mt/hooks: as after `cargo install`,
+    // the entries run the mt-hook beside mt-hooks.
+    let e = Env::new();
+    let f = e.root.join("settings.json");
+    let path = f.display().to_string();
+    let out = ok(&hooks_cmd(&e, &["install", "--settings", &path]));
+    assert!(out.starts_with("installed mt's hooks"), "{out}");
+    let bin = fs::canonicalize(env!("CARGO_BIN_EXE_mt-hook")).unwrap();
+    let v: Value = serde_json::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
+    assert_eq!(v, mt::settings::snippet(mt::settings::Source::Binary(&bin)));
+    assert_eq!(
+        v["hooks"]["Stop"][0]["hooks"][0]["command"],
+        format!("{} stop", bin.display())
+    );
+    assert_eq!(
+        ok(&hooks_cmd(&e, &["print"])),
+        fs::read_to_string(&f).unwrap()
+    );
+    let out = ok(&hooks_cmd(
+        &e,
+        &["install", "--settings", &path, "--form", "direct"],
+    ));
+    assert!(out.starts_with("mt's hooks are already installed"), "{out}");
+    // Switching to installed scripts replaces the entries, and back.
+    let scripts = e.root.join("prefix/share/mt/hooks");
+    fs::create_dir_all(&scripts).unwrap();
+    for s in SCRIPTS {
+        fs::copy(repo().join("hooks").join(s), scripts.join(s)).unwrap();
+    }
+    let dir = scripts.display().to_string();
+    ok(&hooks_cmd(
+        &e,
+        &["install", "--settings", &path, "--hooks-dir", &dir],
+    ));
+    let v: Value = serde_json::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
+    assert_eq!(v["hooks"], expected_hooks(&dir));
+    ok(&hooks_cmd(&e, &["install", "--settings", &path]));
+    let v: Value = serde_json::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
+    assert_eq!(v, mt::settings::snippet(mt::settings::Source::Binary(&bin)));
+    ok(&hooks_cmd(&e, &["uninstall", "--settings", &path]));
+    assert_eq!(fs::read_to_string(&f).unwrap(), "{}\n");
+    // An older install, PostToolUse for the task tools only, is replaced.
+    let old = json!({"hooks": {"PostToolUse": [{"matcher": "TaskCreate|TaskUpdate", "hooks": [{"type": "command", "command": format!("{dir}/post-tool-use"), "timeout": 10}]}]}});
+    fs::write(&f, old.to_string()).unwrap();
+    ok(&hooks_cmd(
+        &e,
+        &["install", "--settings", &path, "--hooks-dir", &dir],
+    ));
+    let v: Value = serde_json::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
+    assert_eq!(
+        v["hooks"]["PostToolUse"],
+        expected_hooks(&dir)["PostToolUse"]
+    );
+}
+
+#[test]
+fn stop_never_blocks_past_claude_codes_cap() {
+    let e = Env::new();
+    e.post("lead", "@york 1");
+    assert!(blocks(&e.direct("stop", "york", STOP.as_bytes(), &[])));
+    // Seven more blocks, each for a new mention: eight in a row.
+    for i in 2..=8 {
+        e.post("lead", &format!("@york {i}"));
+        assert!(
+            blocks(&e.direct("stop", "york", STOP_ACTIVE.as_bytes(), &[])),
+            "{i}"
+        );
+    }
+    // The ninth would be overridden: no block, and the mention stays unread.
+    e.post("lead", "@york 9");
+    assert!(!blocks(&e.direct(
+        "stop",
+        "york",
+        STOP_ACTIVE.as_bytes(),
+        &[]
+    )));
+    assert_eq!(e.unread("york"), ["@york 9"]);
+    // The next prompt delivers it.
+    let out = stdout(&e.direct("user-prompt-submit", "york", PROMPT.as_bytes(), &[]));
+    assert!(out.contains("#9 lead: @york 9"), "{out}");
+    assert!(e.unread("york").is_empty());
+
+    // A tool call restarts the count, as it does in Claude Code.
+    e.post("lead", "@york 10");
+    assert!(!blocks(&e.direct(
+        "stop",
+        "york",
+        STOP_ACTIVE.as_bytes(),
+        &[]
+    )));
+    assert_eq!(
+        stdout(&e.direct("post-tool-use", "york", BASH_DONE.as_bytes(), &[])),
+        ""
+    );
+    assert_eq!(e.stop_state()["blocks"], 0);
+    assert!(blocks(&e.direct(
+        "stop",
+        "york",
+        STOP_ACTIVE.as_bytes(),
+        &[]
+    )));
+    // A goal tool does not, nor a tool a subagent ran.
+    let goal = BASH_DONE.replace("\"Bash\"", "\"GetGoal\"");
+    let sub = BASH_DONE.replace(
+        "\"cwd\"",
+        "\"agent_id\":\"a1b2\",\"agent_type\":\"Explore\",\"cwd\"",
+    );
+    for p in [goal, sub] {
+        assert_eq!(
+            stdout(&e.direct("post-tool-use", "york", p.as_bytes(), &[])),
+            ""
+        );
+        assert_eq!(e.stop_state()["blocks"], 1);
+    }
+    // A new turn (stop_hook_active false) restarts it too.
+    for i in 11..=20 {
+        e.post("lead", &format!("@york {i}"));
+        let input = if i == 11 { STOP } else { STOP_ACTIVE };
+        assert_eq!(
+            blocks(&e.direct("stop", "york", input.as_bytes(), &[])),
+            i <= 18,
+            "{i}"
+        );
+    }
+}
+
+#[test]
+fn stop_cap_counts_blocks_by_other_hooks_and_follows_the_variable() {
+    // Another Stop hook kept the session going five times; mt's mention
+    // comes next, and the cap of 6 leaves room for one block only.
+    let e = Env::new();
+    e.post("park", "chatter");
+    let cap = [("CLAUDE_CODE_STOP_HOOK_BLOCK_CAP", "6")];
+    assert!(!blocks(&e.direct("stop", "york", STOP.as_bytes(), &cap)));
+    for _ in 0..4 {
+        assert!(!blocks(&e.direct(
+            "stop",
+            "york",
+            STOP_ACTIVE.as_bytes(),
+            &cap
+        )));
+    }
+    e.post("lead", "@york a");
+    assert!(blocks(&e.direct(
+        "stop",
+        "york",
+        STOP_ACTIVE.as_bytes(),
+        &cap
+    )));
+    e.post("lead", "@york b");
+    assert!(!blocks(&e.direct(
+        "stop",
+        "york",
+        STOP_ACTIVE.as_bytes(),
+        &cap
+    )));
+    let out = stdout(&e.direct("user-prompt-submit", "york", PROMPT.as_bytes(), &[]));
+    assert_eq!(
+        out,
+        context(
+            "UserPromptSubmit",
+            "mt: new on #general since the last delivery:\n#1 park: chatter\n#3 lead: @york b"
+        )
+    );
+
+    // 0 (or less) means no cap at all.
+    let none = [("CLAUDE_CODE_STOP_HOOK_BLOCK_CAP", "0")];
+    for i in 0..12 {
+        e.post("lead", &format!("@york more {i}"));
+        assert!(
+            blocks(&e.direct("stop", "york", STOP_ACTIVE.as_bytes(), &none)),
+            "{i}"
+        );
+    }
+    // Through the hook scripts, the same.
+    e.post("lead", "@york last");
+    let o = e.hook_with("stop", STOP_ACTIVE.as_bytes(), |c| {
+        c.env("MT_AGENT", "york")
+            .env("CLAUDE_CODE_STOP_HOOK_BLOCK_CAP", "3");
+    });
+    assert!(!blocks(&o));
 }

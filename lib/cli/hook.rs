@@ -1,7 +1,7 @@
-//! mt-hook: the JSON side of mt's Claude Code hooks. The scripts in
-//! PREFIX/share/mt/hooks call it with the event's name and the hook's JSON on
-//! standard input, and translate its exit status so a hook never blocks by
-//! accident.
+//! mt-hook: the JSON side of mt's Claude Code hooks. Claude Code runs it as
+//! `mt-hook EVENT` with the hook's JSON on standard input, directly or through
+//! the scripts in PREFIX/share/mt/hooks. Claude Code reads exit status 2 as
+//! "block", so mt-hook never exits 2: usage errors exit 64.
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -84,7 +84,8 @@ pub enum Event {
     UserPromptSubmit,
     /// Keep the agent working while messages for it are unread
     Stop,
-    /// Post an action record for TaskCreate and TaskUpdate
+    /// After every tool: restart the Stop block count; post an action record
+    /// for TaskCreate and TaskUpdate
     PostToolUse,
     /// Post a status record when Claude Code waits for input
     Notification,
@@ -99,8 +100,8 @@ pub fn tool() -> Tool {
                 "What the Stop hook would say to york now (this consumes what it prints):
   $ echo '{\"stop_hook_active\":false}' | MT_AGENT=york mt-hook stop
 
-The hook scripts are installed with mt-hooks(1); each one is a few lines of sh:
-  $ cat /usr/local/share/mt/hooks/stop",
+mt-hook is itself a hook command; mt-hooks(1) writes entries such as:
+  {\"type\": \"command\", \"command\": \"/usr/local/bin/mt-hook stop\", \"timeout\": 10}",
             ),
             (
                 "OUTPUT",
@@ -112,18 +113,26 @@ Messages are delivered as facts: at most --max-messages messages and --max-bytes
                 "STOP HOOK",
                 "With --wake mentions (the default), the Stop hook blocks only for unread records that mention the agent or @all, and consumes only those; other records stay unread for the next prompt. With --wake all, any record from someone else blocks.
 
-When Claude Code says stop_hook_active (the session runs on because of an earlier block) and no wanted record arrived since that block, the hook lets the session stop. The Stop hook's state lives in cursors/AGENT/CHANNEL.stop beside the cursor; see mt-files(5).",
+When Claude Code says stop_hook_active (the session runs on because of an earlier block) and no wanted record arrived since that block, the hook lets the session stop.
+
+Claude Code allows CLAUDE_CODE_STOP_HOOK_BLOCK_CAP (default 8; 0 or less: no limit) consecutive Stop blocks without a tool call in between; it overrides the next one and ends the turn, and the model never reads that block's reason. So mt-hook counts the blocks as Claude Code does, blocks by other Stop hooks included: the count restarts when stop_hook_active is false (a new turn) and when the post-tool-use hook runs for a tool of the session's own (not a subagent's). At the cap the Stop hook does not block and marks nothing delivered: the messages stay unread for the next prompt, session start or nudge. The post-tool-use hook must therefore run for every tool (mt-hooks(1) installs it with the matcher \"*\"); with an older entry limited to the task tools the count restarts less often than Claude Code's, which costs blocks, never messages. (A session started with --max-turns also ends when a block would exceed that limit, and mt-hook cannot see it: keep such limits generous.)
+
+The Stop hook's state, the count included, lives in cursors/AGENT/CHANNEL.stop beside the cursor; see mt-files(5).",
+            ),
+            (
+                "HEADLESS AND INTERACTIVE SESSIONS",
+                "SessionStart, UserPromptSubmit, Stop and PostToolUse run in headless sessions (claude -p, as mt-spawn(1) starts agents) and in interactive ones; what SessionStart and UserPromptSubmit print reaches the model as context, and a Stop block's reason reaches it as \"Stop hook feedback\" in the next request. Notification (Claude Code waiting for its user, idle_prompt) fires only in interactive sessions, so the \"waiting for input\" status comes from interactive sessions only. Claude Code's agent-team inboxes, too, reach interactive sessions only: a headless agent learns of messages through these hooks and its nudges.",
             ),
             (
                 "HOOK SCRIPTS",
-                "PREFIX/share/mt/hooks holds one POSIX sh script per event (session-start, user-prompt-submit, stop, post-tool-use, notification); mt-hooks(1) registers them. Each runs mt-hook from $MT_BIN, else from its own PREFIX/bin, else from PATH.
+                "PREFIX/share/mt/hooks holds one POSIX sh script per event (session-start, user-prompt-submit, stop, post-tool-use, notification), which `make install` puts there. Each runs mt-hook from $MT_BIN, else from its own PREFIX/bin, else from PATH, and exits 0 when it succeeds and 1 otherwise. Claude Code can as well run mt-hook directly (`/path/to/mt-hook stop`), which needs nothing but the binary; mt-hooks(1) chooses.
 
-Claude Code reads exit status 2 as \"block\", so the scripts never pass mt-hook's status on: they exit 0 when it succeeds and 1 otherwise, which Claude Code shows as a non-blocking hook error. Every failure (no mt-hook, empty or malformed input, no state directory, a failing mt-hook) leaves one line on standard error.",
+Every failure (no mt-hook, empty or malformed input, no state directory) is a non-blocking hook error in Claude Code, with one line on standard error.",
             ),
             (
                 "EXIT STATUS",
                 "0\tsuccess
-2\tusage error",
+64\tusage error. Never 2, which Claude Code reads as \"block\"; no failure of mt-hook exits 2",
             ),
             ("", super::EXIT_COMMON),
             (
@@ -135,13 +144,18 @@ MT_WAKE\tmentions or all
 MT_TASK\tthe assigned task id
 CLAUDE_CODE_TASK_LIST_ID\tthe task list
 CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+CLAUDE_CODE_STOP_HOOK_BLOCK_CAP\tClaude Code's Stop block cap (8), read as Claude Code reads it; a value that is not a plain integer counts as at most 8
 MT_FSYNC\t0 skips the data sync of posted records
 MT_BIN\tfor the hook scripts: the directory holding mt-hook",
             ),
-            ("SEE ALSO", "mt-hooks(1), mt-read(1), mt-post(1), mt-files(5)"),
+            ("SEE ALSO", "mt-hooks(1), mt-read(1), mt-post(1), mt-spawn(1), mt-files(5)"),
         ],
     )
 }
+
+/// mt-hook's status for a usage error (sysexits' EX_USAGE): Claude Code reads
+/// 2, the usual one, as "block".
+pub const USAGE: u8 = 64;
 
 pub fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -149,17 +163,30 @@ pub fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             // One line, as for every other hook failure (a mistyped MT_WAKE
-            // ends up here); the script turns the status into 1.
+            // ends up here).
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("usage error");
             eprintln!(
                 "mt-hook: {}",
                 first.strip_prefix("error: ").unwrap_or(first)
             );
-            return ExitCode::from(exit::USAGE);
+            return ExitCode::from(USAGE);
         }
     };
-    exit::main("mt-hook", || run(args))
+    let code = match run(args) {
+        Ok(code) => code,
+        Err(e) if exit::is_broken_pipe(&e) => exit::OK,
+        Err(e) => {
+            eprintln!("mt-hook: {e:#}");
+            exit::code_of(&e)
+        }
+    };
+    ExitCode::from(never_block(code))
+}
+
+/// A status Claude Code does not read as "block".
+fn never_block(code: u8) -> u8 {
+    if code == exit::USAGE { USAGE } else { code }
 }
 
 fn read_stdin() -> Result<Vec<u8>> {
@@ -233,7 +260,12 @@ pub fn run(mut args: Args) -> Result<u8> {
             pending.commit()?;
         }
         Event::Stop => {
-            let pending = inbox.stop(args.wake, payload.flag("stop_hook_active"))?;
+            let cap = std::env::var("CLAUDE_CODE_STOP_HOOK_BLOCK_CAP").ok();
+            let pending = inbox.stop(
+                args.wake,
+                payload.flag("stop_hook_active"),
+                hook::block_cap(cap.as_deref()),
+            )?;
             if let Some(b) = &pending.batch {
                 say(&hook::block_output(&hook::stop_reason(
                     &args.agent,
@@ -245,6 +277,7 @@ pub fn run(mut args: Args) -> Result<u8> {
             pending.commit()?;
         }
         Event::PostToolUse => {
+            hook::tool_ran(&state, &args.agent, &args.channel, &payload)?;
             let null = serde_json::Value::Null;
             let action = hook::task_action(
                 payload.str("tool_name").unwrap_or(""),

@@ -1,14 +1,15 @@
-//! mt-hooks: wire mt's hook scripts into Claude Code's settings.
+//! mt-hooks: wire mt's hooks into Claude Code's settings, as the installed
+//! hook scripts or as the mt-hook binary itself.
 
 use anyhow::{Context, Result};
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::Tool;
 use crate::exit::{self, UNAVAILABLE, fail};
-use crate::settings;
+use crate::settings::{self, Source};
 use crate::statedir;
 
 /// Install mt's hooks into Claude Code settings
@@ -39,6 +40,20 @@ pub struct HooksDir {
     /// program's PREFIX/bin)
     #[arg(long, env = "MT_HOOKS_DIR", value_name = "DIR")]
     pub hooks_dir: Option<PathBuf>,
+
+    /// How Claude Code runs mt's hooks
+    #[arg(long, value_enum, default_value = "auto")]
+    pub form: Form,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Form {
+    /// The scripts when a hooks directory is given or installed, else mt-hook
+    Auto,
+    /// The hook scripts (`make install`)
+    Scripts,
+    /// The mt-hook binary beside this program, with the event as argument
+    Direct,
 }
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -74,7 +89,17 @@ Give a headless agent its own settings file:
   $ mt-hooks install --settings /tmp/york.json && claude -p --settings /tmp/york.json …
 
 See what would be added:
-  $ mt-hooks print | jq .hooks.Stop",
+  $ mt-hooks print | jq .hooks.Stop
+
+After `cargo install`, with no hook scripts installed, the entries run mt-hook itself:
+  $ mt-hooks print --form direct | jq -r '.hooks.Stop[0].hooks[0].command'
+  /home/me/.cargo/bin/mt-hook stop",
+            ),
+            (
+                "FORMS",
+                "An entry runs either one of the hook scripts (PREFIX/share/mt/hooks/stop), which `make install` puts there, or the mt-hook binary with the event as its argument (PREFIX/bin/mt-hook stop), which needs nothing but the binary and, like the scripts, never exits 2. --form auto (the default) writes the scripts when --hooks-dir or MT_HOOKS_DIR is given or PREFIX/share/mt/hooks exists beside this program, and the binary form otherwise; the binary form uses the mt-hook beside this program.
+
+The entries are SessionStart, UserPromptSubmit, Stop, PostToolUse for every tool (matcher \"*\": every tool call restarts the count of Stop blocks, see mt-hook(1)) and Notification for idle_prompt. Notification fires in interactive sessions only.",
             ),
             (
                 "FILES",
@@ -82,7 +107,7 @@ See what would be added:
 DIR/.claude/settings.json\t--project
 $CLAUDE_CONFIG_DIR/settings.json\t--user (~/.claude/settings.json)
 
-mt's entries are recognised by their command: one of the script names above, in the hooks directory or in any directory ending in mt/hooks. The file is replaced atomically; a symlinked file is updated where it points.",
+mt's entries are recognised by their command: one of the script names above, in the hooks directory or in any directory ending in mt/hooks; or an absolute path to a program named mt-hook followed by one of those names and nothing else. Installing replaces mt's entries of either form, so switching forms or prefixes leaves one entry per event. The file is replaced atomically; a symlinked file is updated where it points.",
             ),
             (
                 "EXIT STATUS",
@@ -105,21 +130,77 @@ pub fn main() -> ExitCode {
     exit::main("mt-hooks", || run(args))
 }
 
+/// This program's directory (PREFIX/bin), through its real path.
+fn bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    Ok(exe.parent().unwrap_or(Path::new("/")).to_path_buf())
+}
+
 /// The hook scripts' directory, absolute: the flag, else PREFIX/share/mt/hooks
 /// for the PREFIX/bin this program runs from.
 fn hooks_dir(h: &HooksDir) -> Result<PathBuf> {
     let dir = match &h.hooks_dir {
         Some(d) if !d.as_os_str().is_empty() => std::path::absolute(d)?,
         _ => {
-            let exe = std::env::current_exe().context("cannot find this program's path")?;
-            let prefix = exe
-                .parent()
-                .and_then(Path::parent)
-                .unwrap_or(Path::new("/"));
-            prefix.join("share/mt/hooks")
+            let bin = bin_dir()?;
+            bin.parent()
+                .unwrap_or(Path::new("/"))
+                .join("share/mt/hooks")
         }
     };
     Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
+}
+
+/// The mt-hook beside this program, absolute.
+fn mt_hook() -> Result<PathBuf> {
+    let path = bin_dir()?.join("mt-hook");
+    if !path.is_file() {
+        return Err(fail(
+            UNAVAILABLE,
+            format!("no {} beside this program", path.display()),
+        ));
+    }
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
+/// What the entries run, as chosen by --form.
+enum Chosen {
+    Scripts(PathBuf),
+    Binary(PathBuf),
+}
+
+impl Chosen {
+    fn source(&self) -> Source<'_> {
+        match self {
+            Chosen::Scripts(d) => Source::Scripts(d),
+            Chosen::Binary(b) => Source::Binary(b),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Chosen::Scripts(p) | Chosen::Binary(p) => p,
+        }
+    }
+}
+
+fn choose(h: &HooksDir) -> Result<Chosen> {
+    let given = h
+        .hooks_dir
+        .as_ref()
+        .is_some_and(|d| !d.as_os_str().is_empty());
+    Ok(match h.form {
+        Form::Scripts => Chosen::Scripts(hooks_dir(h)?),
+        Form::Direct => Chosen::Binary(mt_hook()?),
+        Form::Auto => {
+            let dir = hooks_dir(h)?;
+            if given || dir.is_dir() {
+                Chosen::Scripts(dir)
+            } else {
+                Chosen::Binary(mt_hook()?)
+            }
+        }
+    })
 }
 
 /// Refuse to point Claude Code at scripts that are not there.
@@ -129,7 +210,7 @@ fn check_scripts(dir: &Path) -> Result<()> {
             return Err(fail(
                 UNAVAILABLE,
                 format!(
-                    "no hook script {} (install mt with `make install`, or give --hooks-dir)",
+                    "no hook script {} (install mt with `make install`, give --hooks-dir, or use --form direct)",
                     dir.join(e.script).display()
                 ),
             ));
@@ -159,21 +240,23 @@ pub fn run(args: Args) -> Result<u8> {
     let mut out = io::stdout().lock();
     match args.action {
         Action::Print(h) => {
-            let dir = hooks_dir(&h)?;
-            serde_json::to_writer_pretty(&mut out, &settings::snippet(&dir))?;
+            let chosen = choose(&h)?;
+            serde_json::to_writer_pretty(&mut out, &settings::snippet(chosen.source()))?;
             out.write_all(b"\n")?;
         }
         Action::Install(t) => {
-            let dir = hooks_dir(&t.hooks)?;
-            check_scripts(&dir)?;
+            let chosen = choose(&t.hooks)?;
+            if let Chosen::Scripts(dir) = &chosen {
+                check_scripts(dir)?;
+            }
             let path = settings_path(&t)?;
             let mut s = settings::load(&path)?;
-            if settings::install(&mut s, &dir)? {
+            if settings::install(&mut s, chosen.source())? {
                 settings::save(&path, &s)?;
                 writeln!(
                     out,
                     "installed mt's hooks ({}) in {}",
-                    dir.display(),
+                    chosen.path().display(),
                     path.display()
                 )?;
             } else {
@@ -185,6 +268,8 @@ pub fn run(args: Args) -> Result<u8> {
             }
         }
         Action::Uninstall(t) => {
+            // Entries of either form go; the directory only widens what
+            // counts as a script of ours.
             let dir = hooks_dir(&t.hooks)?;
             let path = settings_path(&t)?;
             let mut s = settings::load(&path)?;
