@@ -160,29 +160,6 @@ pub fn mt_hook_program() -> Result<PathBuf> {
         })
 }
 
-/// mt's hooks for a headless agent, run as `mt-hook EVENT`.
-fn agent_hooks(mt_hook: &Path) -> serde_json::Value {
-    let cmd = |ev: &str| {
-        format!(
-            "{} {ev}",
-            crate::settings::shell_word(&mt_hook.to_string_lossy())
-        )
-    };
-    let group = |ev: &str, matcher: Option<&str>| {
-        let mut g = serde_json::json!({"hooks": [{"type": "command", "command": cmd(ev), "timeout": crate::settings::TIMEOUT}]});
-        if let Some(m) = matcher {
-            g["matcher"] = m.into();
-        }
-        serde_json::json!([g])
-    };
-    serde_json::json!({"hooks": {
-        "SessionStart": group("session-start", None),
-        "UserPromptSubmit": group("user-prompt-submit", None),
-        "Stop": group("stop", None),
-        "PostToolUse": group("post-tool-use", Some("*")),
-    }})
-}
-
 /// The Claude Code settings mt gives an agent with `--settings`: mt's hooks
 /// (a fresh worktree has no project settings, and a user's may have none),
 /// the environment Claude Code needs, and the permission profile. They merge
@@ -192,7 +169,7 @@ pub fn agent_settings(meta: &Meta, state_root: &Path, mt_hook: &Path) -> serde_j
     for (k, v) in agent_env(meta, state_root) {
         env.insert(k, v.to_string_lossy().into_owned().into());
     }
-    let mut s = agent_hooks(mt_hook);
+    let mut s = crate::settings::hooks_for_agent(mt_hook);
     s["env"] = serde_json::Value::Object(env);
     if let Some(p) = &meta.permissions {
         s["permissions"] = p.clone();
