@@ -39,6 +39,8 @@ build:
 	$(RELEASE) build --release --locked $(RELEASE_ARGS)
 
 test:
+	@command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory claude-code || \
+	  echo "make test: could not install the real Claude Code CLI (npm missing or failing); its tests will be skipped"
 	$(CARGO) build --locked --all-targets
 	$(CARGO) test --locked
 	$(MAKE) --no-print-directory man completions CARGO_PROFILE=debug

@@ -12,8 +12,10 @@
 //!   episode (`agents/NAME/reap.json` remembers the episode). A restart
 //!   needs a second look: only a later run that finds the same silence
 //!   stops and resumes the agent.
-//! - *idle*: idle for longer than the limit and no task of its own still
-//!   open: stopped (SIGTERM, then SIGKILL after the grace).
+//! - *idle*: idle for longer than the limit, no task of its own still
+//!   open and no background task of Claude Code's still running (it may
+//!   start a turn when it ends): stopped softly (stdin closed, then SIGTERM
+//!   and SIGKILL after the grace).
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -232,6 +234,9 @@ fn check(
                 return Ok(());
             }
             if open_task(state, &info.name, info.meta.as_ref()).is_some() {
+                return Ok(());
+            }
+            if info.status.as_ref().is_some_and(|s| s.background_tasks > 0) {
                 return Ok(());
             }
             let what = format!("idle for {} with no open task", ago(now, active));

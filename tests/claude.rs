@@ -564,3 +564,45 @@ fn the_demo_with_the_real_cli() {
         assert!(log.contains(&format!("task {n}")), "{log}");
     }
 }
+
+/// A command the agent runs in the background keeps it from counting as
+/// idle for mt-reap --idle-stop (Claude Code starts a turn of its own when
+/// it ends); stopping the agent ends the command too.
+#[test]
+fn a_background_task_keeps_an_idle_agent_running() {
+    let Some(t) = Team::new("a_background_task_keeps_an_idle_agent", Script::new()) else {
+        return;
+    };
+    std::fs::write(t.repo.join("server.log"), "").unwrap();
+    t.api.set_script(Script::new().on(
+        "start the server",
+        vec![
+            Step::tool(
+                "Bash",
+                serde_json::json!({"command": "tail -f server.log", "description": "serve",
+                                   "run_in_background": true}),
+            ),
+            Step::text("started"),
+        ],
+    ));
+    t.spawn(
+        "york",
+        &["--prompt", "start the server", "--allow", "Bash(tail:*)"],
+    );
+    t.wait("york", "idle with a background task", || {
+        let st = t.status("york");
+        st["state"] == "idle" && st["background_tasks"] == 1
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = t.run("mt-reap", &["--idle-stop", "100ms"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        support::claude::text(&o.stderr)
+    );
+    assert!(t.running("york"), "not stopped while its server runs");
+    assert!(!running_program(&t, "server.log").is_empty());
+    t.ok("mt-stop", &["york"]);
+    wait_for("nothing of york left", || t.processes().is_empty());
+}

@@ -139,7 +139,17 @@ MT_CHANNEL\tchannel for status records (general)
 MT_AGENT_CMD\tagent program (claude)
 CLAUDE_CODE_TASK_LIST_ID\ttask list given to the agent
 
-The agent's environment is the caller's without CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET and CLAUDE_CODE_MESSAGING_TOKEN, plus MT_AGENT, MT_DIR, MT_CHANNEL, and MT_TASK and CLAUDE_CODE_TASK_LIST_ID when given.",
+The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept.",
+            ),
+            (
+                "SETTINGS AND PERMISSIONS",
+                "The agent is started with --settings agents/NAME/settings.json: mt's hooks (mt-hook for SessionStart, UserPromptSubmit, Stop and PostToolUse), the environment above and a permissions object. They merge with the user's and the project's settings, so an agent in a fresh worktree, which has no project settings, still gets mt's hooks.
+
+In claude -p nobody answers a permission prompt: a tool call that is not allowed is denied. The default profile has mode acceptEdits (edits in the working directory need no permission) and allows git, mt-post, mt-read, mt-channels, mt-task, mt-mail, mt-ps, mt-log, mt-wait, mt-nudge, mt-remind, Claude Code's task tools, and the build tools the working directory shows (make for a Makefile, cargo for Cargo.toml, npm and npx for package.json, go, python and pytest, cmake, meson, mvn, gradle, just). --permission-mode changes the mode, --allow adds rules, --permissions takes the whole object from a file. A resume keeps what was chosen unless these options are given again. bypassPermissions as root is refused without --sandbox, since Claude Code refuses it there; under --sandbox mt sets IS_SANDBOX=1.",
+            ),
+            (
+                "PROCESSES",
+                "The agent runs in a session and process group of its own, with a parent-death signal; every process it starts inherits MT_RUN, a marker unique to the run. When the agent ends, the supervisor kills its session and every process carrying the marker, including commands Claude Code's Bash tool ran in sessions of their own. When the supervisor was killed, mt-stop(1), mt-reap(1) and the next start of the agent do the same.",
             ),
             (
                 "SEE ALSO",
