@@ -721,6 +721,42 @@ mod tests {
         assert_eq!(st.num_turns, Some(2), "num_turns of the last answer");
     }
 
+    /// The real CLI's output (captured by this project's harness): a
+    /// background task's own turn, then a resume whose figures include the
+    /// first run's.
+    #[test]
+    fn a_captured_resume_keeps_claude_codes_totals() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/claude/stream-json");
+        let run = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let mut t = Tracker::new(Status::default(), false);
+        t.on_input();
+        for l in run("background_task_then_resume.run1.jsonl").lines() {
+            t.on_line(l.as_bytes(), "2026-01-01T00:00:00.000Z");
+        }
+        assert_eq!((t.status.turns, t.status.pending), (1, 0));
+        assert_eq!(
+            (t.status.state, t.status.background_tasks),
+            (State::Idle, 0)
+        );
+        let mut t = Tracker::new(t.status, true);
+        t.on_input();
+        let second = run("background_task_then_resume.run2.jsonl");
+        for l in second.lines() {
+            t.on_line(l.as_bytes(), "2026-01-01T00:00:00.000Z");
+        }
+        let last: Value = second
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .rfind(|v| v["type"] == "result")
+            .unwrap();
+        let mu = last["modelUsage"].as_object().unwrap();
+        let input: u64 = mu.values().map(|m| u(m, "inputTokens")).sum();
+        assert_eq!(t.status.input_tokens, input);
+        assert_eq!(Some(t.status.cost_usd), last["total_cost_usd"].as_f64());
+        assert_eq!((t.status.turns, t.status.runs), (2, 0));
+    }
+
     #[test]
     fn tolerant_of_junk_and_reports_rate_limits_once() {
         let mut t = Tracker::new(Status::default(), false);
