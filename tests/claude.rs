@@ -606,3 +606,83 @@ fn a_background_task_keeps_an_idle_agent_running() {
     t.ok("mt-stop", &["york"]);
     wait_for("nothing of york left", || t.processes().is_empty());
 }
+
+/// Interactive sessions are where Claude Code's team inboxes and its
+/// Notification hook reach (never `claude -p`): a message mt-mail writes to
+/// a teammate's inbox is injected into its session, and mt's Notification
+/// hook posts that the session waits for input.
+#[test]
+fn an_interactive_session_reads_mt_mail_and_reports_waiting() {
+    let Some(t) = Team::new("an_interactive_session_reads_mt_mail", Script::new()) else {
+        return;
+    };
+    let settings = t.root.join("york-settings.json");
+    t.ok(
+        "mt-hooks",
+        &[
+            "install",
+            "--settings",
+            settings.to_str().unwrap(),
+            "--form",
+            "direct",
+        ],
+    );
+    let team = t.config.join("teams/crew");
+    std::fs::create_dir_all(team.join("inboxes")).unwrap();
+    std::fs::write(
+        team.join("config.json"),
+        r#"{"name":"crew","leadAgentId":"team-lead@crew","members":[{"agentId":"york@crew","name":"york"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(team.join("inboxes/york.json"), "[]").unwrap();
+    let mut pty = t.interactive(
+        &[
+            "--settings",
+            settings.to_str().unwrap(),
+            "--agent-id",
+            "york@crew",
+            "--agent-name",
+            "york",
+            "--team-name",
+            "crew",
+        ],
+        &[
+            ("CLAUDE_CODE_EXPERIMENTAL_AGENT_TEAMS", "1"),
+            ("MT_AGENT", "york"),
+        ],
+    );
+    pty.wait_for("Claude Code v2.1.328");
+    pty.type_text("hello");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    pty.type_text("\r");
+    turn_with(&t, "hello");
+    t.ok(
+        "mt-mail",
+        &[
+            "send",
+            "--team",
+            "crew",
+            "--to",
+            "york",
+            "--from",
+            "lead",
+            "inbox ping 42",
+        ],
+    );
+    let q = t
+        .api
+        .wait_for("the teammate message", support::claude::PATIENCE, |q| {
+            q.is_turn() && q.sees("inbox ping 42")
+        });
+    assert!(q.sees("teammate-message"), "{}", q.all_text());
+    // Claude Code's reader prunes what it delivered.
+    wait_for("the inbox pruned", || {
+        std::fs::read_to_string(team.join("inboxes/york.json"))
+            .is_ok_and(|s| !s.contains("inbox ping"))
+    });
+    wait_for("the waiting-for-input record", || {
+        t.channel("general")
+            .iter()
+            .any(|m| m["from"] == "york" && m["content"] == "waiting for input")
+    });
+}

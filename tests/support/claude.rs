@@ -402,3 +402,137 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An interactive `claude` in a pseudo-terminal: what it drew, and a way to
+/// type. Killed (with its process group) when dropped.
+pub struct Pty {
+    pub pid: i32,
+    master: std::fs::File,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Team {
+    /// Start `claude ARGS` interactively in the repository, with Claude
+    /// Code's first-run questions (trust, API key) answered up front.
+    pub fn interactive(&self, args: &[&str], env: &[(&str, &str)]) -> Pty {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let mut conf: Value =
+            serde_json::from_slice(&fs::read(self.config.join(".claude.json")).unwrap()).unwrap();
+        conf["customApiKeyResponses"] =
+            serde_json::json!({"approved": ["sk-standin"], "rejected": []});
+        conf["messageIdleNotifThresholdMs"] = 1000.into();
+        conf["projects"][self.repo.to_string_lossy().as_ref()] = serde_json::json!({"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true});
+        fs::write(self.config.join(".claude.json"), conf.to_string()).unwrap();
+        let size = nix::pty::Winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let p = nix::pty::openpty(Some(&size), None).unwrap();
+        let slave: OwnedFd = p.slave;
+        let mut c = self.claude_cmd();
+        c.args(args).env("TERM", "xterm-256color");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = c.spawn().unwrap();
+        let master = std::fs::File::from(p.master);
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mut rd, sc) = (master.try_clone().unwrap(), screen.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = rd.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sc.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let _ = master.as_raw_fd();
+        Pty {
+            pid: child.id() as i32,
+            master,
+            screen,
+        }
+    }
+}
+
+impl Pty {
+    /// Everything drawn so far, escape sequences removed.
+    pub fn text(&self) -> String {
+        let raw = String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned();
+        let mut out = String::new();
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ params final; OSC: ESC ] ... BEL or ESC \.
+                match chars.next() {
+                    Some('[') => {
+                        for d in chars.by_ref() {
+                            if ('@'..='~').contains(&d) {
+                                break;
+                            }
+                        }
+                    }
+                    Some(']') => {
+                        while let Some(d) = chars.next() {
+                            if d == '\u{7}' || (d == '\u{1b}' && chars.next_if_eq(&'\\').is_some())
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Type `s` (a prompt, then `\r` for Enter).
+    pub fn type_text(&mut self, s: &str) {
+        use std::io::Write;
+        self.master.write_all(s.as_bytes()).unwrap();
+    }
+
+    /// Wait until the screen shows `what` (spaces ignored: the terminal
+    /// draws some with cursor moves).
+    pub fn wait_for(&self, what: &str) {
+        let want: String = what.chars().filter(|c| !c.is_whitespace()).collect();
+        wait_for(&format!("the screen to show {what:?}"), || {
+            self.text()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .contains(&want)
+        });
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+    }
+}
