@@ -407,6 +407,7 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 /// type. Killed (with its process group) when dropped.
 pub struct Pty {
     pub pid: i32,
+    child: std::process::Child,
     master: std::fs::File,
     screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
@@ -467,6 +468,7 @@ impl Team {
         let _ = master.as_raw_fd();
         Pty {
             pid: child.id() as i32,
+            child,
             master,
             screen,
         }
@@ -533,6 +535,6 @@ impl Drop for Pty {
             nix::unistd::Pid::from_raw(self.pid),
             nix::sys::signal::Signal::SIGKILL,
         );
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        let _ = self.child.wait();
     }
 }
