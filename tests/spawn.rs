@@ -606,16 +606,18 @@ fn an_ended_agent_takes_its_whole_session_with_it() {
     let e = Env::new();
     let out = e
         .cmd("mt-spawn")
-        .env("MT_FAKE_MODE", "grandchild,job,exit:0")
+        .env("MT_FAKE_MODE", "grandchild,job,setsid,exit:0")
         .args(["york", "--prompt", "go"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rec = &e.records()[0];
     let (gc, job) = (pid_of(rec, "grandchild"), pid_of(rec, "job"));
+    let own = pid_of(rec, "setsid");
     assert_ne!(pid_of(rec, "pid"), job);
     assert!(!alive(gc), "grandchild in the agent's group survived");
     assert!(!alive(job), "grandchild in its own group survived");
+    assert!(!alive(own), "grandchild in its own session survived");
 }
 
 #[test]
@@ -745,10 +747,12 @@ fn missing_agent_program_fails_clearly() {
 fn killing_the_supervisor_leaves_no_agent_behind() {
     let e = Env::new();
     // hang: the agent would not end by itself when its stdin closes.
-    e.spawn_detached("york", "hang,grandchild", "work");
+    e.spawn_detached("york", "hang,grandchild,setsid", "work");
     wait_for("the record", || !e.records().is_empty());
     let rec = &e.records()[0];
     let (agent, gc) = (pid_of(rec, "pid"), pid_of(rec, "grandchild"));
+    // Like a command of Claude Code's Bash tool: a session of its own.
+    let own = pid_of(rec, "setsid");
     let sup = pid_of(&e.status("york"), "supervisor_pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(sup as i32),
@@ -757,6 +761,10 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
     .unwrap();
     wait_for("the agent to die with its supervisor", || !alive(agent));
     wait_for("the lock to be free", || e.ps("york")["running"] == false);
+    assert!(
+        alive(own),
+        "a process in a session of its own outlives the agent"
+    );
     // The status shows what happened.
     assert_eq!(e.ps("york")["state"], "lost");
     let ps = text(&e.run("mt-ps", &[]).stdout);
@@ -769,6 +777,7 @@ fn killing_the_supervisor_leaves_no_agent_behind() {
     let out = e.run("mt-stop", &["york"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     wait_for("the grandchild to die", || !alive(gc));
+    wait_for("the process in its own session to die", || !alive(own));
     let st = e.status("york");
     assert_eq!(st["state"], "failed");
     assert_eq!(st["error"], "lost");
@@ -1244,4 +1253,45 @@ fn fake_agent_hang_first_stalls_only_a_fresh_start() {
         resumed.contains("\"type\":\"result\""),
         "a resumed one answers: {resumed}"
     );
+}
+
+/// An agent may start agents of its own (their supervisors inherit its run
+/// marker); they outlive it, and only its own processes end with it.
+#[test]
+fn agents_an_agent_started_outlive_it() {
+    let e = Env::new();
+    let spawn = bin("mt-spawn");
+    let out = e
+        .cmd("mt-spawn")
+        .env(
+            "MT_FAKE_RUN",
+            format!("{} park --detach --prompt hi", spawn.display()),
+        )
+        .args(["york", "--detach", "--prompt", "start park"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_for("park to run", || {
+        e.agent("park").join("status.json").is_file()
+            && e.status("park")["supervisor_pid"].is_i64()
+            && e.status("york")["supervisor_pid"].is_i64()
+    });
+    let park_sup = pid_of(&e.status("park"), "supervisor_pid");
+    let york_sup = pid_of(&e.status("york"), "supervisor_pid");
+    // york is killed the hard way; stopping the lost agent ends its leftovers.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(york_sup as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("york to be lost", || e.ps("york")["running"] == false);
+    let out = e.run("mt-stop", &["york"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        alive(park_sup),
+        "park's supervisor was taken for york's leftover"
+    );
+    assert_eq!(e.ps("park")["running"], true);
+    let out = e.run("mt-stop", &["park"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
