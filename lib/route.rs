@@ -317,15 +317,19 @@ impl Run<'_> {
         Ok(Outcome::Unknown)
     }
 
-    /// Nudge an agent mt supervises. One whose delivery already failed in
-    /// this run is not resumed again: the message waits in its inbox.
+    /// Nudge an agent mt supervises.
     fn nudge(&mut self, a: &AgentDir, text: &str) -> Result<Outcome> {
-        let failed_before = self.failed.contains(&a.name);
-        let resume = self.o.resume && !failed_before;
-        let why_not = match failed_before {
-            true => "resuming it failed earlier in this run",
-            false => "--no-resume",
-        };
+        if self.failed.contains(&a.name) {
+            // Not tried again in this run (a start that failed would fail
+            // again); its supervisor, when one runs, finds it in the inbox.
+            if !self.o.dry_run {
+                a.ensure(self.state)?;
+                a.deliver(text)?;
+            }
+            let why = format!("delivery to {} failed earlier in this run", a.name);
+            return Ok(Outcome::Waiting(why));
+        }
+        let resume = self.o.resume;
         if self.o.dry_run {
             return Ok(if a.running()? {
                 Outcome::Nudged
@@ -334,14 +338,14 @@ impl Run<'_> {
             } else if resume {
                 Outcome::Resumed
             } else {
-                Outcome::Waiting(format!("{} is not running ({why_not})", a.name))
+                Outcome::Waiting(format!("{} is not running (--no-resume)", a.name))
             });
         }
         Ok(match agent::nudge(self.state, &a.name, text, resume)? {
             Nudged::Delivered => Outcome::Nudged,
             Nudged::Resumed => Outcome::Resumed,
             Nudged::Waiting(why) if !resume && a.exists() => {
-                Outcome::Waiting(format!("{why} ({why_not})"))
+                Outcome::Waiting(format!("{why} (--no-resume)"))
             }
             Nudged::Waiting(why) => Outcome::Waiting(why),
         })

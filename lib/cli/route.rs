@@ -76,7 +76,7 @@ NAME has never been started; left in its inbox\tagents/NAME/inbox/ exists but no
 written to its inbox in team TEAM\ta member of the agent team, not an mt agent, got the message in ~/.claude/teams/TEAM/inboxes/NAME.json
 reads the channel itself\tthe lead, or a name with a cursor (cursors/NAME/)
 unknown, reported\tnobody of that name: a system record from mt-route says the record was not delivered to it
-failed: ERROR; reported\tthe delivery failed (the agent did not start, its inbox could not be written, ...): the error is also on standard error and in a system record from mt-route, once per name and run. Routing goes on with the next mention. A later mention of the same name in the same run does not try to resume it again: the message waits in its inbox (NAME is not running (resuming it failed earlier in this run); left in its inbox), or fails again without a new report
+failed: ERROR; reported\tthe delivery failed (the agent did not start, its inbox could not be written, ...): the error is also on standard error and in a system record from mt-route, once per name and run. Routing goes on with the next mention. A later mention of an agent whose delivery failed is not tried again in the same run: the message is put in its inbox (delivery to NAME failed earlier in this run; left in its inbox), or fails again without a new report
 
 With --dry-run the same lines say what would be done (would nudge, would resume, ...).
 
