@@ -99,6 +99,10 @@ Import many messages at once:
   $ cut -f2 notes.tsv | mt-post --lines",
             ),
             (
+                "LINES",
+                "With --lines, every line of standard input is checked before anything is written: when one is too long or the input is not UTF-8, nothing is stored and the error names the line (a line over the limit is refused even when it is blank). A CR before the newline is not part of the message. Memory stays small whatever the size of the input: past 1 MiB it waits in an unlinked temporary file in the state directory. All the lines are then appended under one lock, so their seqs are consecutive, in writes of whole records, and synced once. With --json, the stored records are read back from the channel once synced.",
+            ),
+            (
                 "EXIT STATUS",
                 "0\tthe message is stored (and synced unless MT_FSYNC=0)
 2\tusage error",
