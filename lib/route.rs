@@ -362,7 +362,7 @@ impl Run<'_> {
             _ => exit::SOFTWARE,
         };
         self.summary.failure_code.get_or_insert(code);
-        let first = self.failed.insert(to.to_string());
+        let first = self.failed.insert(to.to_string()) && !self.o.dry_run;
         if first {
             report_failed(self.state, self.o, rec, to, &error)?;
         }

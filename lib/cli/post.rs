@@ -208,7 +208,9 @@ impl Spool {
         if self.file.is_none() && self.mem.len() + content.len() >= SPOOL_MEMORY {
             let resolve = state.take().expect("resolved once");
             let mut w = io::BufWriter::with_capacity(64 << 10, spool_file(&resolve()?)?);
-            w.write_all(&self.mem).context("cannot write the spool")?;
+            w.write_all(&self.mem)
+                .context("cannot write the spool file")
+                .code(CANTCREAT)?;
             self.mem = Vec::new();
             self.file = Some(w);
         }
@@ -218,7 +220,8 @@ impl Spool {
         };
         out.write_all(content)
             .and_then(|_| out.write_all(b"\n"))
-            .context("cannot write the spool")?;
+            .context("cannot write the spool file")
+            .code(CANTCREAT)?;
         Ok(())
     }
 
@@ -227,7 +230,11 @@ impl Spool {
         Ok(match self.file {
             None => Box::new(io::Cursor::new(self.mem)),
             Some(w) => {
-                let mut f = w.into_inner().map_err(|e| e.into_error())?;
+                let mut f = w
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .context("cannot write the spool file")
+                    .code(CANTCREAT)?;
                 f.seek(SeekFrom::Start(0))?;
                 Box::new(io::BufReader::with_capacity(64 << 10, f))
             }
