@@ -166,6 +166,11 @@ impl Appender {
         })
     }
 
+    /// The seq the next staged record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Stage one record; it is written by a later `flush` or `commit`.
     /// Returns the stored line (without newline).
     pub fn append(&mut self, d: &Draft) -> Result<String> {
@@ -427,6 +432,20 @@ impl Reader {
             },
         );
         r.skip_through = seq;
+        let path = dir.join(segment_file_name(seg));
+        match fsutil::open_read(&path) {
+            Ok(mut f) => {
+                let len = f.metadata()?.len();
+                let start = seek_after(&f, len, seq)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                f.seek(SeekFrom::Start(start))?;
+                r.pos.offset = start;
+                r.file = Some(f);
+            }
+            // Gone meanwhile (retention): the reader moves on by itself.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        }
         Ok(r)
     }
 
@@ -594,6 +613,110 @@ impl Reader {
             self.pos.offset = line_end;
         }
         self.carry = data[start..].to_vec();
+        Ok(true)
+    }
+}
+
+/// Below this many bytes, bisecting a segment stops and the reader scans.
+const SCAN_SPAN: u64 = 16 << 10;
+/// How much a probe reads at once; a longer line is read on.
+const PROBE_CHUNK: u64 = 8 << 10;
+
+/// A line start in the first `end` bytes of a segment from which a forward
+/// scan for the records after `seq` loses none: every record that starts
+/// before it has a seq at or below `seq`. Found by bisecting byte offsets
+/// (seqs grow along a segment): each probe resyncs to the next line start
+/// and reads the seq of the first line there that parses, passing over
+/// malformed ones. The reader still skips seqs up to `seq`, so the answer
+/// needs to be early, never exact; a few probes replace a scan of up to a
+/// whole segment.
+fn seek_after(file: &File, end: u64, seq: u64) -> io::Result<u64> {
+    let (mut lo, mut hi) = (0, end);
+    while hi.saturating_sub(lo) > SCAN_SPAN {
+        let mid = lo + (hi - lo) / 2;
+        match probe(file, mid, hi, end)? {
+            // The line holding `mid` runs to `hi` or past it.
+            (first, _) if first >= hi => hi = mid,
+            (_, Some(found)) if found.seq <= seq => lo = found.end,
+            (first, _) => hi = first,
+        }
+    }
+    Ok(lo)
+}
+
+/// A complete line that parses as a record.
+struct Found {
+    end: u64,
+    seq: u64,
+}
+
+/// The first line start at or after `at`, and the first line from there
+/// that starts before `hi` and parses as a record. Lines end at a newline
+/// before `end`; what follows the last one is unfinished and ignored.
+fn probe(file: &File, at: u64, hi: u64, end: u64) -> io::Result<(u64, Option<Found>)> {
+    // Start one byte early: a newline there means `at` starts a line.
+    let base = at.saturating_sub(1);
+    let mut w = Window {
+        file,
+        base,
+        limit: end,
+        buf: Vec::new(),
+    };
+    let mut i = match at {
+        0 => 0,
+        _ => match w.newline_from(0)? {
+            Some(k) => k + 1,
+            None => return Ok((end, None)),
+        },
+    };
+    let first = base + i as u64;
+    while base + (i as u64) < hi {
+        let Some(nl) = w.newline_from(i)? else {
+            break;
+        };
+        if let Some(seq) = record::parse_seq(&w.buf[i..nl]) {
+            let line_end = base + nl as u64 + 1;
+            return Ok((first, Some(Found { end: line_end, seq })));
+        }
+        i = nl + 1;
+    }
+    Ok((first, None))
+}
+
+/// Bytes of a file from `base` on, read in growing chunks up to `limit`.
+struct Window<'f> {
+    file: &'f File,
+    base: u64,
+    limit: u64,
+    buf: Vec<u8>,
+}
+
+impl Window<'_> {
+    /// The index of the first newline at or after index `from`.
+    fn newline_from(&mut self, from: usize) -> io::Result<Option<usize>> {
+        let mut i = from;
+        loop {
+            if let Some(k) = self.buf[i..].iter().position(|&b| b == b'\n') {
+                return Ok(Some(i + k));
+            }
+            i = self.buf.len();
+            if !self.read_more()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn read_more(&mut self) -> io::Result<bool> {
+        let have = self.base + self.buf.len() as u64;
+        if have >= self.limit {
+            return Ok(false);
+        }
+        let want = PROBE_CHUNK
+            .max(self.buf.len() as u64)
+            .min(self.limit - have);
+        let old = self.buf.len();
+        self.buf.resize(old + want as usize, 0);
+        self.file.read_exact_at(&mut self.buf[old..], have)?;
         Ok(true)
     }
 }
@@ -814,6 +937,75 @@ mod tests {
         .unwrap();
         assert_eq!(seqs, vec![1, 2]);
         assert_eq!(r.malformed, 1);
+    }
+
+    /// Every answer of `seek_after` must lose no record after `n` and
+    /// skip every record that starts SCAN_SPAN or more before the first one.
+    #[test]
+    fn seek_after_finds_an_early_enough_line_start() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("seg");
+        let mut data = Vec::new();
+        // (start, seq) of each record, with malformed and long lines between.
+        let mut recs = Vec::new();
+        for seq in 10..3000u64 {
+            if seq % 97 == 0 {
+                data.extend_from_slice(b"not json at all\n\n");
+            }
+            if seq % 501 == 0 {
+                data.extend_from_slice(br#"{"seq":"#);
+                data.extend_from_slice(b"\n");
+            }
+            recs.push((data.len() as u64, seq));
+            let pad = "x".repeat(if seq % 333 == 0 {
+                40_000
+            } else {
+                (seq % 50) as usize
+            });
+            let line = format!(r#"{{"seq":{seq},"content":"{pad}"}}"#);
+            data.extend_from_slice(line.as_bytes());
+            data.push(b'\n');
+        }
+        data.extend_from_slice(br#"{"seq":3000,"unfinished"#);
+        fs::write(&path, &data).unwrap();
+        let f = File::open(&path).unwrap();
+        let len = data.len() as u64;
+        for n in (0..=3001).chain([5000, u64::MAX]) {
+            let at = seek_after(&f, len, n).unwrap();
+            let next = recs.iter().find(|r| r.1 > n).map(|r| r.0).unwrap_or(len);
+            assert!(at <= next, "n={n}: {at} is past the record at {next}");
+            assert!(
+                at == 0 || data[at as usize - 1] == b'\n',
+                "n={n}: {at} starts no line"
+            );
+            assert!(
+                next - at <= SCAN_SPAN + 40_100,
+                "n={n}: {at} is far before {next}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_seq_reads_exactly_what_follows() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().join("mt"));
+        let mut a = Appender::open(&st, "g", opts(64 << 10)).unwrap();
+        for i in 0..3000 {
+            a.append(&draft(&format!("message {i} {}", "y".repeat(i % 90))))
+                .unwrap();
+        }
+        a.commit().unwrap();
+        assert!(list_segments(&st.channel("g")).unwrap().len() > 3);
+        for n in [0, 1, 2, 700, 1500, 2999, 3000, 3001] {
+            let mut r = Reader::after_seq(&st, "g", n).unwrap();
+            let mut seqs = Vec::new();
+            r.read_available(&mut |it| {
+                seqs.push(it.view.seq);
+                Ok(true)
+            })
+            .unwrap();
+            assert_eq!(seqs, (n + 1..=3000).collect::<Vec<_>>(), "n={n}");
+        }
     }
 
     #[test]

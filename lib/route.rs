@@ -3,18 +3,27 @@
 //! routed once however often routing runs.
 //!
 //! For each name a record mentions (the sender excepted):
-//! 1. a running agent is nudged (its inbox; the supervisor forwards it);
+//! 1. an agent mt supervises (`agents/<name>/` with its meta, status or
+//!    inbox) is nudged through its inbox: a running one at once, a stopped
+//!    one by resuming it (or, without `resume`, the message waits in its
+//!    inbox and that is reported). Never through a Claude Code team inbox:
+//!    a headless session does not read one;
 //! 2. else a member of the configured agent team gets the message in its
-//!    Claude Code inbox;
-//! 3. else a stopped agent is resumed with it (or, without `resume`, the
-//!    message waits in its inbox and that is reported);
-//! 4. else a channel reader (the lead, or a name with a cursor) needs
+//!    Claude Code inbox (an interactive session);
+//! 3. else a channel reader (the lead, or a name with a cursor) needs
 //!    nothing: it reads the channel itself;
-//! 5. else nobody of that name is known: a `system` record says so.
+//! 4. else nobody of that name is known: a `system` record says so.
 //!
 //! `@all` reaches every running agent but the sender. Records posted by
-//! mt-route itself are never routed. The cursor is saved after each record,
-//! under the reader's lock: a crash re-routes at most the record in flight.
+//! mt-route itself are never routed.
+//!
+//! One pass over what is new: records are read in batches, each mention is
+//! delivered as its record comes, and the cursor is saved after each batch,
+//! under the reader's lock, once every mention in it was handled. A crash
+//! re-routes at most the batch in flight (at-least-once, never lost). A
+//! mention that cannot be delivered (its agent does not start, its inbox
+//! cannot be written) is reported on stderr and, once per name and run, in
+//! a `system` record; routing goes on with the next one.
 
 use anyhow::Result;
 use std::collections::BTreeSet;
@@ -22,12 +31,19 @@ use std::collections::BTreeSet;
 use crate::agent::{self, AgentDir, Nudged};
 use crate::channel::{self, Draft, Reader};
 use crate::cursor;
+use crate::exit;
 use crate::mailbox::{Mailbox, NewMessage};
-use crate::record;
+use crate::record::{self, View};
 use crate::statedir::StateDir;
 
 /// The reader name of mt-route's cursor, and the sender of its records.
 pub const READER: &str = "mt-route";
+
+/// At most this many records are routed between two saves of the cursor...
+const BATCH_RECORDS: usize = 1024;
+/// ...and at most about this many mentions, which bounds what a crash
+/// delivers twice.
+const BATCH_MENTIONS: usize = 128;
 
 /// What a run should do.
 #[derive(Debug, Clone)]
@@ -56,6 +72,9 @@ pub enum Outcome {
     Reader,
     /// Nobody of that name; reported on the channel.
     Unknown,
+    /// Delivery failed with this error; `reported` when this mention is the
+    /// one reported on the channel for its name.
+    Failed { error: String, reported: bool },
 }
 
 /// One routing action.
@@ -85,16 +104,57 @@ impl std::fmt::Display for Action {
             Outcome::Reader => write!(f, "reads the channel itself"),
             Outcome::Unknown if self.dry_run => write!(f, "unknown, would report"),
             Outcome::Unknown => write!(f, "unknown, reported"),
+            Outcome::Failed { error, reported } => {
+                write!(f, "failed: {error}")?;
+                if *reported {
+                    write!(f, "; reported")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
-/// One record, owned.
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Records read.
+    pub records: u64,
+    /// Mentions whose delivery failed.
+    pub failed: u64,
+    /// The exit status of the first failed delivery (never 0, 1 or 2).
+    pub failure_code: Option<u8>,
+}
+
+/// One record, owned; only what routing needs.
 struct Rec {
     seq: u64,
     from: String,
     content: String,
     mentions: Vec<String>,
+}
+
+impl Rec {
+    fn of(v: &View<'_>) -> Rec {
+        // mt-route's own reports are never routed: keep nothing of them.
+        let mut mentions = Vec::new();
+        if v.from != READER {
+            mentions = v.mentions.clone();
+            if mentions.is_empty() {
+                mentions = record::mentions(&v.content);
+            }
+        }
+        let content = match mentions.is_empty() {
+            true => String::new(),
+            false => v.content.to_string(),
+        };
+        Rec {
+            seq: v.seq,
+            from: v.from.to_string(),
+            content,
+            mentions,
+        }
+    }
 }
 
 /// The text an agent gets: `[general #42] park: @york can you review?`.
@@ -114,148 +174,203 @@ pub fn skip_existing(state: &StateDir, channel: &str) -> Result<u64> {
 }
 
 /// Route every record added since the last run; `each` is told every
-/// action as it is taken. Returns how many records were read.
-pub fn route(state: &StateDir, o: &Options, each: &mut dyn FnMut(&Action)) -> Result<u64> {
+/// action as it is taken.
+pub fn route(state: &StateDir, o: &Options, each: &mut dyn FnMut(&Action)) -> Result<Summary> {
     crate::names::check("channel", &o.channel)?;
     if !state.channel(&o.channel).is_dir() {
-        return Ok(0);
+        return Ok(Summary::default());
     }
     let _lock = cursor::lock_agent(state, READER)?;
     let saved = cursor::load(state, READER, &o.channel)?.unwrap_or_default();
     let mut reader = Reader::resume(state, &o.channel, saved)?;
-    let mut team = TeamCache::new(o.team.clone());
-    let mut n = 0;
+    let mut run = Run {
+        state,
+        o,
+        team: TeamCache::new(o.team.clone()),
+        running: None,
+        failed: BTreeSet::new(),
+        summary: Summary::default(),
+    };
     loop {
-        // One record at a time, so the cursor can be saved after each.
-        let mut next: Option<Rec> = None;
-        reader.read_available(&mut |it| {
-            let v = &it.view;
-            let mut mentions = v.mentions.clone();
-            if mentions.is_empty() {
-                mentions = record::mentions(&v.content);
-            }
-            next = Some(Rec {
-                seq: v.seq,
-                from: v.from.to_string(),
-                content: v.content.to_string(),
-                mentions,
-            });
-            Ok(false)
-        })?;
-        let Some(rec) = next else {
+        let batch = next_batch(&mut reader)?;
+        if batch.is_empty() {
             break;
-        };
-        n += 1;
-        if rec.from != READER {
-            route_one(state, o, &mut team, &rec, each)?;
         }
+        // Who runs now, for @all, is looked up again for each batch.
+        run.running = None;
+        for rec in &batch {
+            run.record(rec, each)?;
+        }
+        run.summary.records += batch.len() as u64;
         if !o.dry_run {
             cursor::save(state, READER, &o.channel, reader.position())?;
         }
     }
-    Ok(n)
+    Ok(run.summary)
 }
 
-/// The names a record reaches, in order, without the sender: `@all`
-/// stands for every running agent.
-fn targets(state: &StateDir, rec: &Rec) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    let mut push = |n: &str| {
-        if n != rec.from && !out.iter().any(|m| m == n) {
-            out.push(n.to_string());
-        }
-    };
-    for m in &rec.mentions {
-        if m == "all" {
-            for i in agent::all(state)? {
-                if i.running {
-                    push(&i.name);
-                }
-            }
-        } else {
-            push(m);
-        }
-    }
-    Ok(out)
+/// The next records, up to a batch's worth, in order.
+fn next_batch(reader: &mut Reader) -> Result<Vec<Rec>> {
+    let mut batch = Vec::new();
+    let mut mentions = 0;
+    reader.read_available(&mut |it| {
+        let rec = Rec::of(&it.view);
+        mentions += rec.mentions.len();
+        batch.push(rec);
+        Ok(batch.len() < BATCH_RECORDS && mentions < BATCH_MENTIONS)
+    })?;
+    Ok(batch)
 }
 
-fn route_one(
-    state: &StateDir,
-    o: &Options,
-    team: &mut TeamCache,
-    rec: &Rec,
-    each: &mut dyn FnMut(&Action),
-) -> Result<()> {
-    let text = compact(&o.channel, rec.seq, &rec.from, &rec.content);
-    let mut unknown = Vec::new();
-    for to in targets(state, rec)? {
-        let outcome = deliver(state, o, team, &to, &rec.from, &text)?;
-        if outcome == Outcome::Unknown {
-            unknown.push(to.clone());
-        }
-        each(&Action {
-            seq: rec.seq,
-            from: rec.from.clone(),
-            to,
-            outcome,
-            dry_run: o.dry_run,
-        });
-    }
-    if !unknown.is_empty() && !o.dry_run {
-        report_unknown(state, o, rec, &unknown)?;
-    }
-    Ok(())
+/// The state of one run.
+struct Run<'a> {
+    state: &'a StateDir,
+    o: &'a Options,
+    team: TeamCache,
+    /// The running agents, for @all; `None` until needed.
+    running: Option<Vec<String>>,
+    /// Names whose delivery failed in this run.
+    failed: BTreeSet<String>,
+    summary: Summary,
 }
 
-fn deliver(
-    state: &StateDir,
-    o: &Options,
-    team: &mut TeamCache,
-    to: &str,
-    from: &str,
-    text: &str,
-) -> Result<Outcome> {
-    let a = AgentDir::new(state, to)?;
-    if a.running()? {
-        if o.dry_run {
-            return Ok(Outcome::Nudged);
+impl Run<'_> {
+    fn record(&mut self, rec: &Rec, each: &mut dyn FnMut(&Action)) -> Result<()> {
+        if rec.mentions.is_empty() {
+            return Ok(());
         }
-        return Ok(match agent::nudge(state, to, text, o.resume)? {
-            Nudged::Delivered => Outcome::Nudged,
-            Nudged::Resumed => Outcome::Resumed,
-            Nudged::Waiting(why) => Outcome::Waiting(why),
-        });
-    }
-    if let Some(t) = team.member(to)? {
-        if !o.dry_run {
-            let msg = NewMessage {
-                from: from.to_string(),
-                text: text.to_string(),
-                ..NewMessage::default()
+        let text = compact(&self.o.channel, rec.seq, &rec.from, &rec.content);
+        let mut unknown = Vec::new();
+        for to in self.targets(rec)? {
+            let outcome = match self.deliver(&to, &rec.from, &text) {
+                Ok(o) => o,
+                Err(e) => self.failed(rec, &to, &e)?,
             };
-            team.mailbox()?.send(&t, to, &msg)?;
-        }
-        return Ok(Outcome::Team(t));
-    }
-    if a.exists() {
-        if o.dry_run {
-            return Ok(if o.resume {
-                Outcome::Resumed
-            } else {
-                Outcome::Waiting(format!("{to} is not running (--no-resume)"))
+            if outcome == Outcome::Unknown {
+                unknown.push(to.clone());
+            }
+            each(&Action {
+                seq: rec.seq,
+                from: rec.from.clone(),
+                to,
+                outcome,
+                dry_run: self.o.dry_run,
             });
         }
-        return Ok(match agent::nudge(state, to, text, o.resume)? {
+        if !unknown.is_empty() && !self.o.dry_run {
+            report_unknown(self.state, self.o, rec, &unknown)?;
+        }
+        Ok(())
+    }
+
+    /// The names a record reaches, in order, without the sender: `@all`
+    /// stands for every running agent.
+    fn targets(&mut self, rec: &Rec) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for m in &rec.mentions {
+            let names = match m.as_str() {
+                "all" => self.running()?.to_vec(),
+                _ => vec![m.clone()],
+            };
+            for n in names {
+                if n != rec.from && seen.insert(n.clone()) {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn running(&mut self) -> Result<&[String]> {
+        if self.running.is_none() {
+            let mut names = Vec::new();
+            for n in agent::list(self.state)? {
+                if AgentDir::new(self.state, &n)?.running()? {
+                    names.push(n);
+                }
+            }
+            self.running = Some(names);
+        }
+        Ok(self.running.as_deref().unwrap_or_default())
+    }
+
+    fn deliver(&mut self, to: &str, from: &str, text: &str) -> Result<Outcome> {
+        let a = AgentDir::new(self.state, to)?;
+        if a.exists() || a.inbox("new").is_dir() {
+            return self.nudge(&a, text);
+        }
+        if let Some(t) = self.team.member(to)? {
+            if !self.o.dry_run {
+                let msg = NewMessage {
+                    from: from.to_string(),
+                    text: text.to_string(),
+                    ..NewMessage::default()
+                };
+                self.team.mailbox()?.send(&t, to, &msg)?;
+            }
+            return Ok(Outcome::Team(t));
+        }
+        if to == "lead" || (to != READER && self.state.cursors(to).is_dir()) {
+            return Ok(Outcome::Reader);
+        }
+        Ok(Outcome::Unknown)
+    }
+
+    /// Nudge an agent mt supervises.
+    fn nudge(&mut self, a: &AgentDir, text: &str) -> Result<Outcome> {
+        if self.failed.contains(&a.name) {
+            // Not tried again in this run (a start that failed would fail
+            // again); its supervisor, when one runs, finds it in the inbox.
+            if !self.o.dry_run {
+                a.ensure(self.state)?;
+                a.deliver(text)?;
+            }
+            let why = format!("delivery to {} failed earlier in this run", a.name);
+            return Ok(Outcome::Waiting(why));
+        }
+        let resume = self.o.resume;
+        if self.o.dry_run {
+            return Ok(if a.running()? {
+                Outcome::Nudged
+            } else if !a.exists() {
+                Outcome::Waiting(format!("{} has never been started", a.name))
+            } else if resume {
+                Outcome::Resumed
+            } else {
+                Outcome::Waiting(format!("{} is not running (--no-resume)", a.name))
+            });
+        }
+        Ok(match agent::nudge(self.state, &a.name, text, resume)? {
             Nudged::Delivered => Outcome::Nudged,
             Nudged::Resumed => Outcome::Resumed,
-            Nudged::Waiting(why) if !o.resume => Outcome::Waiting(format!("{why} (--no-resume)")),
+            Nudged::Waiting(why) if !resume && a.exists() => {
+                Outcome::Waiting(format!("{why} (--no-resume)"))
+            }
             Nudged::Waiting(why) => Outcome::Waiting(why),
-        });
+        })
     }
-    if to == "lead" || (to != READER && state.cursors(to).is_dir()) {
-        return Ok(Outcome::Reader);
+
+    /// A delivery failed: say so on stderr, and on the channel the first
+    /// time for this name in this run; routing goes on.
+    fn failed(&mut self, rec: &Rec, to: &str, e: &anyhow::Error) -> Result<Outcome> {
+        let error = format!("{e:#}");
+        eprintln!("mt-route: #{} {} -> {to}: {error}", rec.seq, rec.from);
+        self.summary.failed += 1;
+        let code = match exit::code_of(e) {
+            c if c > exit::USAGE => c,
+            _ => exit::SOFTWARE,
+        };
+        self.summary.failure_code.get_or_insert(code);
+        let first = self.failed.insert(to.to_string()) && !self.o.dry_run;
+        if first {
+            report_failed(self.state, self.o, rec, to, &error)?;
+        }
+        Ok(Outcome::Failed {
+            error,
+            reported: first,
+        })
     }
-    Ok(Outcome::Unknown)
 }
 
 /// Say on the channel that a record named nobody known, without `@` (the
@@ -275,6 +390,21 @@ fn report_unknown(state: &StateDir, o: &Options, rec: &Rec, unknown: &[String]) 
             rec.seq, rec.from
         ),
         meta: Some(serde_json::json!({"route": {"seq": rec.seq, "unknown": unknown}})),
+        ..Draft::default()
+    };
+    channel::post(state, &o.channel, &draft).map(drop)
+}
+
+/// Say on the channel that delivering a record to `to` failed.
+fn report_failed(state: &StateDir, o: &Options, rec: &Rec, to: &str, error: &str) -> Result<()> {
+    let draft = Draft {
+        from: READER.into(),
+        kind: "system".into(),
+        content: format!(
+            "#{} from {} could not be delivered to {to}: {error}",
+            rec.seq, rec.from
+        ),
+        meta: Some(serde_json::json!({"route": {"seq": rec.seq, "failed": [to], "error": error}})),
         ..Draft::default()
     };
     channel::post(state, &o.channel, &draft).map(drop)
@@ -343,6 +473,17 @@ mod tests {
         assert_eq!(
             w.to_string(),
             "#42 park -> york: york is not running (--no-resume); left in its inbox"
+        );
+        let f = Action {
+            outcome: Outcome::Failed {
+                error: "cannot start x".into(),
+                reported: true,
+            },
+            ..a.clone()
+        };
+        assert_eq!(
+            f.to_string(),
+            "#42 park -> york: failed: cannot start x; reported"
         );
         assert_eq!(
             compact("general", 42, "park", "@york can you review?"),

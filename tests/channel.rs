@@ -693,3 +693,257 @@ fn cursor_survives_a_rewritten_segment_without_redelivery() {
     ok(&e.post(&["m6"]));
     assert_eq!(seqs(&ok(&e.read(&["--as", "york", "--json"]))), [5, 6]);
 }
+
+/// Post `n` records with --lines, `width` bytes of padding each, into
+/// segments of about `segment` bytes.
+fn post_many(e: &Env, chan: &str, n: usize, width: usize, segment: &str) {
+    let mut c = e.cmd("mt-post");
+    c.args(["--lines", "-c", chan])
+        .env("MT_SEGMENT_BYTES", segment)
+        .stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut w = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let pad = "p".repeat(width);
+    for i in 1..=n {
+        writeln!(w, "m{i} {}", &pad[..i % (width + 1)]).unwrap();
+    }
+    drop(w);
+    assert!(child.wait().unwrap().success());
+}
+
+/// The first seqs of a channel's segments, from their names.
+fn segment_firsts(e: &Env, chan: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = fs::read_dir(e.seg_dir(chan))
+        .unwrap()
+        .filter_map(|d| {
+            let n = d.unwrap().file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".jsonl")?.parse().ok()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Put `junk` in front of the line holding record `seq` in its segment (a
+/// test may rewrite what a writer never would).
+fn insert_before(e: &Env, chan: &str, seg: u64, seq: u64, junk: &str) {
+    let path = e.seg_dir(chan).join(format!("{seg:020}.jsonl"));
+    let text = fs::read_to_string(&path).unwrap();
+    let at = text
+        .find(&format!("{{\"seq\":{seq},"))
+        .unwrap_or_else(|| panic!("no record {seq} in segment {seg}"));
+    fs::write(&path, format!("{}{junk}{}", &text[..at], &text[at..])).unwrap();
+}
+
+fn since(e: &Env, chan: &str, n: u64) -> Vec<u64> {
+    seqs(&ok(&e.read(&[
+        "-c",
+        chan,
+        "--json",
+        "--since",
+        &n.to_string(),
+    ])))
+}
+
+#[test]
+fn since_starts_exactly_after_n_at_every_segment_boundary() {
+    let e = Env::new();
+    // Many small segments: every boundary is tried.
+    post_many(&e, "small", 300, 40, "700");
+    let firsts = segment_firsts(&e, "small");
+    assert!(firsts.len() > 20, "{firsts:?}");
+    let last = 300u64;
+    let mut ns = vec![0, last - 1, last, last + 1, u64::MAX];
+    for &f in &firsts {
+        ns.extend([f - 1, f, f + 1]);
+    }
+    for n in ns {
+        let want: Vec<u64> = (n.saturating_add(1)..=last).collect();
+        assert_eq!(since(&e, "small", n), want, "--since {n}");
+    }
+
+    // Segments large enough to be searched, with malformed lines: at the
+    // start of a segment, just before a boundary, amid records, and a
+    // fragment left by a killed writer.
+    post_many(&e, "big", 4000, 200, "120000");
+    let firsts = segment_firsts(&e, "big");
+    assert!(firsts.len() >= 4, "{firsts:?}");
+    let last = 4000u64;
+    for (i, &f) in firsts.iter().enumerate() {
+        insert_before(&e, "big", f, f, "not json\n\n");
+        if let Some(&next) = firsts.get(i + 1) {
+            insert_before(&e, "big", f, next - 1, "{\"seq\":\n");
+            insert_before(
+                &e,
+                "big",
+                f,
+                (f + next) / 2,
+                "{\"seq\":9999,\"id\":\"torn\n",
+            );
+        }
+    }
+    let mut ns = vec![0, 1, 2, 777, 1999, 2000, last - 1, last, last + 1];
+    for &f in &firsts {
+        ns.extend([f.saturating_sub(2), f - 1, f, f + 1]);
+    }
+    ns.extend((0..last).step_by(97));
+    for n in ns {
+        let o = e.read(&["-c", "big", "--json", "--since", &n.to_string()]);
+        let want: Vec<u64> = (n + 1..=last).collect();
+        assert_eq!(seqs(&ok(&o)), want, "--since {n}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.lines().all(|l| l.contains("skipping a malformed line")),
+            "{err}"
+        );
+    }
+    // A full read still warns about every malformed line.
+    let o = e.read(&["-c", "big", "--json", "--all"]);
+    assert_eq!(seqs(&ok(&o)).len(), last as usize);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.matches("skipping a malformed line").count(),
+        firsts.len() + 2 * (firsts.len() - 1),
+        "{err}"
+    );
+}
+
+/// Peak resident memory of a finished child, in KiB, reaping it.
+fn reap_max_rss_kib(child: std::process::Child) -> (i32, i64) {
+    let mut status = 0;
+    // SAFETY: a plain wait4 on our own child, into local variables.
+    let (pid, ru) = unsafe {
+        let mut ru: nix::libc::rusage = std::mem::zeroed();
+        let pid = nix::libc::wait4(child.id() as i32, &mut status, 0, &mut ru);
+        (pid, ru)
+    };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    assert!(nix::libc::WIFEXITED(status), "status {status}");
+    (nix::libc::WEXITSTATUS(status), ru.ru_maxrss)
+}
+
+/// Set in the copy of this test binary that measures mt-post (see below).
+const RSS_CHILD: &str = "MT_TEST_RSS_CHILD";
+const STREAM_TEST: &str = "post_lines_streams_a_million_lines_in_bounded_memory";
+
+/// Feed `n` lines to `mt-post --lines` and print its peak RSS.
+fn post_lines_and_measure(dir: &Path, n: usize) {
+    let mut child = Command::new(cargo_bin("mt-post"))
+        .env_clear()
+        .env("MT_DIR", dir)
+        .env("MT_FSYNC", "0")
+        .args(["--lines", "--from", "bulk"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, child.stdin.take().unwrap());
+    let pad = "q".repeat(180);
+    for i in 0..n {
+        writeln!(w, "message {i} {pad}").unwrap();
+    }
+    drop(w);
+    let (code, kib) = reap_max_rss_kib(child);
+    println!("mt-post exit {code} peak-rss-kib {kib}");
+}
+
+#[test]
+fn post_lines_streams_a_million_lines_in_bounded_memory() {
+    let n: usize = if std::env::var_os("MT_LONG_TESTS").is_some() {
+        1_000_000
+    } else {
+        200_000
+    };
+    if let Some(dir) = std::env::var_os(RSS_CHILD) {
+        return post_lines_and_measure(Path::new(&dir), n);
+    }
+    // A child's peak RSS counts the memory of the process that started it
+    // (Linux carries it over exec), and this test process may be large:
+    // mt-post is started by a fresh copy of this binary running this test.
+    let e = Env::new();
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([STREAM_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(RSS_CHILD, &e.dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let report = out
+        .lines()
+        .find_map(|l| l.split_once("mt-post exit ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no report: {out}"));
+    let (code, kib) = report.split_once(" peak-rss-kib ").unwrap();
+    assert_eq!(code, "0", "{out}");
+    let kib: i64 = kib.parse().unwrap();
+    // A resource bound, not a speed bound: the input alone is 38 MB at the
+    // default size, and 190 MB under MT_LONG_TESTS.
+    assert!(kib < 64 << 10, "peak RSS {kib} KiB");
+
+    let mut r = e
+        .cmd("mt-read")
+        .args(["--all", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut count = 0;
+    for line in BufReader::new(r.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let seq = count + 1;
+        assert!(
+            line.starts_with(&format!("{{\"seq\":{seq},"))
+                && line.contains(&format!(",\"content\":\"message {count} q")),
+            "record {seq}: {line}"
+        );
+        count += 1;
+    }
+    assert!(r.wait().unwrap().success());
+    assert_eq!(count, n);
+    // The spool is gone.
+    let left: Vec<_> = fs::read_dir(&e.dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .filter(|n| n != "channels")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn post_lines_refuses_a_bad_line_after_a_large_input_and_writes_nothing() {
+    let e = Env::new();
+    ok(&e.post(&["before"]));
+    // Past the part held in memory, so the input is spooled to a file.
+    let mut input: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("line {i} {}\r\n", "r".repeat(40)).into_bytes())
+        .collect();
+    input.extend_from_slice(b"\n  \n");
+    let post = |input: Vec<u8>| {
+        let mut c = e.cmd("mt-post");
+        c.args(["--lines", "--max-bytes", "60"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = thread::spawn(move || stdin.write_all(&input).unwrap());
+        let o = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        o
+    };
+    for (last, what) in [
+        (&b"\xff\xfe not utf-8\n"[..], "not valid UTF-8"),
+        (&[b'y'; 61][..], "more than the limit of 60"),
+    ] {
+        let o = post([&input[..], last].concat());
+        assert_eq!(o.status.code(), Some(65));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("line 40003 of the input") && err.contains(what),
+            "{err}"
+        );
+    }
+    assert_eq!(contents(&ok(&e.read(&["--all", "--json"]))), ["before"]);
+    // The same input without the bad line: every line, without its CR.
+    ok(&post(input));
+    let all = contents(&ok(&e.read(&["--all", "--json"])));
+    assert_eq!(all.len(), 40_001);
+    assert_eq!(all[1], format!("line 0 {}", "r".repeat(40)));
+    assert_eq!(all[40_000], format!("line 39999 {}", "r".repeat(40)));
+}

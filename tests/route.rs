@@ -241,3 +241,269 @@ fn a_reminder_nudges_through_the_agent_library() {
     });
     assert!(e.running("york"));
 }
+
+/// Every nudge ever put in an agent's inbox, by file name, read safely
+/// while a supervisor moves files from `new/` to `cur/`.
+fn inbox_files(e: &Env, name: &str) -> Vec<String> {
+    let inbox = e.agent(name).join("inbox");
+    let mut seen = std::collections::BTreeMap::new();
+    for sub in ["new", "cur"] {
+        let Ok(rd) = fs::read_dir(inbox.join(sub)) else {
+            continue;
+        };
+        for ent in rd.flatten() {
+            let n = ent.file_name().to_string_lossy().into_owned();
+            if n.starts_with('.') || seen.contains_key(&n) {
+                continue;
+            }
+            let body = fs::read_to_string(inbox.join("new").join(&n))
+                .or_else(|_| fs::read_to_string(inbox.join("cur").join(&n)))
+                .unwrap();
+            seen.insert(n, body);
+        }
+    }
+    let mut out: Vec<String> = seen.into_values().collect();
+    out.sort();
+    out
+}
+
+/// An agent mt knows only by its inbox (made by hand, or left by a first
+/// start that failed before it ran).
+fn inbox_only(e: &Env, name: &str) {
+    for sub in ["tmp", "new", "cur"] {
+        fs::create_dir_all(e.agent(name).join("inbox").join(sub)).unwrap();
+    }
+}
+
+fn last_seq(e: &Env) -> u64 {
+    e.channel("general")
+        .last()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .unwrap_or(0)
+}
+
+fn post_lines(e: &Env, from: &str, input: &str) {
+    use std::io::Write;
+    let mut child = e
+        .cmd("mt-post")
+        .args(["--lines", "--from", from])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_burst_reaches_fifty_agents_once_each_and_a_failed_start_is_reported_once() {
+    let e = Env::new();
+    // Two running agents, one whose resume fails (its program is gone), and
+    // 47 known by their inbox only.
+    for n in ["york", "park", "bad"] {
+        e.spawn(n, "", &[]);
+        e.wait_idle(n);
+    }
+    e.ok("mt-stop", &["bad"]);
+    let meta = e.agent("bad").join("meta.json");
+    let mut m = read_json(&meta);
+    m["agent_cmd"] = "/nonexistent/agent-program".into();
+    fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+    let mut names: Vec<String> = ["york", "park", "bad"].map(String::from).to_vec();
+    for i in 0..47 {
+        let n = format!("a{i:02}");
+        inbox_only(&e, &n);
+        names.push(n);
+    }
+    let base = last_seq(&e);
+    let total = 10_000;
+    let input: String = (0..total)
+        .map(|i| format!("@{} task {i}\n", names[i % names.len()]))
+        .collect();
+    post_lines(&e, "lead", &input);
+    let want = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = (0..total)
+            .filter(|i| names[i % names.len()] == name)
+            .map(|i| {
+                let seq = base + 1 + i as u64;
+                format!("[general #{seq}] lead: @{name} task {i}")
+            })
+            .collect();
+        v.sort();
+        v
+    };
+
+    let o = e.run("mt-route", &[]);
+    let out = text(&o.stdout);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(69), "{err}");
+    assert_eq!(out.lines().count(), total, "one line per mention");
+    let bad_seq = base + 1 + names.iter().position(|n| n == "bad").unwrap() as u64;
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains(": failed: ")).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].starts_with(&format!("#{bad_seq} lead -> bad: failed: "))
+            && failed[0].ends_with("; reported"),
+        "{}",
+        failed[0]
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("-> bad")).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.ends_with(
+                "lead -> bad: delivery to bad failed earlier in this run; left in its inbox"
+            ))
+            .count(),
+        total / names.len() - 1
+    );
+
+    // Every mention is in its agent's inbox exactly once, the failed one's too.
+    for n in &names[2..] {
+        assert_eq!(inbox_files(&e, n), want(n), "inbox of {n}");
+    }
+    for n in ["york", "park"] {
+        assert_eq!(inbox_files(&e, n), want(n), "inbox of {n}");
+        assert!(out.contains(&format!("lead -> {n}: nudged")));
+    }
+    let reports: Vec<_> = e
+        .channel("general")
+        .into_iter()
+        .filter(|r| r["from"] == "mt-route")
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["type"], "system");
+    assert_eq!(
+        reports[0]["meta"]["route"]["failed"],
+        serde_json::json!(["bad"])
+    );
+    assert_eq!(reports[0]["meta"]["route"]["seq"], bad_seq);
+    assert!(!e.running("bad"));
+
+    // Nothing is routed twice, the failure is not retried.
+    let records = e.channel("general").len();
+    assert_eq!(e.ok("mt-route", &[]), "");
+    assert_eq!(e.channel("general").len(), records);
+    for n in &names[2..] {
+        assert_eq!(inbox_files(&e, n).len(), want(n).len());
+    }
+}
+
+#[test]
+fn a_failed_delivery_is_reported_once_and_routing_goes_on() {
+    let e = Env::new();
+    inbox_only(&e, "york");
+    // kent is a stopped agent whose inbox cannot be written.
+    inbox_only(&e, "kent");
+    fs::write(e.agent("kent").join("meta.json"), r#"{"name":"kent"}"#).unwrap();
+    let tmp = e.agent("kent").join("inbox/tmp");
+    fs::remove_dir(&tmp).unwrap();
+    fs::write(&tmp, "in the way").unwrap();
+    for m in ["@kent one", "@york two", "@kent three @york", "@ghost four"] {
+        e.post("lead", m);
+    }
+    let o = e.run("mt-route", &["--no-resume"]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let l = lines(&out);
+    assert_eq!(l.len(), 5, "{out}");
+    assert!(l[0].starts_with("#1 lead -> kent: failed: ") && l[0].ends_with("; reported"));
+    assert_eq!(
+        l[1],
+        "#2 lead -> york: york has never been started; left in its inbox"
+    );
+    assert!(l[2].starts_with("#3 lead -> kent: failed: ") && !l[2].ends_with("reported"));
+    assert!(l[2].contains("not a directory"), "{}", l[2]);
+    assert_eq!(
+        l[3],
+        "#3 lead -> york: york has never been started; left in its inbox"
+    );
+    assert_eq!(l[4], "#4 lead -> ghost: unknown, reported");
+    let err = text(&o.stderr);
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("mt-route: #")).count(),
+        2,
+        "{err}"
+    );
+    assert_eq!(inbox_files(&e, "york").len(), 2);
+    let recs = e.channel("general");
+    let reports: Vec<_> = recs.iter().filter(|r| r["from"] == "mt-route").collect();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        reports[0]["meta"]["route"]["failed"],
+        serde_json::json!(["kent"])
+    );
+    assert!(
+        reports[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("#1 from lead")
+    );
+    assert_eq!(
+        reports[1]["meta"]["route"]["unknown"],
+        serde_json::json!(["ghost"])
+    );
+    // The cursor moved past the failure: a rerun routes nothing.
+    assert_eq!(e.ok("mt-route", &["--no-resume"]), "");
+    e.post("lead", "@york five");
+    assert_eq!(
+        e.ok("mt-route", &["--no-resume"]),
+        "#7 lead -> york: york has never been started; left in its inbox\n"
+    );
+}
+
+#[test]
+fn a_supervised_agent_never_gets_a_team_inbox_message() {
+    let e = Env::new();
+    let team = e.claude().join("teams/backend");
+    fs::create_dir_all(team.join("inboxes")).unwrap();
+    fs::write(
+        team.join("config.json"),
+        r#"{"name":"backend","members":[{"name":"kim"},{"name":"york"},{"name":"ash"}]}"#,
+    )
+    .unwrap();
+    // Team inboxes that exist already, as Claude Code makes them.
+    for n in ["york", "ash"] {
+        fs::write(team.join(format!("inboxes/{n}.json")), "[]").unwrap();
+    }
+    e.spawn("york", "", &[]);
+    e.wait_idle("york");
+    inbox_only(&e, "ash");
+    e.post("lead", "@york @kim @ash hello");
+    let seq = last_seq(&e);
+    assert_eq!(
+        lines(&e.ok("mt-route", &["--team", "backend", "--no-resume"])),
+        [
+            format!("#{seq} lead -> york: nudged"),
+            format!("#{seq} lead -> kim: written to its inbox in team backend"),
+            format!("#{seq} lead -> ash: ash has never been started; left in its inbox"),
+        ]
+    );
+    // Stopped, it still gets a nudge, never the team inbox.
+    e.ok("mt-stop", &["york"]);
+    e.post("lead", "@york again");
+    let seq = last_seq(&e);
+    assert_eq!(
+        e.ok("mt-route", &["--team", "backend", "--no-resume"]),
+        format!("#{seq} lead -> york: york is not running (--no-resume); left in its inbox\n")
+    );
+    assert_eq!(e.ok("mt-route", &["--team", "backend", "--dry-run"]), "");
+    for n in ["york", "ash"] {
+        assert_eq!(
+            fs::read_to_string(team.join(format!("inboxes/{n}.json"))).unwrap(),
+            "[]",
+            "{n}'s team inbox is untouched"
+        );
+    }
+    assert_eq!(inbox_files(&e, "york").len(), 2);
+    assert_eq!(inbox_files(&e, "ash").len(), 1);
+    let kim = read_json(&team.join("inboxes/kim.json"));
+    assert_eq!(kim.as_array().unwrap().len(), 1);
+}
