@@ -26,8 +26,8 @@ endif
 GEN  := target/gen
 
 # The real Claude Code CLI the tests drive, pinned, installed from npm into a
-# cache (never globally). tests/support/claude.rs looks for it there.
-CLAUDE_CODE_VERSION := $(shell cat tests/support/claude-code.version)
+# cache (never globally). tests/it/support/claude.rs looks for it there.
+CLAUDE_CODE_VERSION := $(shell cat tests/it/support/claude-code.version)
 CLAUDE_CODE_CACHE ?= $(or $(MT_CLAUDE_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/mt,$(HOME)/.cache/mt))
 CLAUDE_CODE_DIR := $(CLAUDE_CODE_CACHE)/claude-code-$(CLAUDE_CODE_VERSION)
 

@@ -1,0 +1,35 @@
+//! The integration tests: one binary, one module per area, each driving
+//! the real binaries (or the library) in scratch directories, and one
+//! support module. The tests of the real Claude Code CLI are a binary of
+//! their own (tests/claude/), sharing this support module.
+//!
+//! `cargo test --test it channel::` runs one area; the names are
+//! `area::test`, as mt-guarantees(7) cites them.
+
+mod support;
+
+mod channel;
+mod demo;
+mod faults;
+mod faults_writers;
+mod guarantees;
+mod hooks;
+mod layout;
+mod mail;
+mod man;
+mod props;
+mod props_cursor;
+mod props_hook;
+mod props_mailbox;
+mod props_rules;
+mod props_settings;
+mod props_tasks;
+mod reap;
+mod remind;
+mod route;
+mod security;
+mod sling;
+mod spawn;
+mod task;
+mod watch;
+mod worktree;
