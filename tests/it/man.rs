@@ -86,7 +86,7 @@ fn groff_reads_every_page_without_warnings() {
         .output()
         .is_err()
     {
-        eprintln!("skipping: groff is not installed (apt-get install groff-base)");
+        crate::support::skip("groff is not installed (apt-get install groff-base)");
         return;
     }
     let (_d, mut pages) = generate();
@@ -102,4 +102,54 @@ fn groff_reads_every_page_without_warnings() {
         complaints.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     assert!(complaints.is_empty(), "groff warnings:\n{complaints}");
+}
+
+/// The tools `make install` installs: every [[bin]] of Cargo.toml but the
+/// build-time generator.
+fn installed_tools() -> Vec<String> {
+    let manifest = fs::read_to_string(crate::support::repo().join("Cargo.toml")).unwrap();
+    let tools: Vec<String> = manifest
+        .split("\n[[bin]]\n")
+        .skip(1)
+        .filter_map(|b| b.lines().next()?.strip_prefix("name = \""))
+        .map(|n| n.trim_end_matches('"').to_string())
+        .filter(|n| n != "mt-gen")
+        .collect();
+    assert!(tools.len() > 15, "{tools:?}");
+    tools
+}
+
+/// Every installed tool has a page, and bash, zsh and fish completions;
+/// the bash ones are valid shell (`bash -n`).
+#[test]
+fn every_tool_has_a_page_and_completions_for_three_shells() {
+    let (d, _pages) = generate();
+    let c = tempfile::tempdir().unwrap();
+    Command::new(crate::support::bin("mt-gen"))
+        .arg("completions")
+        .arg(c.path())
+        .assert()
+        .success();
+    for t in installed_tools() {
+        assert!(d.path().join(format!("{t}.1")).is_file(), "no page for {t}");
+        for f in [
+            format!("bash/{t}.bash"),
+            format!("zsh/_{t}"),
+            format!("fish/{t}.fish"),
+        ] {
+            let p = c.path().join(&f);
+            let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert!(text.contains(&t), "{f} does not name {t}");
+        }
+        let o = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(c.path().join(format!("bash/{t}.bash")))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "bash -n {t}.bash: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
