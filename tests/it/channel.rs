@@ -11,26 +11,23 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+/// The shared scratch environment, with this area's verbs.
+struct Env(crate::support::Env);
+
+impl std::ops::Deref for Env {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("state");
-        Env { _tmp: tmp, dir }
+        Env(crate::support::Env::new())
     }
 
     fn cmd(&self, tool: &str) -> Command {
-        let mut c = Command::new(bin(tool));
-        c.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("MT_DIR", &self.dir)
-            .env("MT_FSYNC", "0")
-            .stdin(Stdio::null());
-        c
+        self.clean(tool)
     }
 
     fn post(&self, args: &[&str]) -> Output {
@@ -42,7 +39,7 @@ impl Env {
     }
 
     fn seg_dir(&self, chan: &str) -> PathBuf {
-        self.dir.join("channels").join(chan)
+        self.state.join("channels").join(chan)
     }
 }
 
@@ -189,7 +186,7 @@ fn selections_touch_no_cursor() {
     }
     // No identity: the whole channel, no cursor created.
     assert_eq!(seqs(&ok(&e.read(&["--json"]))), [1, 2, 3, 4, 5]);
-    assert!(!e.dir.join("cursors").exists());
+    assert!(!e.state.join("cursors").exists());
     assert_eq!(
         seqs(&ok(&e.read(&["--as", "york", "--all", "--json"]))),
         [1, 2, 3, 4, 5]
@@ -206,7 +203,7 @@ fn selections_touch_no_cursor() {
         seqs(&ok(&e.read(&["--last", "10", "--json"]))),
         [1, 2, 3, 4, 5]
     );
-    assert!(!e.dir.join("cursors/york/general.json").exists());
+    assert!(!e.state.join("cursors/york/general.json").exists());
     // The cursor is still at the start.
     assert_eq!(
         seqs(&ok(&e.read(&["--as", "york", "--json"]))),
@@ -262,9 +259,10 @@ fn follow_prints_new_records_and_advances_the_cursor() {
     drop(lines);
     let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("follower exits");
     assert!(status.success(), "{status:?}");
-    let cursor: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(e.dir.join("cursors/york/general.json")).unwrap())
-            .unwrap();
+    let cursor: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(e.state.join("cursors/york/general.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cursor["seq"], 2);
 }
 
@@ -525,7 +523,7 @@ fn bad_names_are_refused_and_create_nothing() {
         let o = e.read(&["--as", bad]);
         assert_eq!(o.status.code(), Some(65), "{bad:?}");
     }
-    assert!(!e.dir.exists(), "nothing was created");
+    assert!(!e.state.exists(), "nothing was created");
 }
 
 /// `.` and `..` are path segments, not names: as a channel or agent name
@@ -553,17 +551,17 @@ fn dot_and_dot_dot_are_refused_as_channel_and_agent_names() {
                 String::from_utf8_lossy(&o.stderr)
             );
         }
-        assert!(!e.dir.exists(), "{bad:?}: nothing was created");
+        assert!(!e.state.exists(), "{bad:?}: nothing was created");
     }
     // With a state directory in place, nothing appears in it either.
     ok(&e.post(&["hi"]));
-    let before = crate::support::walk(&e.dir);
+    let before = crate::support::walk(&e.state);
     for bad in [".", ".."] {
         assert_eq!(e.post(&["-c", bad, "x"]).status.code(), Some(65));
         assert_eq!(e.post(&["--from", bad, "x"]).status.code(), Some(65));
         assert_eq!(e.read(&["--as", bad]).status.code(), Some(65));
     }
-    assert_eq!(crate::support::walk(&e.dir), before);
+    assert_eq!(crate::support::walk(&e.state), before);
     assert_eq!(contents(&ok(&e.read(&["--all", "--json"]))), ["hi"]);
 }
 
@@ -609,7 +607,7 @@ fn empty_and_oversized_messages_are_refused() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"));
-    assert!(!e.dir.join("channels").exists());
+    assert!(!e.state.join("channels").exists());
 }
 
 #[test]
@@ -913,7 +911,7 @@ fn post_lines_streams_a_million_lines_in_bounded_memory() {
     let e = Env::new();
     let o = Command::new(std::env::current_exe().unwrap())
         .args([STREAM_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(RSS_CHILD, &e.dir)
+        .env(RSS_CHILD, &e.state)
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
@@ -948,7 +946,7 @@ fn post_lines_streams_a_million_lines_in_bounded_memory() {
     assert!(r.wait().unwrap().success());
     assert_eq!(count, n);
     // The spool is gone.
-    let left: Vec<_> = fs::read_dir(&e.dir)
+    let left: Vec<_> = fs::read_dir(&e.state)
         .unwrap()
         .map(|d| d.unwrap().file_name())
         .filter(|n| n != "channels")

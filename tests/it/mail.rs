@@ -12,23 +12,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-fn mt_mail() -> std::path::PathBuf {
-    crate::support::bin("mt-mail")
-}
+/// The shared scratch environment, with this area's verbs.
+struct Env(crate::support::Env);
 
-struct Env {
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Env {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn claude(&self) -> PathBuf {
-        self.dir.path().join("claude")
+        Env(crate::support::Env::new())
     }
 
     fn inbox(&self, team: &str, agent: &str) -> PathBuf {
@@ -40,14 +36,7 @@ impl Env {
     }
 
     fn std(&self) -> Std {
-        let mut c = Std::new(mt_mail());
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path().join("home"))
-            .env("CLAUDE_CONFIG_DIR", self.claude())
-            .env("MT_DIR", self.dir.path().join("mt"))
-            .env("MT_FSYNC", "0");
-        c
+        self.clean("mt-mail")
     }
 
     fn cmd(&self) -> Command {

@@ -10,23 +10,19 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-fn mt_task() -> std::path::PathBuf {
-    crate::support::bin("mt-task")
-}
+/// The shared scratch environment, with this area's verbs.
+struct Env(crate::support::Env);
 
-struct Env {
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Env {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn claude(&self) -> PathBuf {
-        self.dir.path().join("claude")
+        Env(crate::support::Env::new())
     }
 
     fn list_dir(&self) -> PathBuf {
@@ -38,14 +34,8 @@ impl Env {
     }
 
     fn std(&self) -> Std {
-        let mut c = Std::new(mt_task());
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path().join("home"))
-            .env("CLAUDE_CONFIG_DIR", self.claude())
-            .env("CLAUDE_CODE_TASK_LIST_ID", "demo")
-            .env("MT_DIR", self.dir.path().join("mt"))
-            .env("MT_FSYNC", "0");
+        let mut c = self.clean("mt-task");
+        c.env("CLAUDE_CODE_TASK_LIST_ID", "demo");
         c
     }
 
@@ -433,7 +423,7 @@ fn bad_input_gets_clear_errors() {
         .env_remove("CLAUDE_CODE_TASK_LIST_ID")
         .assert()
         .success();
-    let tmp = env.dir.path().file_name().unwrap().to_string_lossy();
+    let tmp = env.root.file_name().unwrap().to_string_lossy();
     let default = format!("mt-{}", tmp.trim_start_matches('.'));
     assert!(
         env.claude()
@@ -522,7 +512,7 @@ fn announce_posts_action_records() {
     .assert()
     .success();
     let read = |chan: &str| -> Vec<serde_json::Value> {
-        let dir = env.dir.path().join("mt/channels").join(chan);
+        let dir = env.state.join("channels").join(chan);
         let mut lines = Vec::new();
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();

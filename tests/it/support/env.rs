@@ -9,7 +9,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// Agents still running when a test ends are stopped.
+/// A scratch directory `root` holding the state directory (`state`),
+/// a home (`home`), Claude Code's directory (`claude`), a working directory
+/// that may be a git repository (`repo`) and the fake agent's record of
+/// its starts. Agents still running when a test ends are stopped.
 pub struct Env {
     _tmp: tempfile::TempDir,
     pub root: PathBuf,
@@ -51,8 +54,16 @@ impl Env {
         git(dir, &self.home, args)
     }
 
+    /// Claude Code's directory (`CLAUDE_CONFIG_DIR`).
     pub fn claude(&self) -> PathBuf {
-        self.home.join(".claude")
+        self.root.join("claude")
+    }
+
+    /// A tool with nothing of the caller's environment: `tool` rooted here
+    /// (state, home and Claude Code's directory of this `Env`, no syncs,
+    /// the root as working directory).
+    pub fn clean(&self, name: &str) -> Command {
+        super::tool(name, &self.root)
     }
 
     pub fn cmd(&self, name: &str) -> Command {

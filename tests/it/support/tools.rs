@@ -29,7 +29,7 @@ pub fn repo() -> &'static Path {
 
 /// A tool with a clean environment rooted in `root`: state in
 /// `root/state`, Claude Code's directory in `root/claude`, HOME in
-/// `root/home`, no data syncs.
+/// `root/home`, no data syncs; the layout of `Env`, whose `clean` this is.
 pub fn tool(name: &str, root: &Path) -> Command {
     let mut c = Command::new(bin_dir().join(name));
     c.env_clear()
