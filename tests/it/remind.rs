@@ -5,38 +5,30 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use tempfile::TempDir;
+/// The shared scratch environment, with this area's verbs.
+struct Env(crate::support::Env);
 
-struct Env {
-    tmp: TempDir,
+impl std::ops::Deref for Env {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        for d in ["home", "claude"] {
-            fs::create_dir(tmp.path().join(d)).unwrap();
-        }
-        Env { tmp }
+        let e = crate::support::Env::new();
+        fs::create_dir(e.claude()).unwrap();
+        Env(e)
     }
 
     fn mt(&self) -> PathBuf {
-        self.tmp.path().join("mt")
+        self.state.clone()
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(crate::support::bin("mt-remind"));
-        c.current_dir(self.tmp.path())
-            .env("MT_DIR", self.mt())
-            .env("HOME", self.tmp.path().join("home"))
-            .env("CLAUDE_CONFIG_DIR", self.tmp.path().join("claude"))
-            .env("MT_FSYNC", "0")
-            .env("TZ", "UTC")
-            .env_remove("MT_CHANNEL")
-            .env_remove("MT_AGENT")
-            .env_remove("CLAUDE_CODE_TASK_LIST_ID")
-            .env_remove("MT_REMIND_NOW")
-            .stdin(Stdio::null());
+        let mut c = self.clean("mt-remind");
+        c.env("TZ", "UTC");
         c
     }
 
@@ -95,7 +87,7 @@ impl Env {
     }
 
     fn task(&self, list: &str, id: u32, status: &str) {
-        let dir = self.tmp.path().join("claude/tasks").join(list);
+        let dir = self.claude().join("tasks").join(list);
         fs::create_dir_all(&dir).unwrap();
         let t = serde_json::json!({"id": id.to_string(), "subject": "s", "description": "",
             "status": status, "blocks": [], "blockedBy": []});
@@ -232,7 +224,7 @@ fn all_tasks_done_waits_for_every_task() {
 fn all_tasks_done_defaults_to_the_list_of_the_state_directory() {
     let e = Env::new();
     e.add(&["--when", "all-tasks-done", "x"]);
-    let tmp = e.tmp.path().file_name().unwrap().to_string_lossy();
+    let tmp = e.root.file_name().unwrap().to_string_lossy();
     let list = format!("mt-{}", tmp.trim_start_matches('.'));
     let all = e.ok(&["list", "--json"]);
     assert!(all.contains(&format!("\"list\":\"{list}\"")), "{all}");

@@ -7,58 +7,39 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use crate::support::{PATIENCE, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tempfile::TempDir;
 
-use crate::support::{PATIENCE, wait_for};
+/// The shared scratch environment, with this area's verbs; `repo` is
+/// the working directory, which holds the rules.
+struct Env(crate::support::Env);
 
-struct Env {
-    tmp: TempDir,
+impl std::ops::Deref for Env {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        for d in ["work", "home", "claude"] {
-            fs::create_dir(tmp.path().join(d)).unwrap();
-        }
-        Env { tmp }
+        let e = crate::support::Env::new();
+        fs::create_dir(e.claude()).unwrap();
+        Env(e)
     }
 
     fn work(&self) -> PathBuf {
-        self.tmp.path().join("work")
+        self.repo.clone()
     }
 
     fn mt(&self) -> PathBuf {
-        self.tmp.path().join("mt")
-    }
-
-    fn claude(&self) -> PathBuf {
-        self.tmp.path().join("claude")
+        self.state.clone()
     }
 
     fn cmd(&self, bin: &str) -> Command {
-        let exe = crate::support::bin(bin);
-        let bindir = crate::support::bin_dir();
-        let path = format!(
-            "{}:{}",
-            bindir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut c = Command::new(&exe);
-        c.current_dir(self.work())
-            .env("MT_DIR", self.mt())
-            .env("HOME", self.tmp.path().join("home"))
-            .env("CLAUDE_CONFIG_DIR", self.claude())
-            .env("PATH", path)
-            .env("MT_FSYNC", "0")
-            .env("TZ", "UTC")
-            .env_remove("MT_CHANNEL")
-            .env_remove("MT_AGENT")
-            .env_remove("CLAUDE_CODE_TASK_LIST_ID")
-            .env_remove("MT_WATCH_NOW")
-            .stdin(Stdio::null());
+        let mut c = self.clean(bin);
+        c.current_dir(self.work()).env("TZ", "UTC");
         c
     }
 
