@@ -3,7 +3,7 @@
 //!
 //! The long variants run with `MT_LONG_TESTS=1` (`make check-long`).
 
-use crate::support::{Rng, bin, long};
+use crate::support::{Rng, long};
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
@@ -14,13 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+/// `tool` with the state directory `dir` (a scratch root's `state`).
 fn mt(tool: &str, dir: &Path) -> Command {
-    let mut c = Command::new(bin(tool));
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("MT_DIR", dir)
-        .stdin(Stdio::null());
-    c
+    assert!(dir.ends_with("state"), "{}", dir.display());
+    crate::support::tool(tool, dir.parent().unwrap())
 }
 
 fn read_all(dir: &Path) -> (Vec<serde_json::Value>, String) {

@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::support::{bin_dir, repo};
+use crate::support::repo;
 
 fn fixture(name: &str) -> Vec<u8> {
     fs::read(repo().join("tests/fixtures/claude/hooks").join(name)).unwrap()
@@ -45,42 +45,30 @@ fn tool_use(tool: &str, input: Value, response: Value) -> String {
     .to_string()
 }
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    state: PathBuf,
-    claude: PathBuf,
+/// The shared scratch environment, with this area's verbs.
+struct Env(crate::support::Env);
+
+impl std::ops::Deref for Env {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        Env::in_dir(&std::env::temp_dir())
+        Env(crate::support::Env::new())
     }
 
     fn in_dir(parent: &Path) -> Env {
-        let tmp = tempfile::tempdir_in(parent).unwrap();
-        let root = tmp.path().to_path_buf();
-        fs::create_dir_all(root.join("home")).unwrap();
-        Env {
-            state: root.join("state"),
-            claude: root.join("claude"),
-            root,
-            _tmp: tmp,
-        }
+        Env(crate::support::Env::new_in(parent))
     }
 
     /// A command with a clean environment: the built binaries on PATH, and
     /// MT_BIN pointing at an empty place so only PATH can supply mt-hook.
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new(program);
-        c.env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir().display()))
-            .env("HOME", self.root.join("home"))
-            .env("CLAUDE_CONFIG_DIR", &self.claude)
-            .env("MT_DIR", &self.state)
-            .env("MT_FSYNC", "0")
-            .env("MT_BIN", self.root.join("nobin"))
-            .current_dir(&self.root);
+        let mut c = self.clean_program(program);
+        c.env("MT_BIN", self.root.join("nobin"));
         c
     }
 
@@ -193,7 +181,7 @@ fn session_start_real_payloads() {
 #[test]
 fn session_start_as_lead_with_task_and_unread() {
     let e = Env::new();
-    let list = e.claude.join("tasks/team-1");
+    let list = e.claude().join("tasks/team-1");
     fs::create_dir_all(&list).unwrap();
     fs::write(
         list.join("3.json"),
@@ -925,7 +913,8 @@ fn install_then_uninstall_fresh_leaves_an_empty_object() {
         &["install", "--user", "--hooks-dir", &hooks_dir()],
     ));
     let v: Value =
-        serde_json::from_str(&fs::read_to_string(e.claude.join("settings.json")).unwrap()).unwrap();
+        serde_json::from_str(&fs::read_to_string(e.claude().join("settings.json")).unwrap())
+            .unwrap();
     assert_eq!(v["hooks"], expected_hooks(&hooks_dir()));
 }
 

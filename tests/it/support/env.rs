@@ -25,7 +25,12 @@ pub struct Env {
 impl Env {
     /// Without a repository: commands run in an empty directory.
     pub fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
+        Env::new_in(&std::env::temp_dir())
+    }
+
+    /// As `new`, in a scratch directory made in `parent`.
+    pub fn new_in(parent: &Path) -> Env {
+        let tmp = tempfile::tempdir_in(parent).unwrap();
         let root = fs::canonicalize(tmp.path()).unwrap();
         let env = Env {
             state: root.join("state"),
@@ -64,6 +69,11 @@ impl Env {
     /// the root as working directory).
     pub fn clean(&self, name: &str) -> Command {
         super::tool(name, &self.root)
+    }
+
+    /// Any program in the environment of `clean`.
+    pub fn clean_program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        super::clean_command(program, &self.root)
     }
 
     pub fn cmd(&self, name: &str) -> Command {

@@ -31,7 +31,12 @@ pub fn repo() -> &'static Path {
 /// `root/state`, Claude Code's directory in `root/claude`, HOME in
 /// `root/home`, no data syncs; the layout of `Env`, whose `clean` this is.
 pub fn tool(name: &str, root: &Path) -> Command {
-    let mut c = Command::new(bin_dir().join(name));
+    clean_command(bin(name), root)
+}
+
+/// Any program in the environment of `tool`.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, root: &Path) -> Command {
+    let mut c = Command::new(program);
     c.env_clear()
         .env("PATH", format!("{}:/usr/bin:/bin", bin_dir().display()))
         .env("HOME", root.join("home"))
