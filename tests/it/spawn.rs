@@ -13,57 +13,30 @@ fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/claude/stream-json").join(name)
 }
 
-/// A state directory, home and working directory of our own; agents still
-/// running when a test ends are stopped.
+/// The shared scratch environment (agents still running when a test ends
+/// are stopped), with this area's verbs and the fake agent's receipts.
 struct Env {
-    _tmp: tempfile::TempDir,
-    state: PathBuf,
-    home: PathBuf,
-    cwd: PathBuf,
-    record: PathBuf,
+    base: crate::support::Env,
     receipts: PathBuf,
+}
+
+impl std::ops::Deref for Env {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.base
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = fs::canonicalize(tmp.path()).unwrap();
-        let env = Env {
-            state: root.join("state"),
-            home: root.join("home"),
-            cwd: root.join("work"),
-            record: root.join("record.jsonl"),
-            receipts: root.join("receipts.jsonl"),
-            _tmp: tmp,
-        };
-        fs::create_dir_all(&env.home).unwrap();
-        fs::create_dir_all(&env.cwd).unwrap();
-        env
+        let base = crate::support::Env::new();
+        let receipts = base.root.join("receipts.jsonl");
+        Env { base, receipts }
     }
 
     fn cmd(&self, name: &str) -> Command {
-        let mut c = Command::new(bin(name));
-        c.current_dir(&self.cwd)
-            .env("MT_DIR", &self.state)
-            .env("HOME", &self.home)
-            .env("CLAUDE_CONFIG_DIR", self.home.join(".claude"))
-            .env("MT_AGENT_CMD", FAKE)
-            .env("MT_FSYNC", "0")
-            .env("MT_FAKE_RECORD", &self.record)
-            .env("MT_FAKE_RECEIPTS", &self.receipts)
-            .stdin(Stdio::null());
-        for k in [
-            "MT_AGENT",
-            "MT_CHANNEL",
-            "MT_TASK",
-            "MT_FAKE_MODE",
-            "MT_FAKE_SCRIPT",
-            "MT_FAKE_RUN",
-            "MT_FAKE_DELAY",
-            "CLAUDE_CODE_TASK_LIST_ID",
-        ] {
-            c.env_remove(k);
-        }
+        let mut c = self.base.cmd(name);
+        c.env("MT_FAKE_RECEIPTS", &self.receipts);
         c
     }
 
@@ -80,18 +53,6 @@ impl Env {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    }
-
-    fn agent(&self, name: &str) -> PathBuf {
-        self.state.join("agents").join(name)
-    }
-
-    fn status(&self, name: &str) -> Value {
-        serde_json::from_slice(&fs::read(self.agent(name).join("status.json")).unwrap()).unwrap()
-    }
-
-    fn meta(&self, name: &str) -> Value {
-        serde_json::from_slice(&fs::read(self.agent(name).join("meta.json")).unwrap()).unwrap()
     }
 
     fn ps(&self, name: &str) -> Value {
@@ -127,17 +88,6 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(self.state.join("agents")) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                let _ = self.run("mt-stop", &["--grace", "1s", &n]);
-            }
-        }
-    }
-}
-
 /// A process is gone when /proc has no entry or only a zombie (whose
 /// parent is then init, which reaps in its own time).
 fn alive(pid: i64) -> bool {
@@ -166,7 +116,7 @@ fn pid_of(v: &Value, key: &str) -> i64 {
 #[test]
 fn agent_sees_stream_json_argv_and_clean_environment() {
     let e = Env::new();
-    let sub = e.cwd.join("sub");
+    let sub = e.repo.join("sub");
     fs::create_dir_all(&sub).unwrap();
     let out = e
         .cmd("mt-spawn")
@@ -384,7 +334,7 @@ fn rate_limit_is_recorded_and_posted() {
 #[test]
 fn unknown_events_and_malformed_lines_are_kept_and_survived() {
     let e = Env::new();
-    let script = e.cwd.join("junk.jsonl");
+    let script = e.repo.join("junk.jsonl");
     let junk = [
         r#"{"type":"system","subtype":"init","session_id":"s-junk","model":"m"}"#,
         r#"{"type":"telepathy","payload":{"x":1}}"#,
@@ -954,7 +904,7 @@ fn ps_lists_agents_with_full_json() {
     assert_eq!(park["exit_code"], 2);
     assert_eq!(park["session_id"].as_str().unwrap().len(), 36);
     assert_eq!(park["cost_usd"], 0.01);
-    assert_eq!(park["cwd"], e.cwd.to_str().unwrap());
+    assert_eq!(park["cwd"], e.repo.to_str().unwrap());
     let york = e.ps("york");
     assert_eq!(york["running"], true);
     assert!(york["pid"].as_i64().is_some());
@@ -1023,11 +973,11 @@ fn sandbox_keeps_writes_inside_the_allowed_places() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        e.cwd.join("inside.txt").exists(),
+        e.repo.join("inside.txt").exists(),
         "the working directory is writable"
     );
     assert!(
-        e.cwd.join("refused.txt").exists(),
+        e.repo.join("refused.txt").exists(),
         "the write outside was refused"
     );
     assert!(!outside.path().join("x.txt").exists());
@@ -1038,8 +988,8 @@ fn sandbox_keeps_writes_inside_the_allowed_places() {
 #[test]
 fn relative_agent_program_is_taken_from_the_callers_directory() {
     let e = Env::new();
-    std::os::unix::fs::symlink(FAKE, e.cwd.join("agent")).unwrap();
-    fs::create_dir_all(e.cwd.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(FAKE, e.repo.join("agent")).unwrap();
+    fs::create_dir_all(e.repo.join("elsewhere")).unwrap();
     let out = e
         .cmd("mt-spawn")
         .env("MT_AGENT_CMD", "./agent")
@@ -1050,14 +1000,14 @@ fn relative_agent_program_is_taken_from_the_callers_directory() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         e.meta("rel")["agent_cmd"],
-        e.cwd.join("agent").to_str().unwrap()
+        e.repo.join("agent").to_str().unwrap()
     );
 }
 
 #[test]
 fn callers_open_descriptors_are_not_inherited() {
     let e = Env::new();
-    let marker = e.cwd.join("held-by-caller");
+    let marker = e.repo.join("held-by-caller");
     // fd 9 stays inheritable, as a shell's `exec 9>file; flock 9` leaves it.
     let script = format!(
         "exec 9>\"$MARKER\"; exec '{}' fds --detach --prompt go",
@@ -1074,7 +1024,7 @@ fn callers_open_descriptors_are_not_inherited() {
     let out = sh
         .args(["-c", &script])
         .env("MARKER", &marker)
-        .current_dir(&e.cwd)
+        .current_dir(&e.repo)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -1095,7 +1045,7 @@ fn worktree_option_runs_the_agent_in_its_own_worktree() {
     let git = |args: &[&str]| {
         let o = Command::new("git")
             .args(args)
-            .current_dir(&e.cwd)
+            .current_dir(&e.repo)
             .env("GIT_AUTHOR_NAME", "t")
             .env("GIT_AUTHOR_EMAIL", "t@t")
             .env("GIT_COMMITTER_NAME", "t")
@@ -1114,7 +1064,7 @@ fn worktree_option_runs_the_agent_in_its_own_worktree() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let wt = e.cwd.parent().unwrap().join("work.worktrees").join("york");
+    let wt = e.repo.parent().unwrap().join("repo.worktrees").join("york");
     assert_eq!(
         e.records()[0]["cwd"].as_str().unwrap(),
         wt.to_str().unwrap()
