@@ -4,29 +4,21 @@
 use assert_cmd::Command;
 use std::fs;
 use std::path::{Path, PathBuf};
-use tempfile::TempDir;
 
-/// A repository `repo` with one commit on `main`, in a private HOME.
-struct Fx {
-    /// Deleted on drop.
-    _tmp: TempDir,
-    repo: PathBuf,
-    state: PathBuf,
+/// The shared scratch environment, whose `repo` has one commit on
+/// `main`, with this area's verbs.
+struct Fx(crate::support::Env);
+
+impl std::ops::Deref for Fx {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.0
+    }
 }
 
 impl Fx {
     fn new() -> Fx {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = fs::canonicalize(tmp.path()).unwrap();
-        let repo = root.join("repo");
-        let state = root.join("state");
-        fs::create_dir_all(root.join("home")).unwrap();
-        fs::create_dir(&repo).unwrap();
-        let fx = Fx {
-            _tmp: tmp,
-            repo,
-            state,
-        };
+        let fx = Fx(crate::support::Env::new());
         fx.git(&fx.repo, &["init", "-q", "-b", "main"]);
         fs::write(fx.repo.join("README"), "hello\n").unwrap();
         fs::write(fx.repo.join(".gitignore"), "target/\n").unwrap();
@@ -36,29 +28,15 @@ impl Fx {
     }
 
     fn root(&self) -> PathBuf {
-        self.repo.parent().unwrap().to_path_buf()
+        self.0.root.clone()
     }
 
     fn git_cmd(&self, dir: &Path, args: &[&str]) -> std::process::Output {
-        crate::support::git_output(dir, &self.root().join("home"), args)
-    }
-
-    /// Run git, insist on success, return stdout.
-    fn git(&self, dir: &Path, args: &[&str]) -> String {
-        crate::support::git(dir, &self.root().join("home"), args)
+        crate::support::git_output(dir, &self.home, args)
     }
 
     fn mt(&self) -> Command {
-        let mut c = Command::new(crate::support::bin("mt-worktree"));
-        let home = self.root().join("home");
-        c.current_dir(&self.repo)
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", &home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
-            .env("MT_DIR", &self.state)
-            .env_remove("MT_WORKTREES");
-        c
+        Command::from_std(self.cmd("mt-worktree"))
     }
 
     fn add(&self, name: &str) -> PathBuf {
