@@ -3,12 +3,12 @@
 //!
 //! The long variants run with `MT_LONG_TESTS=1` (`make check-long`).
 
-use crate::support::{Rng, long};
+use crate::support::{Rng, Tmpfs, long};
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -116,33 +116,6 @@ fn writers_killed_at_random_points_lose_no_acknowledged_post() {
         .collect();
     for a in acked.lock().unwrap().iter() {
         assert!(stored.contains(a), "acknowledged post {} lost", a.0);
-    }
-}
-
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            Some(Tmpfs(dir))
-        } else {
-            eprintln!("skipping: cannot mount a tmpfs here (needs root)");
-            None
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

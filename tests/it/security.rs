@@ -12,21 +12,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct Env {
-    tmp: tempfile::TempDir,
-}
+/// The shared scratch environment, with a secret outside the state
+/// directory and this area's verbs.
+struct Env(crate::support::Env);
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        fs::create_dir(tmp.path().join("home")).unwrap();
-        fs::create_dir(tmp.path().join("outside")).unwrap();
-        fs::write(tmp.path().join("outside/secret"), "secret\n").unwrap();
-        Env { tmp }
+        let e = crate::support::Env::new();
+        fs::create_dir(e.root.join("outside")).unwrap();
+        fs::write(e.root.join("outside/secret"), "secret\n").unwrap();
+        Env(e)
     }
 
     fn root(&self) -> &Path {
-        self.tmp.path()
+        &self.0.root
     }
 
     fn state(&self) -> PathBuf {
@@ -642,22 +641,16 @@ fn only_the_watcher_starts_a_shell() {
 // ---------------------------------------------------------------------------
 // Modes and ownership
 
-/// git with `home` beside `dir` as its home.
-fn git(dir: &Path, args: &[&str]) {
-    crate::support::git(dir, &dir.join("..").join("home"), args);
-}
-
 /// Every tool, with umask 000: every directory created under the state
 /// directory and Claude Code's directory is 0700, every file 0600.
 #[test]
 fn everything_mt_creates_is_private_even_with_umask_000() {
     let e = Env::new();
-    let repo_dir = e.root().join("repo");
-    fs::create_dir(&repo_dir).unwrap();
-    git(&repo_dir, &["init", "-q", "-b", "main"]);
+    let repo_dir = e.0.repo.clone();
+    e.0.git(&repo_dir, &["init", "-q", "-b", "main"]);
     fs::write(repo_dir.join("f"), "x").unwrap();
-    git(&repo_dir, &["add", "."]);
-    git(&repo_dir, &["commit", "-qm", "first"]);
+    e.0.git(&repo_dir, &["add", "."]);
+    e.0.git(&repo_dir, &["commit", "-qm", "first"]);
     fs::write(e.root().join("rules"), "name=t @every 1h true\n").unwrap();
     fs::create_dir(e.root().join("hookdir")).unwrap();
     let settings = e.claude().join("settings.json");
