@@ -8,12 +8,16 @@
 //! stop.json      present while an `mt-stop` is in progress
 //! running.lock   the liveness lock, held by the supervisor while the agent runs
 //! inbox/{tmp,new,cur}/   nudges, maildir style (`new/.stop`: soft stop wake-up)
+//! wake           a FIFO the supervisor holds open; rung after each delivery
 //! ```
 
 use anyhow::{Context, Result};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -223,6 +227,10 @@ impl AgentDir {
     pub fn inbox(&self, sub: &str) -> PathBuf {
         self.dir.join("inbox").join(sub)
     }
+    /// The supervisor's doorbell (see `wake`).
+    pub fn wake_path(&self) -> PathBuf {
+        self.dir.join("wake")
+    }
 
     /// Whether this agent has ever been started.
     pub fn exists(&self) -> bool {
@@ -279,7 +287,9 @@ impl AgentDir {
     }
 
     /// Put a nudge in the inbox: write it under `tmp/`, then rename it into
-    /// `new/`, so the supervisor never sees half a message. Returns its path.
+    /// `new/`, so the supervisor never sees half a message; then ring the
+    /// supervisor's doorbell (after the rename, so its rescan finds the
+    /// message). Returns its path.
     pub fn deliver(&self, text: &str) -> Result<PathBuf> {
         let name = inbox_name();
         let tmp = self.inbox("tmp").join(&name);
@@ -297,6 +307,7 @@ impl AgentDir {
         }
         res.with_context(|| format!("cannot write to the inbox of {}", self.name))
             .code(CANTCREAT)?;
+        crate::wake::ring(&self.wake_path());
         Ok(new)
     }
 
@@ -413,7 +424,123 @@ pub fn info(state: &StateDir, name: &str) -> Result<Info> {
 
 /// Every agent that has been started at least once, by name.
 pub fn all(state: &StateDir) -> Result<Vec<Info>> {
-    list(state)?.iter().map(|n| info(state, n)).collect()
+    let names = subdirs(state)?;
+    Ok(infos(state, &names)?.into_iter().flatten().collect())
+}
+
+/// The valid names of the directories in `agents/`, sorted.
+fn subdirs(state: &StateDir) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(state.agents()) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).context("cannot list agents"),
+    };
+    for ent in rd {
+        let ent = ent?;
+        if let Some(n) = ent.file_name().to_str()
+            && names::is_valid(n)
+            && ent.file_type()?.is_dir()
+        {
+            out.push(n.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Below this many agents, one thread reads them all.
+const PARALLEL_FROM: usize = 64;
+
+/// [`info`] for each of `names` (checked), `None` for a name that was never
+/// started. Made for a thousand agents: the agents directory is opened
+/// once and each agent's files are opened relative to it (no long path
+/// walks, no stat), each liveness lock is tested once, and a few threads
+/// share the work.
+pub fn infos(state: &StateDir, names: &[String]) -> Result<Vec<Option<Info>>> {
+    for n in names {
+        names::check("agent", n)?;
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dir = match nix::fcntl::open(&state.agents(), flags, Mode::empty()) {
+        Ok(d) => d,
+        Err(nix::errno::Errno::ENOENT) => return Ok(names.iter().map(|_| None).collect()),
+        Err(e) => return Err(e).context("cannot open the agents directory"),
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(names.len().div_ceil(PARALLEL_FROM))
+        .max(1);
+    if threads == 1 {
+        return Ok(names.iter().map(|n| probe(&dir, n)).collect());
+    }
+    let chunk = names.len().div_ceil(threads);
+    Ok(std::thread::scope(|s| {
+        let parts: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| s.spawn(|| part.iter().map(|n| probe(&dir, n)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    }))
+}
+
+/// One agent, its files opened relative to `dir` (agents/). The status is
+/// read before the lock is tested, as `info` does.
+fn probe(dir: &OwnedFd, name: &str) -> Option<Info> {
+    let status = read_at(dir, &format!("{name}/status.json"));
+    let running = lock_held_at(dir, &format!("{name}/running.lock"));
+    let meta = read_at(dir, &format!("{name}/meta.json"));
+    if status.is_none() && meta.is_none() {
+        return None;
+    }
+    let status: Option<Status> = status.and_then(|b| serde_json::from_slice(&b).ok());
+    let shown = match &status {
+        None if running => "starting",
+        None => "unknown",
+        Some(s) if s.state.is_live() && !running => "lost",
+        Some(s) => s.state.as_str(),
+    };
+    Some(Info {
+        name: name.to_string(),
+        shown,
+        running,
+        meta: meta.and_then(|b| serde_json::from_slice(&b).ok()),
+        status,
+    })
+}
+
+/// The bytes of regular file `path` below `dir`; `None` when it cannot be
+/// read as one. Never blocks on a FIFO and never asks for the size.
+fn read_at(dir: &OwnedFd, path: &str) -> Option<Vec<u8>> {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let mut f = File::from(openat(dir, path, flags, Mode::empty()).ok()?);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A directory, a FIFO without a writer, an I/O error.
+            Err(_) => return None,
+        }
+    }
+}
+
+/// `lock::is_held` for a lock below `dir`; an error counts as not held.
+fn lock_held_at(dir: &OwnedFd, path: &str) -> bool {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(fd) = openat(dir, path, flags, Mode::empty()) else {
+        return false;
+    };
+    matches!(
+        File::from(fd).try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
 }
 
 /// Whether agent `name` runs now (its supervisor holds the liveness lock).
@@ -659,16 +786,18 @@ pub fn stop_with(
             // Tell the supervisor why its agent is about to end, then act.
             fsutil::write_atomic(&a.stop_path(), &data, false)?;
             if soft {
-                // Opening for write in inbox/new wakes the supervisor (its
-                // close is IN_CLOSE_WRITE), which then reads stop.json and
-                // closes the agent's stdin. One open, no temp file: nothing
-                // of ours appears after the supervisor cleaned up.
+                // The doorbell wakes the supervisor, which then reads
+                // stop.json and closes the agent's stdin. inbox/new/.stop
+                // wakes a supervisor of an older version (inotify); one
+                // open, no temp file: nothing of ours appears after the
+                // supervisor cleaned up.
                 let wake = a.inbox("new").join(SOFT_STOP_WAKE);
                 fsutil::options()
                     .write(true)
                     .create(true)
                     .open(&wake)
                     .with_context(|| format!("cannot write {}", wake.display()))?;
+                crate::wake::ring(&a.wake_path());
             } else {
                 signal_group(a, Signal::SIGTERM);
             }

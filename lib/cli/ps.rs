@@ -148,26 +148,22 @@ fn cells(r: &Row) -> Vec<String> {
 pub fn run(args: Args) -> Result<u8> {
     let state = args.common.state()?;
     let mut code = OK;
-    let names = if args.names.is_empty() {
-        agent::list(&state)?
+    let rows = if args.names.is_empty() {
+        agent::all(&state)?
     } else {
-        let mut v = Vec::new();
-        for n in &args.names {
-            match agent::existing(&state, n) {
-                Ok(_) => v.push(n.clone()),
-                Err(e) if exit::code_of(&e) == NO => {
-                    eprintln!("mt-ps: {e}");
+        let found = agent::infos(&state, &args.names)?;
+        let mut rows = Vec::new();
+        for (n, info) in args.names.iter().zip(found) {
+            match info {
+                Some(i) => rows.push(i),
+                None => {
+                    eprintln!("mt-ps: no agent named {n}");
                     code = NO;
                 }
-                Err(e) => return Err(e),
             }
         }
-        v
+        rows
     };
-    let rows = names
-        .iter()
-        .map(|n| agent::info(&state, n))
-        .collect::<Result<Vec<_>>>()?;
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         for r in &rows {
