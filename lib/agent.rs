@@ -387,6 +387,114 @@ pub fn list(state: &StateDir) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Whether `arg` is a glob pattern rather than a name: names never hold
+/// `*`, `?` or `[`.
+pub fn is_pattern(arg: &str) -> bool {
+    arg.contains(['*', '?', '['])
+}
+
+/// The agents `args` name: each a name (of an agent that must exist) or a
+/// glob pattern (`*`, `?`, `[a-z]`, `[!0-9]`) matched against every
+/// agent's name. Each agent comes once, in the order of `args` (a pattern's
+/// matches sorted). Also returns the arguments that named no agent.
+pub fn select(state: &StateDir, args: &[String]) -> Result<(Vec<AgentDir>, Vec<String>)> {
+    let mut all: Option<Vec<String>> = None;
+    let mut picked: Vec<String> = Vec::new();
+    let mut missing = Vec::new();
+    for arg in args {
+        let found: Vec<String> = if is_pattern(arg) {
+            if all.is_none() {
+                all = Some(list(state)?);
+            }
+            let all = all.as_deref().unwrap_or_default();
+            all.iter().filter(|n| glob(arg, n)).cloned().collect()
+        } else {
+            match existing(state, arg) {
+                Ok(_) => vec![arg.clone()],
+                Err(e) if crate::exit::code_of(&e) == crate::exit::NO => vec![],
+                Err(e) => return Err(e),
+            }
+        };
+        if found.is_empty() {
+            missing.push(arg.clone());
+        }
+        for n in found {
+            if !picked.contains(&n) {
+                picked.push(n);
+            }
+        }
+    }
+    let agents = picked
+        .iter()
+        .map(|n| AgentDir::new(state, n))
+        .collect::<Result<_>>()?;
+    Ok((agents, missing))
+}
+
+/// Whether `name` matches the shell-style glob `pattern`.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut si) = (0, 0);
+    // Where the last `*` was, and how much of `s` it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        let step = match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+                continue;
+            }
+            Some(b'?') => Some(1),
+            Some(b'[') => match class(&p[pi..], s[si]) {
+                Some((true, len)) => Some(len),
+                Some((false, _)) => None,
+                None => (s[si] == b'[').then_some(1),
+            },
+            Some(&c) => (c == s[si]).then_some(1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(len), _) => {
+                pi += len;
+                si += 1;
+            }
+            (None, Some((sp, taken))) => {
+                star = Some((sp, taken + 1));
+                pi = sp + 1;
+                si = taken + 1;
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Match `c` against the bracket expression at the start of `p`: whether
+/// it matched and the expression's length; `None` when it is not closed.
+fn class(p: &[u8], c: u8) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(i), Some(b'!' | b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        let lo = *p.get(i)?;
+        if lo == b']' && !first {
+            return Some((hit != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|&hi| hi != b']') {
+            hit |= (lo..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= lo == c;
+            i += 1;
+        }
+    }
+}
+
 /// An agent that must exist (exit 1 when it was never started).
 pub fn existing(state: &StateDir, name: &str) -> Result<AgentDir> {
     let a = AgentDir::new(state, name)?;
@@ -707,12 +815,19 @@ pub fn wait_free(agents: &[AgentDir], limit: Option<std::time::Duration>) -> Vec
     for (i, a) in agents.iter().enumerate() {
         let tx = tx.clone();
         let path = a.lock_path().to_path_buf();
-        handles.push(std::thread::spawn(move || {
-            if let Ok(f) = fsutil::open_read(&path) {
-                let _ = f.lock_shared();
-            }
-            let _ = tx.send(i);
-        }));
+        // A thousand waiters: each needs little more than a path.
+        let waiter = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                if let Ok(f) = fsutil::open_read(&path) {
+                    let _ = f.lock_shared();
+                }
+                let _ = tx.send(i);
+            });
+        // No thread to wait with: it counts as still running.
+        if let Ok(h) = waiter {
+            handles.push(h);
+        }
     }
     drop(tx);
     let mut left: Vec<usize> = (0..agents.len()).collect();
@@ -843,6 +958,56 @@ mod tests {
             .collect();
         assert_eq!(got, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
         assert_eq!(fs::read_dir(a.inbox("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn globs() {
+        for (p, n) in [
+            ("a*", "a"),
+            ("a*", "a17"),
+            ("*", "york"),
+            ("*-1", "w-x-1"),
+            ("a?c", "abc"),
+            ("w[0-9]", "w7"),
+            ("w[!0-9]", "wx"),
+            ("w[^a-c]z", "wdz"),
+            ("[]x]", "]"),
+            ("a[b", "a[b"),
+            ("*a*b*", "xxaybzb"),
+        ] {
+            assert!(glob(p, n), "{p} should match {n}");
+        }
+        for (p, n) in [
+            ("a*", "ba"),
+            ("a?c", "ac"),
+            ("w[0-9]", "wx"),
+            ("w[!0-9]", "w3"),
+            ("*-1", "w-12"),
+            ("a", "ab"),
+            ("*a*b", "xxaybzbc"),
+        ] {
+            assert!(!glob(p, n), "{p} should not match {n}");
+        }
+        assert!(is_pattern("a*") && is_pattern("w[1]") && !is_pattern("york"));
+    }
+
+    #[test]
+    fn select_by_names_and_patterns() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().join("mt"));
+        for n in ["a1", "a2", "b1"] {
+            let a = AgentDir::new(&st, n).unwrap();
+            a.ensure(&st).unwrap();
+            a.write_meta(&Meta::default()).unwrap();
+        }
+        let args: Vec<String> = ["b1", "a*", "a1", "c*", "zz"].map(String::from).into();
+        let (agents, missing) = select(&st, &args).unwrap();
+        let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["b1", "a1", "a2"]);
+        assert_eq!(missing, ["c*", "zz"]);
+        let infos = infos(&st, &["a2".into(), "zz".into()]).unwrap();
+        assert_eq!(infos[0].as_ref().unwrap().shown, "unknown");
+        assert!(infos[1].is_none());
     }
 
     #[test]

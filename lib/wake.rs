@@ -57,8 +57,9 @@ pub struct Waker {
     inotify: Inotify,
 }
 
-/// Whether inotify was turned off with `MT_INOTIFY=0`.
-fn inotify_off() -> bool {
+/// Whether inotify was turned off with `MT_INOTIFY=0` (then nobody warns
+/// about doing without it).
+pub fn inotify_off() -> bool {
     std::env::var_os("MT_INOTIFY").is_some_and(|v| v == "0")
 }
 

@@ -354,7 +354,9 @@ fn start_notify(opts: &mut Options, log: &mut Log) -> Option<Waker> {
                 "{e:#}; rescanning every {}",
                 crate::time::format_duration(opts.rescan)
             );
-            eprintln!("mt-watch: {msg}");
+            if !crate::wake::inotify_off() {
+                eprintln!("mt-watch: {msg}");
+            }
             log.line("mt-watch", &msg);
             None
         }
