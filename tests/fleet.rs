@@ -267,8 +267,19 @@ impl Follower {
         Follower { child, lines }
     }
 
-    fn saw(&self, s: &str) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| l.contains(s))
+    /// Whether it printed a line holding `s`; it must not have failed.
+    fn saw(&mut self, s: &str) -> bool {
+        if self.lines.lock().unwrap().iter().any(|l| l.contains(s)) {
+            return true;
+        }
+        if let Ok(Some(st)) = self.child.try_wait()
+            && !st.success()
+        {
+            let mut err = String::new();
+            let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("it ended with {st}: {err}");
+        }
+        false
     }
 
     /// End it (SIGTERM unless it ended by itself) and return its stderr.
@@ -493,10 +504,10 @@ fn without_inotify(forced: bool) {
     f.run("mt-post", &["--", "before the followers"]);
     let mut read = f.cmd("mt-read");
     read.args(["--follow", "--all"]);
-    let read = Follower::start(read);
+    let mut read = Follower::start(read);
     let mut log = f.cmd("mt-log");
     log.args(["--follow", "g000"]);
-    let log = Follower::start(log);
+    let mut log = Follower::start(log);
     fs::write(
         f.cwd.join("rules"),
         "name=ch @change channel:general echo run >> ch.out\n",
@@ -504,7 +515,7 @@ fn without_inotify(forced: bool) {
     .unwrap();
     let mut watch = f.cmd("mt-watch");
     watch.args(["--rules", "rules"]);
-    let watch = Follower::start(watch);
+    let mut watch = Follower::start(watch);
     let runs = || {
         fs::read_to_string(f.cwd.join("ch.out"))
             .unwrap_or_default()
@@ -512,7 +523,7 @@ fn without_inotify(forced: bool) {
             .count()
     };
     wait_for("the followers to catch up", || {
-        read.saw("before the followers") && log.saw("hello g000") && runs() >= 1
+        read.saw("before the followers") && log.saw("hello g000") && !watch.saw("\0") && runs() >= 1
     });
 
     let before = runs();
