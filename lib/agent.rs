@@ -626,17 +626,23 @@ fn probe(dir: &OwnedFd, name: &str) -> Option<Info> {
 fn read_at(dir: &OwnedFd, path: &str) -> Option<Vec<u8>> {
     let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let mut f = File::from(openat(dir, path, flags, Mode::empty()).ok()?);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
+    // Status and meta files are a few kB: one read, and one to see the end.
+    let mut out = vec![0u8; 8192];
+    let mut len = 0;
     loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Some(out),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
+        if len == out.len() {
+            out.resize(len * 2, 0);
+        }
+        match f.read(&mut out[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A directory, a FIFO without a writer, an I/O error.
             Err(_) => return None,
         }
     }
+    out.truncate(len);
+    Some(out)
 }
 
 /// `lock::is_held` for a lock below `dir`; an error counts as not held.

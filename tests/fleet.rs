@@ -234,7 +234,10 @@ impl Drop for Fleet {
 
 fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !matches!(s[s.rfind(')').unwrap() + 2..].chars().next(), Some('Z' | 'X')),
+        Ok(s) => !matches!(
+            s[s.rfind(')').unwrap() + 2..].chars().next(),
+            Some('Z' | 'X')
+        ),
         Err(_) => false,
     }
 }
@@ -269,9 +272,15 @@ impl Follower {
 
     /// Whether it printed a line holding `s`; it must not have failed.
     fn saw(&mut self, s: &str) -> bool {
-        if self.lines.lock().unwrap().iter().any(|l| l.contains(s)) {
-            return true;
+        let seen = self.lines.lock().unwrap().iter().any(|l| l.contains(s));
+        if !seen {
+            self.check();
         }
+        seen
+    }
+
+    /// Panic (with its stderr) if it ended with a failure.
+    fn check(&mut self) {
         if let Ok(Some(st)) = self.child.try_wait()
             && !st.success()
         {
@@ -279,7 +288,6 @@ impl Follower {
             let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
             panic!("it ended with {st}: {err}");
         }
-        false
     }
 
     /// End it (SIGTERM unless it ended by itself) and return its stderr.
@@ -523,7 +531,8 @@ fn without_inotify(forced: bool) {
             .count()
     };
     wait_for("the followers to catch up", || {
-        read.saw("before the followers") && log.saw("hello g000") && !watch.saw("\0") && runs() >= 1
+        watch.check();
+        read.saw("before the followers") && log.saw("hello g000") && runs() >= 1
     });
 
     let before = runs();
@@ -570,7 +579,12 @@ fn stop_by_names_patterns_and_all_leaves_nothing_running() {
     let xs = names("x", 2);
     let every = [ws.clone(), xs.clone()].concat();
     f.spawn(&every);
-    f.wait_received(&every.iter().map(|n| format!("hello {n}")).collect::<Vec<_>>());
+    f.wait_received(
+        &every
+            .iter()
+            .map(|n| format!("hello {n}"))
+            .collect::<Vec<_>>(),
+    );
     let running = |n: &str| f.ps(&[n])[0]["running"] == true;
 
     let out = f.run("mt-stop", &["w00[0-2]", "x000"]);
@@ -595,7 +609,10 @@ fn stop_by_names_patterns_and_all_leaves_nothing_running() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(f.leftovers(&every), vec![]);
     for r in f.ps(&[]) {
-        assert_eq!((&r["state"], &r["stopped"]), (&"exited".into(), &true.into()));
+        assert_eq!(
+            (&r["state"], &r["stopped"]),
+            (&"exited".into(), &true.into())
+        );
     }
     f.wait_all_gone();
 }
@@ -640,9 +657,20 @@ fn ps_shows_many_agents_in_every_state() {
             _ => ("exited", false),
         };
         assert_eq!(r["name"], n.as_str());
-        assert_eq!((r["state"].as_str(), r["running"].as_bool()), (Some(state), Some(running)), "{n}");
+        assert_eq!(
+            (r["state"].as_str(), r["running"].as_bool()),
+            (Some(state), Some(running)),
+            "{n}"
+        );
         let st = f.file_json(n, "status.json");
-        for k in ["pid", "supervisor_pid", "inputs", "turns", "stopped", "exit_code"] {
+        for k in [
+            "pid",
+            "supervisor_pid",
+            "inputs",
+            "turns",
+            "stopped",
+            "exit_code",
+        ] {
             assert_eq!(r[k], st[k], "{n} {k}");
         }
         assert_eq!(r["channel"], "general");
@@ -661,7 +689,10 @@ fn ps_shows_many_agents_in_every_state() {
         .map(|l| serde_json::from_slice(l).unwrap())
         .collect();
     assert_eq!(named.len(), 2);
-    assert_eq!((&named[0]["name"], &named[1]["name"]), (&"p005".into(), &"p069".into()));
+    assert_eq!(
+        (&named[0]["name"], &named[1]["name"]),
+        (&"p005".into(), &"p069".into())
+    );
     drop(f);
 }
 
