@@ -59,17 +59,40 @@ const MAX_LINE: usize = 32 << 20;
 /// Supervise `plan` until the agent ends for good; returns its exit code
 /// (128+N for signal N). `held` is the liveness lock, released on return.
 /// `handshake`, when detached, is told `ok <pid>` or `err <code> <msg>`.
-pub fn supervise(plan: Plan, held: File, mut handshake: Option<File>) -> Result<u8> {
-    let result = supervise_runs(plan, held, &mut handshake);
-    if let (Err(e), Some(mut h)) = (&result, handshake) {
-        // Failed before the agent started: the one error mt-spawn reports.
-        let msg = format!("{e:#}").replace('\n', " ");
-        let _ = writeln!(h, "err {} {msg}", crate::exit::code_of(e));
+pub fn supervise(mut plan: Plan, held: File, mut handshake: Option<File>) -> Result<u8> {
+    let result = supervise_runs(&mut plan, &mut handshake);
+    if let Err(e) = &result {
+        // Still under the lock: no other start can be overwritten.
+        record_failed_start(&plan, e);
+        if let Some(mut h) = handshake.take() {
+            // Failed before the agent started: the one error mt-spawn reports.
+            let msg = format!("{e:#}").replace('\n', " ");
+            let _ = writeln!(h, "err {} {msg}", crate::exit::code_of(e));
+        }
     }
+    drop(held);
     result
 }
 
-fn supervise_runs(mut plan: Plan, held: File, handshake: &mut Option<File>) -> Result<u8> {
+/// A start that failed before the agent ran (no descriptor, no process
+/// left): record why, so the agent shows failed rather than lost.
+fn record_failed_start(plan: &Plan, e: &anyhow::Error) {
+    let Ok(Some(mut st)) = plan.agent.read_status() else {
+        return;
+    };
+    if st.state != State::Starting || st.pid.is_some() {
+        return;
+    }
+    let now = time::now_stamp();
+    st.state = State::Failed;
+    st.error = Some("spawn".into());
+    st.error_detail = Some(format!("{e:#}"));
+    st.ended_at = Some(now.clone());
+    st.updated_at = Some(now);
+    let _ = plan.agent.write_status(&st);
+}
+
+fn supervise_runs(plan: &mut Plan, handshake: &mut Option<File>) -> Result<u8> {
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -88,7 +111,7 @@ fn supervise_runs(mut plan: Plan, held: File, handshake: &mut Option<File>) -> R
     let _ = prctl::set_child_subreaper(true);
 
     let result = loop {
-        let outcome = match Run::start(&plan, &sfd, handshake) {
+        let outcome = match Run::start(plan, &sfd, handshake) {
             Ok(run) => run.supervise(),
             Err(e) => break Err(e),
         };
@@ -110,7 +133,6 @@ fn supervise_runs(mut plan: Plan, held: File, handshake: &mut Option<File>) -> R
             Err(e) => break Err(e),
         }
     };
-    drop(held);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     result
 }

@@ -342,8 +342,9 @@ pub fn ring(path: &Path) -> bool {
     if !f.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
         return false;
     }
-    match f.write(b"\n") {
-        Ok(_) => true,
+    // One byte is written whole or not at all.
+    match f.write_all(b"\n") {
+        Ok(()) => true,
         // Full: rings are pending already.
         Err(e) => e.kind() == io::ErrorKind::WouldBlock,
     }

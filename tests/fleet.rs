@@ -737,3 +737,66 @@ fn a_nudge_without_a_supervisor_leaves_the_message_waiting() {
     f.wait_received(&["wait for me".into(), "and me".into()]);
     assert!(f.receipts().values().all(|&c| c == 1));
 }
+
+// ---------------------------------------------------------------------------
+// A start that fails.
+
+/// Whatever fails while an agent starts (here a directory where its event
+/// log goes, then a descriptor limit) is one clear error from mt-spawn, the
+/// agent shows failed, and a running agent is not disturbed.
+#[test]
+fn a_failed_start_is_one_clear_error_and_harms_no_other_agent() {
+    use std::os::unix::process::CommandExt;
+    let f = Fleet::new(false);
+    f.spawn(&["h000".to_string()]);
+    f.wait_received(&["hello h000".into()]);
+
+    fs::create_dir_all(f.state.join("agents/h001/events.jsonl")).unwrap();
+    let out = f.run("mt-spawn", &["h001", "--detach", "--prompt", "hi"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("mt-spawn: ") && err.contains("events.jsonl"),
+        "{err}"
+    );
+    let row = &f.ps(&["h001"])[0];
+    assert_eq!(
+        (&row["state"], &row["error"]),
+        (&"failed".into(), &"spawn".into())
+    );
+    assert!(
+        row["error_detail"]
+            .as_str()
+            .unwrap()
+            .contains("events.jsonl")
+    );
+
+    for limit in [6u64, 9, 12] {
+        let name = format!("h1{limit:02}");
+        let mut cmd = f.cmd("mt-spawn");
+        cmd.args([&name, "--detach", "--prompt", "hi"]);
+        // SAFETY: setrlimit only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    limit,
+                    limit,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+        let out = cmd.output().unwrap();
+        let err = text(&out.stderr);
+        if out.status.success() {
+            continue;
+        }
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.starts_with("mt-spawn: "), "{name}: {err}");
+        assert_eq!(f.ps(&[&name])[0]["running"], false, "{name}");
+    }
+    f.nudge("h000", "still here");
+    f.wait_received(&["still here".into()]);
+    assert_eq!(f.ps(&["h000"])[0]["running"], true);
+}
