@@ -54,6 +54,51 @@ pub struct Meta {
     pub created: String,
 }
 
+/// meta.json as listings read it: all but the permission profile, which no
+/// listing shows and which costs a thousand agents' `mt-ps` a sixth of its
+/// time to parse. Converting it names every field of [`Meta`], so a new
+/// field cannot be forgotten here.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ListedMeta {
+    name: String,
+    session_id: String,
+    cwd: PathBuf,
+    worktree: Option<PathBuf>,
+    task: Option<String>,
+    task_list: Option<String>,
+    model: Option<String>,
+    role: Option<String>,
+    channel: String,
+    agent_cmd: String,
+    extra_args: Vec<String>,
+    sandbox: bool,
+    idle_exit_ms: Option<u64>,
+    created: String,
+}
+
+impl From<ListedMeta> for Meta {
+    fn from(m: ListedMeta) -> Meta {
+        Meta {
+            name: m.name,
+            session_id: m.session_id,
+            cwd: m.cwd,
+            worktree: m.worktree,
+            task: m.task,
+            task_list: m.task_list,
+            model: m.model,
+            role: m.role,
+            channel: m.channel,
+            agent_cmd: m.agent_cmd,
+            extra_args: m.extra_args,
+            sandbox: m.sandbox,
+            idle_exit_ms: m.idle_exit_ms,
+            permissions: None,
+            created: m.created,
+        }
+    }
+}
+
 /// The states a supervisor writes. `lost` is never written: readers derive it
 /// from a live state whose liveness lock is free.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -512,6 +557,7 @@ pub struct Info {
     pub shown: &'static str,
     /// Its supervisor holds the liveness lock.
     pub running: bool,
+    /// meta.json; from [`all`] and [`infos`] without `permissions`.
     pub meta: Option<Meta>,
     pub status: Option<Status>,
 }
@@ -581,13 +627,13 @@ pub fn infos(state: &StateDir, names: &[String]) -> Result<Vec<Option<Info>>> {
         .min(names.len().div_ceil(PARALLEL_FROM))
         .max(1);
     if threads == 1 {
-        return Ok(names.iter().map(|n| probe(&dir, n)).collect());
+        return Ok(probe_all(&dir, names));
     }
     let chunk = names.len().div_ceil(threads);
     Ok(std::thread::scope(|s| {
         let parts: Vec<_> = names
             .chunks(chunk)
-            .map(|part| s.spawn(|| part.iter().map(|n| probe(&dir, n)).collect::<Vec<_>>()))
+            .map(|part| s.spawn(|| probe_all(&dir, part)))
             .collect();
         parts
             .into_iter()
@@ -596,16 +642,26 @@ pub fn infos(state: &StateDir, names: &[String]) -> Result<Vec<Option<Info>>> {
     }))
 }
 
-/// One agent, its files opened relative to `dir` (agents/). The status is
-/// read before the lock is tested, as `info` does.
-fn probe(dir: &OwnedFd, name: &str) -> Option<Info> {
-    let status = read_at(dir, &format!("{name}/status.json"));
+/// Agents read one after another, with one buffer for their files.
+fn probe_all(dir: &OwnedFd, names: &[String]) -> Vec<Option<Info>> {
+    let mut buf = vec![0; 16 << 10];
+    names.iter().map(|n| probe(dir, n, &mut buf)).collect()
+}
+
+/// One agent, its files opened relative to `dir` (agents/) and read into
+/// `buf`. The status is read before the lock is tested, as `info` does.
+fn probe(dir: &OwnedFd, name: &str, buf: &mut Vec<u8>) -> Option<Info> {
+    let status_len = read_at(dir, &format!("{name}/status.json"), buf);
+    // A file that does not parse counts as missing.
+    let status: Option<Status> = status_len.and_then(|n| serde_json::from_slice(&buf[..n]).ok());
     let running = lock_held_at(dir, &format!("{name}/running.lock"));
-    let meta = read_at(dir, &format!("{name}/meta.json"));
-    if status.is_none() && meta.is_none() {
+    let meta_len = read_at(dir, &format!("{name}/meta.json"), buf);
+    if status_len.is_none() && meta_len.is_none() {
         return None;
     }
-    let status: Option<Status> = status.and_then(|b| serde_json::from_slice(&b).ok());
+    let meta = meta_len
+        .and_then(|n| serde_json::from_slice::<ListedMeta>(&buf[..n]).ok())
+        .map(Meta::from);
     let shown = match &status {
         None if running => "starting",
         None => "unknown",
@@ -616,33 +672,31 @@ fn probe(dir: &OwnedFd, name: &str) -> Option<Info> {
         name: name.to_string(),
         shown,
         running,
-        meta: meta.and_then(|b| serde_json::from_slice(&b).ok()),
+        meta,
         status,
     })
 }
 
-/// The bytes of regular file `path` below `dir`; `None` when it cannot be
-/// read as one. Never blocks on a FIFO and never asks for the size.
-fn read_at(dir: &OwnedFd, path: &str) -> Option<Vec<u8>> {
+/// Read regular file `path` below `dir` into the start of `buf` (grown as
+/// needed, never shrunk: one buffer serves a thousand agents); its length,
+/// or `None` when it cannot be read as one. Never blocks on a FIFO and
+/// never asks for the size.
+fn read_at(dir: &OwnedFd, path: &str, buf: &mut Vec<u8>) -> Option<usize> {
     let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let mut f = File::from(openat(dir, path, flags, Mode::empty()).ok()?);
-    // Status and meta files are a few kB: one read, and one to see the end.
-    let mut out = vec![0u8; 8192];
     let mut len = 0;
     loop {
-        if len == out.len() {
-            out.resize(len * 2, 0);
+        if len == buf.len() {
+            buf.resize((len * 2).max(4096), 0);
         }
-        match f.read(&mut out[len..]) {
-            Ok(0) => break,
+        match f.read(&mut buf[len..]) {
+            Ok(0) => return Some(len),
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A directory, a FIFO without a writer, an I/O error.
             Err(_) => return None,
         }
     }
-    out.truncate(len);
-    Some(out)
 }
 
 /// `lock::is_held` for a lock below `dir`; an error counts as not held.
