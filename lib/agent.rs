@@ -8,7 +8,7 @@
 //! stop.json      present while an `mt-stop` is in progress
 //! running.lock   the liveness lock, held by the supervisor while the agent runs
 //! inbox/{tmp,new,cur}/   nudges, maildir style (`new/.stop`: soft stop wake-up)
-//! wake           a FIFO the supervisor holds open; rung after each delivery
+//! inbox/wake     a FIFO the supervisor holds open; rung after each delivery
 //! ```
 
 use anyhow::{Context, Result};
@@ -274,7 +274,7 @@ impl AgentDir {
     }
     /// The supervisor's doorbell (see `wake`).
     pub fn wake_path(&self) -> PathBuf {
-        self.dir.join("wake")
+        self.inbox("wake")
     }
 
     /// Whether this agent has ever been started.

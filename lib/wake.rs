@@ -10,7 +10,7 @@
 //!
 //! A supervisor takes no inotify instance at all, so a thousand agents
 //! leave every instance to the followers. Its inbox has a [`Doorbell`]: a
-//! FIFO `agents/<name>/wake` the supervisor holds open while its agent
+//! FIFO `agents/<name>/inbox/wake` the supervisor holds open while its agent
 //! runs. A nudger renames its message into `inbox/new`, then [`ring`]s it:
 //! one byte, written without blocking. The byte carries nothing: the
 //! supervisor empties the FIFO, then rescans `inbox/new`, which stays the

@@ -704,7 +704,7 @@ fn without_a_doorbell_the_supervisor_rescans_its_inbox() {
     let f = Fleet::new(false);
     let n = "d000".to_string();
     // A directory where the FIFO belongs cannot be replaced.
-    fs::create_dir_all(f.state.join("agents/d000/wake")).unwrap();
+    fs::create_dir_all(f.state.join("agents/d000/inbox/wake")).unwrap();
     f.spawn(std::slice::from_ref(&n));
     f.wait_received(&["hello d000".into()]);
     let log = fs::read_to_string(f.state.join("agents/d000/stderr.log")).unwrap();
