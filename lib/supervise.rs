@@ -64,13 +64,14 @@ pub fn supervise(mut plan: Plan, held: File, mut handshake: Option<File>) -> Res
     if let Err(e) = &result {
         // Still under the lock: no other start can be overwritten.
         record_failed_start(&plan, e);
-        if let Some(mut h) = handshake.take() {
-            // Failed before the agent started: the one error mt-spawn reports.
-            let msg = format!("{e:#}").replace('\n', " ");
-            let _ = writeln!(h, "err {} {msg}", crate::exit::code_of(e));
-        }
     }
     drop(held);
+    // Failed before the agent started: the one error mt-spawn reports, once
+    // the lock is free (so mt-spawn's caller never sees it still held).
+    if let (Err(e), Some(mut h)) = (&result, handshake.take()) {
+        let msg = format!("{e:#}").replace('\n', " ");
+        let _ = writeln!(h, "err {} {msg}", crate::exit::code_of(e));
+    }
     result
 }
 
@@ -330,9 +331,6 @@ impl<'a> Run<'a> {
                     &format!("failed to start: {msg}"),
                     json!({"event": "fail", "error": "spawn"}),
                 );
-                if let Some(mut h) = handshake.take() {
-                    let _ = writeln!(h, "err {code} {msg}");
-                }
                 return Err(fail(code, msg));
             }
         };
