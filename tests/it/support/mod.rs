@@ -30,10 +30,15 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub const FAKE: &str = env!("CARGO_BIN_EXE_mt-fake-agent");
 
 /// Wait until `f` holds, failing the test after `PATIENCE`.
-pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    wait_for_within(PATIENCE, what, f)
+}
+
+/// Wait until `f` holds, failing the test after `limit`.
+pub fn wait_for_within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -18,39 +18,19 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const FAKE: &str = env!("CARGO_BIN_EXE_mt-fake-agent");
+use crate::support::FAKE;
 /// Liveness bound only: no assertion depends on how fast things are.
 const PATIENCE: Duration = Duration::from_secs(120);
 /// Set (to the limit) for the scenarios run inside a user namespace.
 const NS_LIMIT: &str = "MT_TEST_NS_INOTIFY_LIMIT";
 
-fn bin(name: &str) -> PathBuf {
-    match name {
-        "mt-spawn" => env!("CARGO_BIN_EXE_mt-spawn"),
-        "mt-ps" => env!("CARGO_BIN_EXE_mt-ps"),
-        "mt-nudge" => env!("CARGO_BIN_EXE_mt-nudge"),
-        "mt-stop" => env!("CARGO_BIN_EXE_mt-stop"),
-        "mt-log" => env!("CARGO_BIN_EXE_mt-log"),
-        "mt-read" => env!("CARGO_BIN_EXE_mt-read"),
-        "mt-post" => env!("CARGO_BIN_EXE_mt-post"),
-        "mt-watch" => env!("CARGO_BIN_EXE_mt-watch"),
-        other => panic!("unknown binary {other}"),
-    }
-    .into()
-}
+use crate::support::{bin, text};
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Wait until `f` holds, failing the test after this binary's `PATIENCE`.
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    crate::support::wait_for_within(PATIENCE, what, f)
 }
 
 /// A state directory and working directory of our own; agents still
@@ -332,9 +312,11 @@ fn in_user_ns(inner: &str, limit: u32) -> Option<Output> {
     use std::os::unix::process::CommandExt;
     let uid = CString::new(format!("0 {} 1", nix::unistd::getuid())).unwrap();
     let gid = CString::new(format!("0 {} 1", nix::unistd::getgid())).unwrap();
+    // The test's full name in this binary: the module, then the test.
+    let inner = format!("{}::{inner}", module_path!().rsplit("::").next().unwrap());
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        inner,
+        inner.as_str(),
         "--exact",
         "--ignored",
         "--nocapture",
