@@ -519,7 +519,7 @@ fn the_demo_with_the_real_cli() {
     )
     .unwrap();
     let mut c = std::process::Command::new("sh");
-    c.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/mt-demo"));
+    c.arg(crate::support::repo().join("demo/mt-demo"));
     let mut setup = t.cmd("mt-post");
     // The team's environment, without its state directory and agent program.
     for (k, v) in setup.get_envs() {

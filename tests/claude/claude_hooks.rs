@@ -16,7 +16,7 @@ use crate::support::claude::{PATIENCE, Team, text};
 
 /// The mt-hook under test, absolute (hooks run in the session's directory).
 fn mt_hook() -> PathBuf {
-    fs::canonicalize(env!("CARGO_BIN_EXE_mt-hook")).unwrap()
+    fs::canonicalize(crate::support::bin("mt-hook")).unwrap()
 }
 
 /// A settings file holding `hooks` (a `{"hooks": …}` object).
@@ -253,7 +253,7 @@ fn stop_block_reason_reaches_the_next_request() {
         return;
     };
     let f = t.root.join("scripts.json");
-    let hooks_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks");
+    let hooks_dir = crate::support::repo().join("hooks");
     t.ok(
         "mt-hooks",
         &[

@@ -20,71 +20,50 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::FAKE;
 /// Liveness bound only: no assertion depends on how fast things are.
 const PATIENCE: Duration = Duration::from_secs(120);
 /// Set (to the limit) for the scenarios run inside a user namespace.
 const NS_LIMIT: &str = "MT_TEST_NS_INOTIFY_LIMIT";
 
-use crate::support::{bin, text};
+use crate::support::text;
 
 /// Wait until `f` holds, failing the test after this binary's `PATIENCE`.
 fn wait_for(what: &str, f: impl FnMut() -> bool) {
     crate::support::wait_for_within(PATIENCE, what, f)
 }
 
-/// A state directory and working directory of our own; agents still
-/// running when a test ends are stopped.
+/// The shared scratch environment (agents still running when a test ends
+/// are stopped), with the fake agent's receipts and this binary's verbs.
 struct Fleet {
-    _tmp: tempfile::TempDir,
-    state: PathBuf,
-    cwd: PathBuf,
+    base: crate::support::Env,
     receipts: PathBuf,
     /// Run every tool with MT_INOTIFY=0.
     no_inotify: bool,
 }
 
+impl std::ops::Deref for Fleet {
+    type Target = crate::support::Env;
+    fn deref(&self) -> &crate::support::Env {
+        &self.base
+    }
+}
+
 impl Fleet {
     fn new(no_inotify: bool) -> Fleet {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = fs::canonicalize(tmp.path()).unwrap();
-        let f = Fleet {
-            state: root.join("state"),
-            cwd: root.join("work"),
-            receipts: root.join("receipts.jsonl"),
+        let base = crate::support::Env::new();
+        let receipts = base.root.join("receipts.jsonl");
+        Fleet {
+            base,
+            receipts,
             no_inotify,
-            _tmp: tmp,
-        };
-        fs::create_dir_all(&f.cwd).unwrap();
-        fs::create_dir_all(root.join("home")).unwrap();
-        f
+        }
     }
 
     fn cmd(&self, name: &str) -> Command {
-        let mut c = Command::new(bin(name));
-        let home = self.cwd.parent().unwrap().join("home");
-        c.current_dir(&self.cwd)
-            .env("MT_DIR", &self.state)
-            .env("HOME", &home)
-            .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
-            .env("MT_AGENT_CMD", FAKE)
-            .env("MT_FSYNC", "0")
-            .env("MT_FAKE_RECEIPTS", &self.receipts)
-            .stdin(Stdio::null());
-        for k in [
-            "MT_AGENT",
-            "MT_CHANNEL",
-            "MT_TASK",
-            "MT_FAKE_MODE",
-            "MT_FAKE_SCRIPT",
-            "MT_FAKE_RUN",
-            "MT_FAKE_DELAY",
-            "MT_FAKE_RECORD",
-            "MT_INOTIFY",
-            "CLAUDE_CODE_TASK_LIST_ID",
-        ] {
-            c.env_remove(k);
-        }
+        let mut c = self.base.cmd(name);
+        c.env("MT_FAKE_RECEIPTS", &self.receipts)
+            .env_remove("MT_FAKE_RECORD")
+            .env_remove("MT_INOTIFY");
         if self.no_inotify {
             c.env("MT_INOTIFY", "0");
         }
@@ -201,14 +180,6 @@ impl Fleet {
         wait_for("every process of the fleet to end", || {
             self.processes().is_empty()
         });
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        if self.state.join("agents").is_dir() {
-            let _ = self.run("mt-stop", &["--grace", "1s", "--all"]);
-        }
     }
 }
 
@@ -499,7 +470,7 @@ fn without_inotify(forced: bool) {
     log.args(["--follow", "g000"]);
     let mut log = Follower::start(log);
     fs::write(
-        f.cwd.join("rules"),
+        f.repo.join("rules"),
         "name=ch @change channel:general echo run >> ch.out\n",
     )
     .unwrap();
@@ -507,7 +478,7 @@ fn without_inotify(forced: bool) {
     watch.args(["--rules", "rules"]);
     let mut watch = Follower::start(watch);
     let runs = || {
-        fs::read_to_string(f.cwd.join("ch.out"))
+        fs::read_to_string(f.repo.join("ch.out"))
             .unwrap_or_default()
             .lines()
             .count()

@@ -123,10 +123,7 @@ impl Team {
         let claude = require(test)?;
         let tmp = tempfile::Builder::new().prefix("mt-cc.").tempdir().unwrap();
         let root = fs::canonicalize(tmp.path()).unwrap();
-        let bindir = PathBuf::from(env!("CARGO_BIN_EXE_mt-post"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
+        let bindir = super::bin_dir();
         let t = Team {
             state: root.join("repo/.git/mt"),
             home: root.join("home"),

@@ -218,17 +218,8 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(self.state.join("agents")) {
-            let names: Vec<String> = rd
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            if !names.is_empty() {
-                let mut args = vec!["--grace", "1s"];
-                args.extend(names.iter().map(String::as_str));
-                let _ = self.run("mt-stop", &args);
-            }
+        if self.state.join("agents").is_dir() {
+            let _ = self.run("mt-stop", &["--grace", "1s", "--all"]);
         }
     }
 }
