@@ -825,18 +825,7 @@ pub fn leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
         Some(run) => {
             let mut pids = crate::procs::marked(run);
             if !pids.is_empty() {
-                let others: Vec<i32> = list(state)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|n| **n != st.name)
-                    .filter_map(|n| {
-                        AgentDir::new(state, n)
-                            .ok()?
-                            .read_status()
-                            .ok()??
-                            .supervisor_pid
-                    })
-                    .collect();
+                let others = other_supervisors(state, &st.name);
                 pids.retain(|p| !others.contains(p));
             }
             pids
@@ -849,6 +838,60 @@ pub fn leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
             None => Vec::new(),
         },
     }
+}
+
+/// The supervisors of agents other than `name`.
+fn other_supervisors(state: &StateDir, name: &str) -> Vec<i32> {
+    list(state)
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| *n != name)
+        .filter_map(|n| {
+            AgentDir::new(state, n)
+                .ok()?
+                .read_status()
+                .ok()??
+                .supervisor_pid
+        })
+        .collect()
+}
+
+/// What is left of the running agent `st` describes, from its live
+/// supervisor: the supervisor's own descendants (it is their subreaper, so
+/// every process the agent started is among them) that carry the run's
+/// marker or sit in the agent's session, except the supervisors of agents
+/// the agent started, with theirs. Costs in proportion to the tree, not to
+/// every process on the machine.
+pub fn tree_leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let tree = crate::procs::descendants(me);
+    // Only an mt program in the tree can be another agent's supervisor;
+    // reading every agent's status is left for that case.
+    let spared: Vec<i32> = if tree
+        .iter()
+        .any(|&p| crate::procs::program(p).is_some_and(|n| n.starts_with("mt-")))
+    {
+        let sups = other_supervisors(state, &st.name);
+        let mut spared: Vec<i32> = tree.iter().copied().filter(|p| sups.contains(p)).collect();
+        for s in spared.clone() {
+            spared.extend(crate::procs::descendants(s));
+        }
+        spared
+    } else {
+        Vec::new()
+    };
+    let sid = st.pgid.unwrap_or(0);
+    tree.into_iter()
+        .filter(|p| !spared.contains(p))
+        .filter(|&p| {
+            let in_session = sid > 1 && crate::procs::stat(p).is_some_and(|s| s.sid == sid);
+            in_session
+                || st
+                    .run_id
+                    .as_deref()
+                    .is_some_and(|r| crate::procs::environ_has(p, crate::procs::RUN_VAR, r))
+        })
+        .collect()
 }
 
 /// SIGKILL to every leftover of `st`'s run; returns their pids.

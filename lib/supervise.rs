@@ -598,16 +598,10 @@ impl<'a> Run<'a> {
         }
         self.session_killed = true;
         let _ = killpg(self.pid, Signal::SIGKILL);
-        let me = getpid().as_raw();
-        for p in procs::all() {
-            if p.sid == self.pid.as_raw() && p.pid != self.pid.as_raw() && p.pid != me {
-                let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
-                self.killed.push(p.pid);
-            }
-        }
         let st = &self.tracker.status;
-        for p in crate::agent::kill_leftovers(&self.plan.state, st) {
-            if p != self.pid.as_raw() && !self.killed.contains(&p) {
+        for p in crate::agent::tree_leftovers(&self.plan.state, st) {
+            if p != self.pid.as_raw() {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
                 self.killed.push(p);
             }
         }
