@@ -1,7 +1,9 @@
 //! The integration tests: one binary, one module per area, each driving
 //! the real binaries (or the library) in scratch directories, and one
-//! support module. The tests of the real Claude Code CLI are a binary of
-//! their own (tests/claude/), sharing this support module.
+//! support module. Three groups are binaries of their own, sharing the
+//! support module, that run when no other test runs (Cargo.toml says why):
+//! the real Claude Code CLI (tests/claude/), a fleet of agents
+//! (tests/fleet/) and the demo (tests/demo/).
 //!
 //! `cargo test --test it channel::` runs one area; the names are
 //! `area::test`, as mt-guarantees(7) cites them.
@@ -9,7 +11,6 @@
 mod support;
 
 mod channel;
-mod demo;
 mod faults;
 mod faults_writers;
 mod guarantees;
