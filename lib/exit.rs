@@ -74,9 +74,39 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+static TOOL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Name the running tool, for `warn` and error messages (the first call wins).
+pub fn set_tool(name: &str) {
+    let _ = TOOL.set(name.to_string());
+}
+
+/// The running tool's name: as set by `set_tool`, else the program's file
+/// name, else "mt".
+pub fn tool() -> &'static str {
+    TOOL.get_or_init(|| {
+        std::env::args_os()
+            .next()
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .filter(|n| n.starts_with("mt-"))
+            .unwrap_or_else(|| "mt".into())
+    })
+}
+
+/// Print a warning on stderr as `tool: message`, under the running tool's
+/// name (library code does not know which tool it runs in).
+pub fn warn(msg: impl fmt::Display) {
+    eprintln!("{}: {msg}", tool());
+}
+
 /// Run a tool's body, print `tool: message` on failure and turn the outcome
 /// into the process exit code.
 pub fn main(tool: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
+    set_tool(tool);
     match body() {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -160,6 +160,11 @@ In claude -p nobody answers a permission prompt: a tool call that is not allowed
 }
 
 pub fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == spawn::DETACHED_FLAG) {
+        exit::set_tool("mt-spawn");
+        return ExitCode::from(spawn::detached_main(&argv[2..]));
+    }
     let args = Args::parse();
     exit::main("mt-spawn", || run(args))
 }

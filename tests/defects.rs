@@ -1,0 +1,119 @@
+//! Regression tests for defects that need the built binaries.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const FAKE: &str = env!("CARGO_BIN_EXE_mt-fake-agent");
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + PATIENCE;
+    while !ok() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(state: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(state.join("agents").join(name).join("status.json")).unwrap())
+        .unwrap()
+}
+
+/// A caller with live threads (one holding a lock, others allocating) can
+/// start a detached agent, and the supervisor is a fresh mt-spawn process
+/// in a session of its own, not a fork of the caller.
+#[test]
+fn detached_spawn_from_a_threaded_caller() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(tmp.path()).unwrap();
+    let state = mt::statedir::StateDir::at(root.join("state"));
+    fs::create_dir_all(state.root()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(Mutex::new(()));
+    let mut threads = vec![];
+    {
+        let (held, stop) = (held.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let _g = held.lock().unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }));
+    }
+    for _ in 0..3 {
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let v: Vec<u8> = vec![1; 4096];
+                std::hint::black_box(v);
+            }
+        }));
+    }
+    let opts = mt::spawn::Options {
+        name: "york".into(),
+        prompt: Some("hello".into()),
+        cwd: Some(root.clone()),
+        agent_cmd: Some(FAKE.into()),
+        ..Default::default()
+    };
+    let pid = mt::spawn::spawn_detached(&state, opts).expect("spawn");
+    assert!(pid > 0);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    let st = status(state.root(), "york");
+    let sup = st["supervisor_pid"].as_i64().expect("supervisor pid") as i32;
+    let exe = fs::read_link(format!("/proc/{sup}/exe")).unwrap();
+    assert_eq!(exe.file_name().unwrap(), "mt-spawn", "{exe:?}");
+    let cmdline = fs::read(format!("/proc/{sup}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains(mt::spawn::DETACHED_FLAG),
+        "{cmdline:?}"
+    );
+    let stat = fs::read_to_string(format!("/proc/{sup}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let (ppid, sid): (i32, i32) = (fields[1].parse().unwrap(), fields[3].parse().unwrap());
+    assert_ne!(
+        ppid,
+        std::process::id() as i32,
+        "the supervisor is our child"
+    );
+    assert_ne!(
+        sid,
+        nix::unistd::getsid(None).unwrap().as_raw(),
+        "the supervisor is in our session"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sup),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_until("the agent to end", || {
+        !status(state.root(), "york")["state"]
+            .as_str()
+            .is_some_and(|s| s == "running" || s == "starting")
+    });
+}
+
+#[allow(dead_code)]
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join(name)
+}
+
+#[allow(dead_code)]
+fn quiet(c: &mut Command) -> &mut Command {
+    c.stdin(Stdio::null())
+}
