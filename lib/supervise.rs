@@ -74,13 +74,32 @@ pub fn supervise(mut plan: Plan, held: File, mut handshake: Option<File>) -> Res
     // Orphans of the agent's tree become our children, so we reap them.
     let _ = prctl::set_child_subreaper(true);
 
+    let mut resumes = Resumes::default();
     let result = loop {
+        let started = Instant::now();
         let outcome = match Run::start(&plan, &sfd, handshake.take()) {
             Ok(run) => run.supervise(),
             Err(e) => break Err(e),
         };
         match outcome {
             Ok(Outcome::Resume(status)) => {
+                match resumes.next(started.elapsed()) {
+                    Some(pause) if pause_for(&plan, &sfd, pause) => {}
+                    Some(_) => break Ok(0),
+                    None => {
+                        post_record(
+                            &plan,
+                            "system",
+                            &format!(
+                                "not resumed: it ended {} times in a row soon after a resume \
+                                 while nudges waited; they stay in its inbox",
+                                resumes.quick
+                            ),
+                            json!({"event": "resume-limit", "resumes": resumes.quick}),
+                        );
+                        break Ok(0);
+                    }
+                }
                 // Nudges arrived after stdin closed: resume the session
                 // with them, still holding the lock.
                 plan.meta.session_id = status
@@ -100,6 +119,67 @@ pub fn supervise(mut plan: Plan, held: File, mut handshake: Option<File>) -> Res
     drop(held);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     result
+}
+
+/// At most this many resumes in a row of runs that each ended within
+/// `QUICK_RUN`, with a back-off doubling from `RESUME_PAUSE` between them.
+const QUICK_RESUMES: u32 = 4;
+const QUICK_RUN: Duration = Duration::from_secs(30);
+const RESUME_PAUSE: Duration = Duration::from_millis(250);
+
+/// Counts quick resumes: an agent that ends at once whenever it is resumed
+/// with nudges waiting must not be restarted in a tight loop.
+#[derive(Default)]
+struct Resumes {
+    quick: u32,
+}
+
+impl Resumes {
+    /// After a run that lasted `ran`: the pause before resuming, or `None`
+    /// to give up.
+    fn next(&mut self, ran: Duration) -> Option<Duration> {
+        if ran >= QUICK_RUN {
+            self.quick = 0;
+        }
+        if self.quick >= QUICK_RESUMES {
+            return None;
+        }
+        let pause = RESUME_PAUSE * 2u32.pow(self.quick);
+        self.quick += 1;
+        Some(pause)
+    }
+}
+
+/// Wait `pause` before a resume, still answering signals: false when told
+/// to stop meanwhile (a signal or an mt-stop request).
+fn pause_for(plan: &Plan, sfd: &SignalFd, pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    loop {
+        if plan.agent.read_stop().is_some() {
+            let _ = fs::remove_file(plan.agent.stop_path());
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        let mut pfds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let ms = (left.as_millis().min(i32::MAX as u128) as i32).max(1);
+        let _ = poll(
+            &mut pfds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        );
+        while let Ok(Some(si)) = sfd.read_signal() {
+            if si.ssi_signo != Signal::SIGCHLD as u32 {
+                return false;
+            }
+            while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                if s == WaitStatus::StillAlive {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 enum Outcome {
@@ -980,5 +1060,22 @@ fn post_record(plan: &Plan, kind: &str, content: &str, mut meta: serde_json::Val
             "mt-spawn: {}: cannot post to {}: {e:#}",
             plan.agent.name, plan.meta.channel
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_resumes_back_off_then_stop() {
+        let mut r = Resumes::default();
+        let quick = Duration::from_millis(10);
+        let pauses: Vec<_> = std::iter::from_fn(|| r.next(quick)).take(10).collect();
+        assert_eq!(pauses.len(), QUICK_RESUMES as usize);
+        assert_eq!(pauses[0], RESUME_PAUSE);
+        assert!(pauses.windows(2).all(|w| w[1] == w[0] * 2));
+        // A long run starts the count again.
+        assert_eq!(r.next(QUICK_RUN), Some(RESUME_PAUSE));
     }
 }

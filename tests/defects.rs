@@ -107,13 +107,56 @@ fn detached_spawn_from_a_threaded_caller() {
     });
 }
 
-#[allow(dead_code)]
 fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join(name)
 }
 
-#[allow(dead_code)]
-fn quiet(c: &mut Command) -> &mut Command {
-    c.stdin(Stdio::null())
+/// An agent that ends at once whenever it is resumed while a nudge waits in
+/// its inbox is resumed a bounded number of times, then left alone with a
+/// system record, the nudge still in inbox/new.
+#[test]
+fn resume_loop_is_bounded() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(tmp.path()).unwrap();
+    let state = root.join("state");
+    let agent = root.join("quitter");
+    // Ends at once, reading nothing: a big nudge never fits in the pipe.
+    fs::write(&agent, "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).unwrap();
+    let new = state.join("agents/q/inbox/new");
+    fs::create_dir_all(&new).unwrap();
+    fs::write(new.join("1.nudge"), "x".repeat(256 << 10)).unwrap();
+    let mut child = Command::new(bin("mt-spawn"))
+        .args(["q", "--prompt", "go"])
+        .env("MT_DIR", &state)
+        .env("MT_AGENT_CMD", &agent)
+        .env("MT_FSYNC", "0")
+        .env_remove("MT_CHANNEL")
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mt-spawn kept resuming the agent");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    assert!(new.join("1.nudge").exists(), "the nudge stays in inbox/new");
+    let log = fs::read_dir(state.join("channels/general"))
+        .unwrap()
+        .filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+        .collect::<String>();
+    assert!(log.contains("resume-limit"), "{log}");
 }
