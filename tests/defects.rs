@@ -160,3 +160,34 @@ fn resume_loop_is_bounded() {
         .collect::<String>();
     assert!(log.contains("resume-limit"), "{log}");
 }
+
+/// `mt-read -f` on a channel that does not exist yet ends when the reader
+/// of its output goes away, as it does on an existing channel.
+#[test]
+fn follow_of_a_missing_channel_ends_with_its_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin("mt-read"))
+        .args(["-f", "-c", "not-yet"])
+        .env("MT_DIR", tmp.path())
+        .env_remove("MT_AGENT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(child.stdout.take());
+    let until = Instant::now() + PATIENCE;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert_eq!(s.code(), Some(0));
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mt-read -f kept waiting for a channel nobody reads");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -153,7 +153,9 @@ pub fn run(args: Args) -> Result<u8> {
         if !args.follow {
             return Ok(if args.quiet { NO } else { OK });
         }
-        wait_for_dir(&chan_dir)?;
+        if !wait_for_dir(&chan_dir, io::stdout().as_fd()) {
+            return Ok(OK);
+        }
     }
     match reader {
         Some(agent) => read_cursor(&state, &args, &agent, &mut p),
@@ -161,12 +163,21 @@ pub fn run(args: Args) -> Result<u8> {
     }
 }
 
-/// Sleep-poll until a channel exists; inotify cannot watch what is not there.
-fn wait_for_dir(dir: &std::path::Path) -> Result<()> {
+/// Poll until a channel exists (inotify cannot watch what is not there),
+/// watching `output` meanwhile: false when its reader went away.
+fn wait_for_dir(dir: &std::path::Path, output: std::os::fd::BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     while !dir.is_dir() {
-        std::thread::sleep(Duration::from_millis(50));
+        let mut fds = [PollFd::new(output, PollFlags::empty())];
+        let _ = poll(&mut fds, PollTimeout::from(50u8));
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+        {
+            return false;
+        }
     }
-    Ok(())
+    true
 }
 
 fn read_selection<W: Write>(state: &StateDir, args: &Args, p: &mut Printer<W>) -> Result<u8> {
