@@ -62,6 +62,18 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(out)
 }
 
+/// Open segment `seg` of the channel in `dir` for reading. A segment that
+/// was listed but is gone by now was removed by retention: `None`, and the
+/// caller goes on with the next one. Every reader opens segments here, so
+/// they all treat a vanished segment the same way.
+fn open_segment(dir: &Path, seg: u64) -> io::Result<Option<File>> {
+    match fsutil::open_read(&dir.join(segment_file_name(seg))) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a new record says; the appender adds seq, id, time and channel.
 #[derive(Debug, Clone, Default)]
 pub struct Draft {
@@ -433,18 +445,16 @@ impl Reader {
         );
         r.skip_through = seq;
         let path = dir.join(segment_file_name(seg));
-        match fsutil::open_read(&path) {
-            Ok(mut f) => {
-                let len = f.metadata()?.len();
-                let start = seek_after(&f, len, seq)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                f.seek(SeekFrom::Start(start))?;
-                r.pos.offset = start;
-                r.file = Some(f);
-            }
-            // Gone meanwhile (retention): the reader moves on by itself.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        // Gone meanwhile (retention): the reader moves on by itself.
+        if let Some(mut f) =
+            open_segment(&dir, seg).with_context(|| format!("cannot open {}", path.display()))?
+        {
+            let len = f.metadata()?.len();
+            let start = seek_after(&f, len, seq)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            f.seek(SeekFrom::Start(start))?;
+            r.pos.offset = start;
+            r.file = Some(f);
         }
         Ok(r)
     }
@@ -461,7 +471,9 @@ impl Reader {
             return Reader::from_start(state, name);
         }
         let path = dir.join(segment_file_name(pos.segment));
-        if let Ok(mut f) = fsutil::open_read(&path) {
+        if let Some(mut f) = open_segment(&dir, pos.segment)
+            .with_context(|| format!("cannot open {}", path.display()))?
+        {
             let len = f.metadata()?.len();
             let valid = (pos.offset <= len && seq_ending_at(&f, pos.offset)? == Some(pos.seq))
                 || (pos.offset == 0 && pos.segment == pos.seq + 1);
@@ -493,14 +505,15 @@ impl Reader {
             return Ok(true);
         }
         let path = self.dir.join(segment_file_name(self.pos.segment));
-        match fsutil::open_read(&path) {
-            Ok(mut f) => {
+        match open_segment(&self.dir, self.pos.segment)
+            .with_context(|| format!("cannot open {}", path.display()))?
+        {
+            Some(mut f) => {
                 f.seek(SeekFrom::Start(self.pos.offset))?;
                 self.file = Some(f);
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
+            None => Ok(false),
         }
     }
 
@@ -737,10 +750,8 @@ fn seq_ending_at(file: &File, offset: u64) -> Result<Option<u64>> {
 pub fn last_seq(state: &StateDir, name: &str) -> Result<Option<u64>> {
     let dir = state.channel(name);
     for seg in list_segments(&dir)?.into_iter().rev() {
-        let f = match fsutil::open_read(&dir.join(segment_file_name(seg))) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
+        let Some(f) = open_segment(&dir, seg)? else {
+            continue;
         };
         let len = f.metadata()?.len();
         if let Some(s) = last_seq_in(&f, len)? {
@@ -758,10 +769,8 @@ pub fn tail(state: &StateDir, name: &str, n: usize) -> Result<Vec<Vec<u8>>> {
         if out.len() >= n {
             break;
         }
-        let f = match fsutil::open_read(&dir.join(segment_file_name(seg))) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
+        let Some(f) = open_segment(&dir, seg)? else {
+            continue;
         };
         let len = f.metadata()?.len();
         let mut lines = RevLines::new(&f, len);
@@ -782,29 +791,44 @@ pub fn tail(state: &StateDir, name: &str, n: usize) -> Result<Vec<Vec<u8>>> {
 /// what comes next starts.
 pub fn end_position(state: &StateDir, name: &str) -> Result<Position> {
     let dir = state.channel(name);
-    let Some(&seg) = list_segments(&dir)?.last() else {
+    end_position_in(&dir, &list_segments(&dir)?)
+}
+
+/// `end_position` over the segments `segs` listed in `dir`, newest last;
+/// those removed since the listing are passed over.
+fn end_position_in(dir: &Path, segs: &[u64]) -> Result<Position> {
+    let Some(&newest) = segs.last() else {
         return Ok(Position {
             segment: 1,
             offset: 0,
             seq: 0,
         });
     };
-    let f = fsutil::open_read(&dir.join(segment_file_name(seg)))?;
-    let len = f.metadata()?.len();
-    let mut lines = RevLines::new(&f, len);
-    while let Some((line, end)) = lines.next_with_end()? {
-        if let Some(seq) = record::parse_seq(&line) {
-            return Ok(Position {
-                segment: seg,
-                offset: end,
-                seq,
-            });
+    for &seg in segs.iter().rev() {
+        let Some(f) = open_segment(dir, seg)? else {
+            continue;
+        };
+        let len = f.metadata()?.len();
+        let mut lines = RevLines::new(&f, len);
+        while let Some((line, end)) = lines.next_with_end()? {
+            if let Some(seq) = record::parse_seq(&line) {
+                return Ok(Position {
+                    segment: seg,
+                    offset: end,
+                    seq,
+                });
+            }
         }
+        return Ok(Position {
+            segment: seg,
+            offset: 0,
+            seq: seg.saturating_sub(1),
+        });
     }
     Ok(Position {
-        segment: seg,
+        segment: newest,
         offset: 0,
-        seq: seg.saturating_sub(1),
+        seq: newest.saturating_sub(1),
     })
 }
 
@@ -898,6 +922,27 @@ mod tests {
         })
         .unwrap();
         seqs
+    }
+
+    #[test]
+    fn a_segment_removed_after_listing_is_passed_over() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().to_path_buf());
+        {
+            let mut a = Appender::open(&st, "g", opts(300)).unwrap();
+            for i in 0..20 {
+                a.append(&draft(&format!("m{i}"))).unwrap();
+            }
+            a.commit().unwrap();
+        }
+        let dir = st.channel("g");
+        let mut segs = list_segments(&dir).unwrap();
+        assert!(segs.len() > 1);
+        let end = end_position(&st, "g").unwrap();
+        // A newer segment listed, then removed before it was opened.
+        segs.push(end.seq + 1000);
+        assert_eq!(end_position_in(&dir, &segs).unwrap(), end);
+        assert!(open_segment(&dir, end.seq + 1000).unwrap().is_none());
     }
 
     #[test]
