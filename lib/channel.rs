@@ -95,14 +95,7 @@ pub struct WriteOptions {
 impl WriteOptions {
     pub fn from_env() -> Result<WriteOptions> {
         let segment_bytes = match std::env::var("MT_SEGMENT_BYTES") {
-            Ok(v) if !v.is_empty() => {
-                v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                    fail(
-                        DATAERR,
-                        format!("MT_SEGMENT_BYTES={v:?} is not a positive number of bytes"),
-                    )
-                })?
-            }
+            Ok(v) if !v.is_empty() => parse_segment_bytes(&v)?,
             _ => DEFAULT_SEGMENT_BYTES,
         };
         Ok(WriteOptions {
@@ -110,6 +103,23 @@ impl WriteOptions {
             segment_bytes,
         })
     }
+}
+
+/// The one parser of a segment roll-over size (`MT_SEGMENT_BYTES`, mt-post's
+/// `--segment-bytes`): a positive number of bytes, else exit 65.
+pub fn parse_segment_bytes(v: &str) -> Result<u64> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            fail(
+                DATAERR,
+                format!(
+                    "MT_SEGMENT_BYTES or --segment-bytes {v:?} is not a positive number of bytes"
+                ),
+            )
+        })
 }
 
 /// An open channel whose append lock we hold. Records are buffered and
@@ -922,6 +932,15 @@ mod tests {
         })
         .unwrap();
         seqs
+    }
+
+    #[test]
+    fn segment_bytes_parse_one_way() {
+        assert_eq!(parse_segment_bytes("2048").unwrap(), 2048);
+        for bad in ["0", "-1", "x", ""] {
+            let e = parse_segment_bytes(bad).unwrap_err();
+            assert_eq!(crate::exit::code_of(&e), DATAERR, "{bad}");
+        }
     }
 
     #[test]

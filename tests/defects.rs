@@ -191,3 +191,31 @@ fn follow_of_a_missing_channel_ends_with_its_reader() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A bad MT_SEGMENT_BYTES is bad input data (65) for mt-post as for every
+/// other writer, whether it comes from the environment or the flag.
+#[test]
+fn segment_bytes_have_one_parser_and_one_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let post = |env: Option<&str>, flag: Option<&str>| {
+        let mut c = Command::new(bin("mt-post"));
+        c.env("MT_DIR", tmp.path())
+            .env("MT_FSYNC", "0")
+            .env("MT_AGENT", "lead")
+            .env_remove("MT_CHANNEL")
+            .env_remove("MT_SEGMENT_BYTES")
+            .stdin(Stdio::null());
+        if let Some(v) = env {
+            c.env("MT_SEGMENT_BYTES", v);
+        }
+        if let Some(v) = flag {
+            c.args(["--segment-bytes", v]);
+        }
+        c.arg("hello").output().unwrap().status.code()
+    };
+    assert_eq!(post(Some("abc"), None), Some(65));
+    assert_eq!(post(Some("0"), None), Some(65));
+    assert_eq!(post(None, Some("abc")), Some(65));
+    assert_eq!(post(None, Some("0")), Some(65));
+    assert_eq!(post(Some("4096"), None), Some(0));
+}

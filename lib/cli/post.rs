@@ -68,7 +68,7 @@ pub struct Args {
 
     /// Segment roll-over size in bytes
     #[arg(long, env = "MT_SEGMENT_BYTES", value_name = "BYTES")]
-    pub segment_bytes: Option<u64>,
+    pub segment_bytes: Option<String>,
 
     /// Do not wait for the data to reach the disk (same as MT_FSYNC=0)
     #[arg(long)]
@@ -365,11 +365,8 @@ pub fn run(args: Args) -> Result<u8> {
 
 fn write_options(args: &Args) -> Result<WriteOptions> {
     let mut opts = WriteOptions::from_env()?;
-    if let Some(n) = args.segment_bytes {
-        if n == 0 {
-            return Err(fail(DATAERR, "--segment-bytes must be positive"));
-        }
-        opts.segment_bytes = n;
+    if let Some(n) = args.segment_bytes.as_deref().filter(|v| !v.is_empty()) {
+        opts.segment_bytes = crate::channel::parse_segment_bytes(n)?;
     }
     if args.no_sync {
         opts.fsync = false;
