@@ -200,10 +200,12 @@ impl Appender {
         if size > 0 && size >= self.opts.segment_bytes {
             self.roll()?;
         }
+        // One clock read: the id's time and the timestamp agree.
+        let now = chrono::Utc::now();
         let rec = Record {
             seq: self.next_seq,
-            id: crate::id::new_id(chrono::Utc::now().timestamp_millis().max(0) as u64),
-            timestamp: time::now_stamp(),
+            id: crate::id::new_id(now.timestamp_millis().max(0) as u64),
+            timestamp: time::stamp(now),
             from: d.from.clone(),
             kind: d.kind.clone(),
             content: d.content.clone(),
@@ -932,6 +934,21 @@ mod tests {
         })
         .unwrap();
         seqs
+    }
+
+    #[test]
+    fn id_and_timestamp_tell_the_same_time() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().to_path_buf());
+        let mut a = Appender::open(&st, "g", opts(64 << 20)).unwrap();
+        // Enough records to cross many millisecond boundaries.
+        for _ in 0..20_000 {
+            let line = a.append(&draft("m")).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let t = time::parse_stamp(v["timestamp"].as_str().unwrap()).unwrap();
+            let id_ms = crate::id::millis_of(v["id"].as_str().unwrap()).unwrap();
+            assert_eq!(id_ms, t.timestamp_millis() as u64, "{line}");
+        }
     }
 
     #[test]
