@@ -219,3 +219,72 @@ fn segment_bytes_have_one_parser_and_one_code() {
     assert_eq!(post(None, Some("0")), Some(65));
     assert_eq!(post(Some("4096"), None), Some(0));
 }
+
+/// After `cargo install` (every binary in one bin directory, no
+/// share/mt/hooks), `mt-hooks install` writes entries that run the mt-hook
+/// beside it.
+#[test]
+fn hooks_install_after_cargo_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(tmp.path()).unwrap();
+    let bindir = root.join("cargo/bin");
+    fs::create_dir_all(&bindir).unwrap();
+    for b in ["mt-hooks", "mt-hook"] {
+        fs::copy(bin(b), bindir.join(b)).unwrap();
+    }
+    let config = root.join("claude");
+    let out = Command::new(bindir.join("mt-hooks"))
+        .args(["install", "--user"])
+        .env("CLAUDE_CONFIG_DIR", &config)
+        .env("HOME", &root)
+        .env_remove("MT_HOOKS_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings = fs::read_to_string(config.join("settings.json")).unwrap();
+    let hook = bindir.join("mt-hook");
+    for event in ["session-start", "user-prompt-submit", "stop", "post-tool-use"] {
+        assert!(
+            settings.contains(&format!("{} {event}", hook.display())),
+            "{event}: {settings}"
+        );
+    }
+}
+
+/// `make install` and `make demo` take the binaries from CARGO_TARGET_DIR
+/// when it is set.
+#[test]
+fn makefile_follows_cargo_target_dir() {
+    if Command::new("make").arg("--version").output().is_err() {
+        eprintln!("make not installed; skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("build");
+    for goal in ["install", "demo"] {
+        let out = Command::new("make")
+            .args(["-n", goal])
+            .arg(format!("PREFIX={}", tmp.path().join("pfx").display()))
+            .env("CARGO_TARGET_DIR", &elsewhere)
+            .env_remove("MAKEFLAGS")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains(&*elsewhere.to_string_lossy()), "{goal}: {text}");
+        for word in text.split_whitespace() {
+            let w = word.trim_start_matches(['"', '\'']).trim_start_matches("PATH=");
+            assert!(
+                !w.starts_with("target/") && !w.contains("/target/"),
+                "{goal} uses {w}: {text}"
+            );
+        }
+    }
+}
