@@ -815,9 +815,9 @@ pub fn default_list(state: &crate::statedir::StateDir) -> String {
     name
 }
 
-/// Give an error a different exit code, keeping its message.
+/// Give an error a different exit code, keeping its message and causes.
 fn coded_as(e: anyhow::Error, code: u8) -> anyhow::Error {
-    fail(code, format!("{e:#}"))
+    Err::<(), _>(e).code(code).unwrap_err()
 }
 
 fn check_text(what: &str, s: &str, empty_ok: bool) -> Result<()> {

@@ -249,7 +249,12 @@ fn hooks_install_after_cargo_install() {
     );
     let settings = fs::read_to_string(config.join("settings.json")).unwrap();
     let hook = bindir.join("mt-hook");
-    for event in ["session-start", "user-prompt-submit", "stop", "post-tool-use"] {
+    for event in [
+        "session-start",
+        "user-prompt-submit",
+        "stop",
+        "post-tool-use",
+    ] {
         assert!(
             settings.contains(&format!("{} {event}", hook.display())),
             "{event}: {settings}"
@@ -278,9 +283,14 @@ fn makefile_follows_cargo_target_dir() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
-        assert!(text.contains(&*elsewhere.to_string_lossy()), "{goal}: {text}");
+        assert!(
+            text.contains(&*elsewhere.to_string_lossy()),
+            "{goal}: {text}"
+        );
         for word in text.split_whitespace() {
-            let w = word.trim_start_matches(['"', '\'']).trim_start_matches("PATH=");
+            let w = word
+                .trim_start_matches(['"', '\''])
+                .trim_start_matches("PATH=");
             assert!(
                 !w.starts_with("target/") && !w.contains("/target/"),
                 "{goal} uses {w}: {text}"
