@@ -498,10 +498,10 @@ impl Reader {
         }
         match last_seq(state, name)? {
             Some(last) if last < pos.seq => {
-                eprintln!(
-                    "mt-read: channel {name} has fewer records ({last}) than this reader's cursor ({}); it was reset, reading it from the start",
+                crate::exit::warn(format_args!(
+                    "channel {name} has fewer records ({last}) than this reader's cursor ({}); it was reset, reading it from the start",
                     pos.seq
-                );
+                ));
                 Reader::from_start(state, name)
             }
             _ => Reader::after_seq(state, name, pos.seq),
@@ -570,12 +570,12 @@ impl Reader {
                     continue;
                 }
                 if !self.carry.is_empty() {
-                    eprintln!(
-                        "mt-read: {}: ignoring {} bytes of an unfinished record at the end of segment {}",
+                    crate::exit::warn(format_args!(
+                        "{}: ignoring {} bytes of an unfinished record at the end of segment {}",
                         self.label,
                         self.carry.len(),
                         self.pos.segment
-                    );
+                    ));
                     self.malformed += 1;
                 }
                 self.switch_to(next);
@@ -629,10 +629,10 @@ impl Reader {
                 None if line.iter().all(|b| b.is_ascii_whitespace()) => {}
                 None => {
                     self.malformed += 1;
-                    eprintln!(
-                        "mt-read: {}: skipping a malformed line at byte {} of segment {}",
+                    crate::exit::warn(format_args!(
+                        "{}: skipping a malformed line at byte {} of segment {}",
                         self.label, self.pos.offset, self.pos.segment
-                    );
+                    ));
                 }
             }
             self.pos.offset = line_end;

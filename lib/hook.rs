@@ -276,12 +276,12 @@ fn stop_path(state: &StateDir, agent: &str, channel: &str) -> PathBuf {
 fn load_stop(path: &Path) -> Result<StopState> {
     match fsutil::read_regular(path) {
         Ok(t) => Ok(serde_json::from_slice(&t).unwrap_or_else(|e| {
-            eprintln!("mt-hook: ignoring {} ({e})", path.display());
+            crate::exit::warn(format_args!("ignoring {} ({e})", path.display()));
             StopState::default()
         })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StopState::default()),
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-            eprintln!("mt-hook: ignoring {} ({e})", path.display());
+            crate::exit::warn(format_args!("ignoring {} ({e})", path.display()));
             Ok(StopState::default())
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),

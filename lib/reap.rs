@@ -118,7 +118,7 @@ pub fn reap(state: &StateDir, o: &Options, each: &mut dyn FnMut(&Action)) -> Res
         let res = check(state, o, &a, &info, now, each);
         if let Err(e) = res {
             // One agent's trouble does not keep the others from a look.
-            eprintln!("mt-reap: {}: {e:#}", info.name);
+            crate::exit::warn(format_args!("{}: {e:#}", info.name));
         }
     }
     Ok(())

@@ -369,7 +369,7 @@ impl Store {
             Err(e) if crate::exit::code_of(&e) == NO => {}
             // The record is on the channel; a lost nudge is not worth
             // firing twice for.
-            Err(e) => eprintln!("mt-remind: cannot nudge {}: {e:#}", r.to),
+            Err(e) => crate::exit::warn(format_args!("cannot nudge {}: {e:#}", r.to)),
         }
         r.fired_at = Some(time::now_stamp());
         write_reminder(&self.path(Stage::Fired, &r.id), &r)?;

@@ -973,10 +973,10 @@ pub fn add(opts: &AddOptions) -> Result<Worktree> {
                 ),
             ));
         }
-        eprintln!(
-            "mt-worktree: --force: removing stray worktree metadata {}",
+        crate::exit::warn(format_args!(
+            "--force: removing stray worktree metadata {}",
             admin.display()
-        );
+        ));
         fs::remove_dir_all(&admin)
             .with_context(|| format!("cannot remove {}", admin.display()))
             .code(CANTCREAT)?;
@@ -992,10 +992,10 @@ pub fn add(opts: &AddOptions) -> Result<Worktree> {
                 ),
             ));
         }
-        eprintln!(
-            "mt-worktree: --force: deleting {} to make room for worktree {name}",
+        crate::exit::warn(format_args!(
+            "--force: deleting {} to make room for worktree {name}",
             path.display()
-        );
+        ));
         remove_stray(&repo, &path)?;
     }
     if let Some(parent) = path.parent() {

@@ -298,3 +298,37 @@ fn makefile_follows_cargo_target_dir() {
         }
     }
 }
+
+/// A warning printed by library code carries the name of the tool that
+/// runs it (here the channel reader inside mt-route), not a fixed one.
+#[test]
+fn warnings_carry_the_running_tool_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let post = Command::new(bin("mt-post"))
+        .env("MT_DIR", tmp.path())
+        .env("MT_FSYNC", "0")
+        .env("MT_AGENT", "lead")
+        .env_remove("MT_CHANNEL")
+        .arg("hello")
+        .output()
+        .unwrap();
+    assert!(post.status.success());
+    let dir = tmp.path().join("channels/general");
+    let seg = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(seg).unwrap();
+    std::io::Write::write_all(&mut f, b"not json\n").unwrap();
+    let out = Command::new(bin("mt-route"))
+        .env("MT_DIR", tmp.path())
+        .env("MT_FSYNC", "0")
+        .env_remove("MT_CHANNEL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mt-route: general: skipping a malformed line"), "{err}");
+    assert!(!err.contains("mt-read:"), "{err}");
+}
