@@ -329,6 +329,9 @@ fn warnings_carry_the_running_tool_name() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mt-route: general: skipping a malformed line"), "{err}");
+    assert!(
+        err.contains("mt-route: general: skipping a malformed line"),
+        "{err}"
+    );
     assert!(!err.contains("mt-read:"), "{err}");
 }

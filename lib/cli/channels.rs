@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use super::{Common, Tool};
 use crate::channel;
 use crate::cursor;
-use crate::exit;
 use crate::names;
 
 /// List channels
@@ -17,7 +16,7 @@ use crate::names;
 /// One line per channel: name, number of records, time of the last record
 /// and, with a reader identity, how many records that reader has not read.
 #[derive(Debug, Parser)]
-#[command(name = "mt-channels", version)]
+#[command(version)]
 pub struct Args {
     /// Count unread records for this reader
     #[arg(long = "as", env = "MT_AGENT", value_name = "NAME")]
@@ -52,8 +51,7 @@ pub fn tool() -> Tool {
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-channels", || run(args))
+    tool().main(run)
 }
 
 #[derive(serde::Serialize)]

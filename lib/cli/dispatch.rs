@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::dispatch::{self, Options, Outcome};
-use crate::exit;
 use crate::names;
 use crate::statedir::claude_config_dir;
 use crate::tasks::{self, TaskList};
@@ -21,7 +20,7 @@ use crate::tasks::{self, TaskList};
 /// task N: TITLE to the channel, as mt-sling does. Prints one line per
 /// task it looked at.
 #[derive(Debug, Parser)]
-#[command(name = "mt-dispatch", version)]
+#[command(version)]
 pub struct Args {
     /// Start agents only while fewer than this many agents run (any agent,
     /// however started)
@@ -120,8 +119,7 @@ MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-dispatch", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

@@ -26,7 +26,7 @@ use crate::stream;
 /// standard input closes. Its behaviour can be changed with the options
 /// below or the matching MT_FAKE_* variables.
 #[derive(Debug, Parser)]
-#[command(name = "mt-fake-agent", version)]
+#[command(version)]
 pub struct Args {
     /// Replay this stream-json capture (verbatim, as the answer to the
     /// first message) instead of the built-in answer
@@ -174,10 +174,10 @@ pub fn main() -> ExitCode {
         .skip(1)
         .any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version"))
     {
-        Args::parse();
+        let _: Args = tool().try_parse().unwrap_or_else(|e| e.exit());
     }
     let args = parse_args(&argv);
-    exit::main("mt-fake-agent", || Fake::new(args, argv).run())
+    exit::main(tool().name, || Fake::new(args, argv).run())
 }
 
 fn now_ns() -> u128 {

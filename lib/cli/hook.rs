@@ -23,7 +23,7 @@ use crate::statedir::{self, StateDir};
 /// taken from the agent's reader cursor (the one mt-read uses), so each is
 /// delivered once: by one hook, or by mt-read.
 #[derive(Debug, Parser)]
-#[command(name = "mt-hook", version)]
+#[command(version)]
 pub struct Args {
     /// The hook event
     #[arg(value_enum)]
@@ -158,7 +158,9 @@ MT_BIN\tfor the hook scripts: the directory holding mt-hook",
 pub const USAGE: u8 = 64;
 
 pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let tool = tool();
+    exit::set_tool(tool.name);
+    let args = match tool.try_parse::<Args>() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {

@@ -18,7 +18,7 @@ use crate::statedir;
 /// and keeps every other key and entry as it is; running it twice changes
 /// nothing. uninstall removes only mt's entries. print shows the entries.
 #[derive(Debug, Parser)]
-#[command(name = "mt-hooks", version)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     pub action: Action,
@@ -126,8 +126,7 @@ CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-hooks", || run(args))
+    tool().main(run)
 }
 
 /// This program's directory (PREFIX/bin), through its real path.

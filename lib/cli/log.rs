@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use super::{Common, Tool};
 use crate::agent::{self, AgentDir};
-use crate::exit;
 use crate::stream;
 use crate::wake::{Waker, Woke};
 
@@ -21,7 +20,7 @@ use crate::wake::{Waker, Woke};
 /// result with tokens and cost, messages sent to the agent (>>), and the
 /// supervisor's start and exit lines, on lines of their own.
 #[derive(Debug, Parser)]
-#[command(name = "mt-log", version)]
+#[command(version)]
 pub struct Args {
     /// Keep printing new events until the agent ends
     #[arg(short, long)]
@@ -68,8 +67,7 @@ Cost of every turn, with jq:
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-log", || run(args))
+    tool().main(run)
 }
 
 /// How often a follower looks again without a change notification.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Tool;
-use crate::exit::{self, DATAERR, NO, OK, USAGE, fail};
+use crate::exit::{DATAERR, NO, OK, USAGE, fail};
 use crate::mailbox::{Mailbox, MemberUpdate, NewMessage};
 
 /// Send and read Claude Code agent-teams messages
@@ -21,7 +21,7 @@ use crate::mailbox::{Mailbox, MemberUpdate, NewMessage};
 /// so messages written at the same time by mt and by Claude Code are all
 /// kept. It also adds members to the team's config.json and lists them.
 #[derive(Debug, Parser)]
-#[command(name = "mt-mail", version)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -221,8 +221,7 @@ MT_FSYNC\t0 skips syncing replaced files",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-mail", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

@@ -103,6 +103,30 @@ pub struct Tool {
 }
 
 impl Tool {
+    /// The tool's command-line definition, under its name.
+    pub fn command(&self) -> clap::Command {
+        (self.command)().name(self.name)
+    }
+
+    /// Parse this process's arguments with the tool's definition.
+    pub fn try_parse<A: clap::FromArgMatches>(&self) -> Result<A, clap::Error> {
+        let mut cmd = self.command();
+        let m = cmd.try_get_matches_from_mut(std::env::args_os())?;
+        A::from_arg_matches(&m).map_err(|e| e.format(&mut cmd))
+    }
+
+    /// A tool's whole `main`: name the running tool (for warnings and
+    /// errors), parse the arguments (a usage error exits 2), run `body`
+    /// and turn its outcome into the exit code (see `exit::main`).
+    pub fn main<A: clap::FromArgMatches>(
+        &self,
+        body: impl FnOnce(A) -> anyhow::Result<u8>,
+    ) -> std::process::ExitCode {
+        crate::exit::set_tool(self.name);
+        let args = self.try_parse::<A>().unwrap_or_else(|e| e.exit());
+        crate::exit::main(self.name, || body(args))
+    }
+
     pub fn of<T: CommandFactory>(
         name: &'static str,
         sections: &'static [(&'static str, &'static str)],

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::channel::{Appender, DEFAULT_MAX_MESSAGE, Draft, Reader, WriteOptions};
-use crate::exit::{self, CANTCREAT, Coded, DATAERR, fail};
+use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
 use crate::fsutil;
 use crate::names;
 use crate::record::TYPES;
@@ -20,7 +20,7 @@ use crate::statedir::StateDir;
 /// all of standard input is one message (one trailing newline is dropped).
 /// Words written @name become the record's mentions.
 #[derive(Debug, Parser)]
-#[command(name = "mt-post", version)]
+#[command(version)]
 pub struct Args {
     /// Channel to post to (created by its first post)
     #[arg(
@@ -123,8 +123,7 @@ MT_MAX_MESSAGE_BYTES\tlargest message (1 MiB)",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-post", || run(args))
+    tool().main(run)
 }
 
 fn check_content(content: &str, max: usize) -> Result<()> {

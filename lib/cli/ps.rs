@@ -19,7 +19,7 @@ use crate::time;
 /// idle, exited or failed as the supervisor recorded it, or lost when the
 /// record says running but no supervisor holds the agent's liveness lock.
 #[derive(Debug, Parser)]
-#[command(name = "mt-ps", version)]
+#[command(version)]
 pub struct Args {
     /// One JSON object per agent, with full values
     #[arg(long)]
@@ -68,8 +68,7 @@ Agents that need attention, with jq:
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-ps", || run(args))
+    tool().main(run)
 }
 
 /// One agent as mt-ps shows it.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Common, Tool};
 use crate::channel::{self, Item, Position, Reader};
 use crate::cursor;
-use crate::exit::{self, NO, OK};
+use crate::exit::{NO, OK};
 use crate::names;
 use crate::record;
 use crate::statedir::StateDir;
@@ -24,7 +24,7 @@ use crate::wake::{Waker, Woke};
 /// the whole channel. --all, --last and --since select records without
 /// touching any cursor.
 #[derive(Debug, Parser)]
-#[command(name = "mt-read", version)]
+#[command(version)]
 pub struct Args {
     /// Channel to read
     #[arg(
@@ -113,8 +113,7 @@ MT_AGENT\tdefault reader identity",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-read", || run(args))
+    tool().main(run)
 }
 
 /// How often a follower rescans even without a change notification.

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Common, Tool};
-use crate::exit;
 use crate::names;
 use crate::reap::{self, Options};
 
@@ -22,7 +21,7 @@ use crate::reap::{self, Options};
 /// --idle-stop stops agents idle for that long with no open task. Prints
 /// one line per agent it acted on.
 #[derive(Debug, Parser)]
-#[command(name = "mt-reap", version)]
+#[command(version)]
 pub struct Args {
     /// Silence after which a starting or working agent is stuck
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
@@ -117,8 +116,7 @@ CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-reap", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

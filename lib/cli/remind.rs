@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::exit::{self, DATAERR, TEMPFAIL, fail};
+use crate::exit::{DATAERR, TEMPFAIL, fail};
 use crate::names;
 use crate::remind::{self, NewReminder, Stage, Store, When};
 use crate::statedir::StateDir;
@@ -22,7 +22,7 @@ use crate::time;
 /// completed. mt-remind check fires what is due; a rule of mt-watch runs it.
 /// A reminder fires exactly once, however many checks run at the same time.
 #[derive(Debug, Parser)]
-#[command(name = "mt-remind", version)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -159,8 +159,7 @@ MT_REMIND_NOW\tfor tests only: an RFC 3339 time taken as the current time",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-remind", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

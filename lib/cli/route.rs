@@ -5,7 +5,6 @@ use clap::Parser;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::exit;
 use crate::names;
 use crate::route::{self, Options};
 
@@ -25,7 +24,7 @@ use crate::route::{self, Options};
 /// for interactive sessions only. @all reaches every running agent but the
 /// sender. One line per action on standard output.
 #[derive(Debug, Parser)]
-#[command(name = "mt-route", version)]
+#[command(version)]
 pub struct Args {
     /// Channel to route
     #[arg(
@@ -126,8 +125,7 @@ MT_AGENT_CMD\tnot read: a resumed agent runs the program it was started with",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-route", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

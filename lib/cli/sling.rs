@@ -21,7 +21,7 @@ use crate::tasks::{self, NewTask, TaskList};
 /// channel, and prints the name. A blocked task is created and left pending
 /// for mt-dispatch to start once its blockers are done.
 #[derive(Debug, Parser)]
-#[command(name = "mt-sling", version)]
+#[command(version)]
 pub struct Args {
     /// What is to be done (the words are joined by spaces)
     #[arg(value_name = "TITLE", required = true)]
@@ -133,8 +133,7 @@ MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-sling", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

@@ -20,7 +20,7 @@ use crate::spawn::{self, Options};
 /// agent and exits with its exit code. The prompt is --prompt, or standard
 /// input when --prompt is absent.
 #[derive(Debug, Parser)]
-#[command(name = "mt-spawn", version)]
+#[command(version)]
 pub struct Args {
     /// Agent name (a-z 0-9 . _ -)
     #[arg(value_name = "NAME")]
@@ -165,8 +165,7 @@ pub fn main() -> ExitCode {
         exit::set_tool("mt-spawn");
         return ExitCode::from(spawn::detached_main(&argv[2..]));
     }
-    let args = Args::parse();
-    exit::main("mt-spawn", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

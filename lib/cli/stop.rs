@@ -22,7 +22,7 @@ use crate::time;
 /// ends a headless session cleanly (exit code 0); an agent still running
 /// after the grace gets SIGTERM, then SIGKILL after a second grace.
 #[derive(Debug, Parser)]
-#[command(name = "mt-stop", version)]
+#[command(version)]
 pub struct Args {
     /// Time between SIGTERM and SIGKILL (with --soft, also between closing
     /// stdin and SIGTERM)
@@ -82,8 +82,7 @@ Stop every agent that is running:
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-stop", || run(args))
+    tool().main(run)
 }
 
 /// Who is stopping: `$MT_AGENT`, else `lead`.

@@ -15,7 +15,7 @@ use crate::time;
 /// Blocks on each agent's liveness lock (no polling) until every named
 /// agent has ended. For one agent, exits with that agent's exit code.
 #[derive(Debug, Parser)]
-#[command(name = "mt-wait", version)]
+#[command(version)]
 pub struct Args {
     /// Give up after this long (exit 75)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -61,8 +61,7 @@ Fail a script when an agent fails or takes too long:
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-wait", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

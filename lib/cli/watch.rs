@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Common, Tool};
-use crate::exit::{self, CANTCREAT, NO, fail};
+use crate::exit::{CANTCREAT, NO, fail};
 use crate::fsutil;
 use crate::names;
 use crate::statedir::StateDir;
@@ -26,7 +26,7 @@ pub const DEFAULT_RULES: &str = include_str!("../../share/examples/rules");
 /// catches what notifications missed. One watcher runs per state directory,
 /// and a rule is never started while its previous run is still going.
 #[derive(Debug, Parser)]
-#[command(name = "mt-watch", version)]
+#[command(version)]
 pub struct Args {
     /// Rules file (default: <state dir>/watch/rules)
     #[arg(long, value_name = "FILE")]
@@ -157,8 +157,7 @@ SIGHUP\treread the rules file",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-watch", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

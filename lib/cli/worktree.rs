@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::exit;
 use crate::worktree::{self, AddOptions, GcAction, GcOptions, RmOptions, short_ref};
 
 /// Manage one git worktree per agent
@@ -20,7 +19,7 @@ use crate::worktree::{self, AddOptions, GcAction, GcOptions, RmOptions, short_re
 /// whose agent is running. Merged means every commit is in the base's current
 /// tip, whether it got there by fast-forward or by a merge commit.
 #[derive(Debug, Parser)]
-#[command(name = "mt-worktree", version)]
+#[command(version)]
 pub struct Args {
     /// Repository to manage: any directory inside it, a linked worktree
     /// included (default: the current directory)
@@ -154,8 +153,7 @@ MT_DIR\tstate directory, where agent liveness locks are (default: <git common di
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-worktree", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {
