@@ -18,9 +18,8 @@ use crate::names;
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
-    /// Count unread records for this reader
-    #[arg(long = "as", env = "MT_AGENT", value_name = "NAME")]
-    pub reader: Option<String>,
+    #[command(flatten)]
+    pub reader: super::AsArg,
 
     /// One JSON object per channel
     #[arg(long)]
@@ -63,14 +62,14 @@ struct Row {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    if let Some(r) = &args.reader {
+    if let Some(r) = &args.reader.name {
         names::check("reader", r)?;
     }
     let state = args.common.state()?;
     let mut rows = Vec::new();
     for name in channel::list_channels(&state)? {
         let summary = channel::summarize(&state, &name)?;
-        let unread = match &args.reader {
+        let unread = match &args.reader.name {
             Some(r) => {
                 let seen = cursor::load(&state, r, &name)?.map(|p| p.seq).unwrap_or(0);
                 Some(summary.last_seq.saturating_sub(seen))
@@ -93,7 +92,7 @@ pub fn run(args: Args) -> Result<u8> {
             .unwrap_or(7)
             .max(7);
         write!(out, "{:<w$}  {:>8}  {:<24}", "CHANNEL", "RECORDS", "LAST")?;
-        if args.reader.is_some() {
+        if args.reader.name.is_some() {
             write!(out, "  {:>7}", "UNREAD")?;
         }
         writeln!(out)?;

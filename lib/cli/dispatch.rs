@@ -27,9 +27,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub max: usize,
 
-    /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT)
-    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
-    pub list: Option<String>,
+    #[command(flatten)]
+    pub list: super::ListArg,
 
     /// Agent names to pick from, comma separated (default: the file pool
     /// in the state directory, else a built-in pool)
@@ -40,15 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
 
-    /// Channel of the agents and of the records
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Agent program (default: claude)
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
@@ -123,16 +115,16 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     dispatch::check_repo()?;
     let pool = dispatch::pool(&state, args.pool.as_deref())?;
-    let list_name = tasks::list_name(args.list.as_deref(), Some(&state))?;
+    let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let o = Options {
         list: TaskList::new(&claude_config_dir()?, &list_name)?,
         pool,
         model: args.model,
-        channel: args.channel,
+        channel: args.channel.channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
         from: "mt-dispatch".into(),

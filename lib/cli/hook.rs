@@ -38,15 +38,8 @@ pub struct Args {
     )]
     pub agent: String,
 
-    /// The agent's channel
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Which unread messages keep the agent working when it stops
     #[arg(long, env = "MT_WAKE", value_enum, default_value = "mentions")]
@@ -214,11 +207,11 @@ pub fn run(mut args: Args) -> Result<u8> {
     if args.agent.is_empty() {
         args.agent = "lead".into();
     }
-    if args.channel.is_empty() {
-        args.channel = "general".into();
+    if args.channel.channel.is_empty() {
+        args.channel.channel = "general".into();
     }
     names::check("agent", &args.agent)?;
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     if args.max_messages == 0 || args.max_bytes < 256 {
         return Err(fail(
             DATAERR,
@@ -230,7 +223,7 @@ pub fn run(mut args: Args) -> Result<u8> {
     let inbox = Inbox {
         state: &state,
         agent: &args.agent,
-        channel: &args.channel,
+        channel: &args.channel.channel,
         limits: Limits {
             messages: args.max_messages,
             bytes: args.max_bytes,
@@ -240,7 +233,7 @@ pub fn run(mut args: Args) -> Result<u8> {
         Event::SessionStart => {
             let intro = Intro {
                 agent: &args.agent,
-                channel: &args.channel,
+                channel: &args.channel.channel,
                 wake: args.wake,
                 task: assigned_task(&args),
             };
@@ -256,7 +249,7 @@ pub fn run(mut args: Args) -> Result<u8> {
             if let Some(b) = &pending.batch {
                 say(&hook::context_output(
                     "UserPromptSubmit",
-                    &hook::prompt_context(&args.channel, b),
+                    &hook::prompt_context(&args.channel.channel, b),
                 ))?;
             }
             pending.commit()?;
@@ -271,7 +264,7 @@ pub fn run(mut args: Args) -> Result<u8> {
             if let Some(b) = &pending.batch {
                 say(&hook::block_output(&hook::stop_reason(
                     &args.agent,
-                    &args.channel,
+                    &args.channel.channel,
                     args.wake,
                     b,
                 )))?;
@@ -279,7 +272,7 @@ pub fn run(mut args: Args) -> Result<u8> {
             pending.commit()?;
         }
         Event::PostToolUse => {
-            hook::tool_ran(&state, &args.agent, &args.channel, &payload)?;
+            hook::tool_ran(&state, &args.agent, &args.channel.channel, &payload)?;
             let null = serde_json::Value::Null;
             let action = hook::task_action(
                 payload.str("tool_name").unwrap_or(""),
@@ -308,7 +301,7 @@ fn post(state: &StateDir, args: &Args, kind: &str, content: String, p: &Payload)
         session_id: p.session_id(),
         ..Draft::default()
     };
-    channel::post(state, &args.channel, &draft)?;
+    channel::post(state, &args.channel.channel, &draft)?;
     Ok(())
 }
 

@@ -42,6 +42,42 @@ impl Common {
     }
 }
 
+/// The channel a tool works on (`-c`, `$MT_CHANNEL`, else general).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChannelArg {
+    /// Channel (a-z 0-9 . _ -)
+    #[arg(
+        short,
+        long,
+        env = "MT_CHANNEL",
+        default_value = "general",
+        value_name = "NAME"
+    )]
+    pub channel: String,
+}
+
+/// Who a tool acts as (`--as`, `$MT_AGENT`), when it may act as nobody.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AsArg {
+    /// Act as this reader or agent
+    #[arg(long = "as", env = "MT_AGENT", value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// The Claude Code task list (`--list`, `$CLAUDE_CODE_TASK_LIST_ID`; unset:
+/// the state directory's, mt-PROJECT).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArg {
+    /// Task list (default: mt-PROJECT)
+    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
+    pub list: Option<String>,
+}
+
+/// The one `value_parser` for durations: 500ms, 30s, 10m, 2h, 1d.
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::time::parse_duration(s).map_err(|e| e.to_string())
+}
+
 /// What an agent may do without asking, for the tools that start agents.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PermissionArgs {

@@ -22,15 +22,8 @@ use crate::statedir::StateDir;
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
-    /// Channel to post to (created by its first post)
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Sender name
     #[arg(long, env = "MT_AGENT", default_value = "lead", value_name = "NAME")]
@@ -307,7 +300,7 @@ fn check_line(line: &[u8], len: usize, max: usize) -> Result<Option<&str>> {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     names::check("sender", &args.from)?;
     if let Some(id) = &args.reply_to
         && (id.is_empty()
@@ -350,7 +343,7 @@ pub fn run(args: Args) -> Result<u8> {
     check_content(&content, args.max_bytes).context("the message")?;
     let opts = write_options(&args)?;
     let state = args.common.state()?;
-    let mut app = Appender::open(&state, &args.channel, opts)?;
+    let mut app = Appender::open(&state, &args.channel.channel, opts)?;
     let line = app.append(&Draft { content, ..draft })?;
     app.commit()?;
     if args.json {
@@ -383,7 +376,7 @@ fn post_lines(args: &Args, mut draft: Draft) -> Result<u8> {
     };
     let opts = write_options(args)?;
     let state = args.common.state()?;
-    let mut app = Appender::open(&state, &args.channel, opts)?;
+    let mut app = Appender::open(&state, &args.channel.channel, opts)?;
     let first = app.next_seq();
     let mut messages = spool.into_reader()?;
     let mut line = Vec::new();
@@ -400,7 +393,7 @@ fn post_lines(args: &Args, mut draft: Draft) -> Result<u8> {
     let last = app.next_seq() - 1;
     app.commit()?;
     if args.json {
-        print_stored(&state, &args.channel, first, last)?;
+        print_stored(&state, &args.channel.channel, first, last)?;
     }
     Ok(0)
 }

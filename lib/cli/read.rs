@@ -26,19 +26,11 @@ use crate::wake::{Waker, Woke};
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
-    /// Channel to read
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
-    /// Read as this reader, from its cursor
-    #[arg(long = "as", env = "MT_AGENT", value_name = "NAME")]
-    pub reader: Option<String>,
+    #[command(flatten)]
+    pub reader: super::AsArg,
 
     /// Print unread records but leave the cursor where it is
     #[arg(long)]
@@ -136,10 +128,10 @@ impl<W: Write> Printer<W> {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     let selecting = args.all || args.last.is_some() || args.since.is_some();
-    let reader = match &args.reader {
+    let reader = match &args.reader.name {
         Some(r) if !selecting => Some(names::check("reader", r)?.to_string()),
         _ => None,
     };
@@ -147,7 +139,7 @@ pub fn run(args: Args) -> Result<u8> {
         out: BufWriter::with_capacity(64 << 10, io::stdout().lock()),
         json: args.json,
     };
-    let chan_dir = state.channel(&args.channel);
+    let chan_dir = state.channel(&args.channel.channel);
     if !chan_dir.is_dir() {
         if !args.follow {
             return Ok(if args.quiet { NO } else { OK });
@@ -180,7 +172,7 @@ fn wait_for_dir(dir: &std::path::Path, output: std::os::fd::BorrowedFd<'_>) -> b
 }
 
 fn read_selection<W: Write>(state: &StateDir, args: &Args, p: &mut Printer<W>) -> Result<u8> {
-    let name = &args.channel;
+    let name = &args.channel.channel;
     let mut reader = if let Some(n) = args.last {
         let end = channel::end_position(state, name)?;
         if args.quiet {
@@ -222,7 +214,7 @@ fn read_cursor<W: Write>(
     agent: &str,
     p: &mut Printer<W>,
 ) -> Result<u8> {
-    let name = &args.channel;
+    let name = &args.channel.channel;
     let mut reader: Option<(Reader, Position)> = None;
     // One batch: under the agent's lock, start from the saved cursor (another
     // reader as the same agent may have moved it), print, flush, then save.

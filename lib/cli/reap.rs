@@ -24,7 +24,7 @@ use crate::reap::{self, Options};
 #[command(version)]
 pub struct Args {
     /// Silence after which a starting or working agent is stuck
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration)]
     pub stuck_after: Duration,
 
     /// Resume lost agents; stop and resume stuck ones (on the run after the
@@ -33,23 +33,16 @@ pub struct Args {
     pub restart: bool,
 
     /// Stop agents idle for longer than this that have no open task
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub idle_stop: Option<Duration>,
 
     /// Time between SIGTERM and SIGKILL when stopping an agent (for
     /// --idle-stop, also between closing stdin and SIGTERM)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::duration)]
     pub grace: Duration,
 
-    /// Channel for the reports
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Print what would be done; change nothing
     #[arg(long)]
@@ -57,10 +50,6 @@ pub struct Args {
 
     #[command(flatten)]
     pub common: Common,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {
@@ -120,14 +109,14 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     let opts = Options {
         stuck_after: args.stuck_after,
         restart: args.restart,
         idle_stop: args.idle_stop,
         grace: args.grace,
-        channel: args.channel,
+        channel: args.channel.channel,
         dry_run: args.dry_run,
     };
     // Not locked for the whole run: resumed supervisors are forked from here.

@@ -77,15 +77,8 @@ pub struct AddArgs {
     #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
     pub task_list: Option<String>,
 
-    /// Channel the reminder is posted to
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Agent that gets the nudge
     #[arg(long, default_value = "lead", value_name = "NAME")]
@@ -202,7 +195,7 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 fn add(state: &StateDir, store: &Store, a: AddArgs) -> Result<u8> {
-    names::check("channel", &a.channel)?;
+    names::check("channel", &a.channel.channel)?;
     names::check("agent", &a.to)?;
     names::check("sender", &a.from)?;
     let message = a.message.join(" ");
@@ -227,7 +220,7 @@ fn add(state: &StateDir, store: &Store, a: AddArgs) -> Result<u8> {
     let r = store.add(NewReminder {
         message,
         when,
-        channel: a.channel,
+        channel: a.channel.channel,
         to: a.to,
         from: a.from,
     })?;

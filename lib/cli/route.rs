@@ -26,15 +26,8 @@ use crate::route::{self, Options};
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
-    /// Channel to route
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Resume a mentioned agent that is stopped (the default)
     #[arg(long, overrides_with = "no_resume")]
@@ -129,19 +122,19 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let team = args.team.filter(|t| !t.is_empty());
     if let Some(t) = &team {
         names::check_claude("team", t)?;
     }
     let state = args.common.state()?;
     if args.skip_existing {
-        let seq = route::skip_existing(&state, &args.channel)?;
+        let seq = route::skip_existing(&state, &args.channel.channel)?;
         println!("skipped through #{seq}");
         return Ok(0);
     }
     let opts = Options {
-        channel: args.channel,
+        channel: args.channel.channel,
         resume: !args.no_resume,
         team,
         dry_run: args.dry_run,

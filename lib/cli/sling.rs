@@ -39,9 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "ID,…", value_delimiter = ',')]
     pub blocked_by: Vec<String>,
 
-    /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT)
-    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
-    pub list: Option<String>,
+    #[command(flatten)]
+    pub list: super::ListArg,
 
     /// Use this agent name instead of one from the pool
     #[arg(long, value_name = "NAME")]
@@ -52,15 +51,8 @@ pub struct Args {
     #[arg(long, env = "MT_POOL", value_name = "NAMES")]
     pub pool: Option<String>,
 
-    /// Channel of the agent and of the record
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Agent program (default: claude)
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
@@ -137,7 +129,7 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let title = args.title.join(" ");
     let blocked_by = args
         .blocked_by
@@ -151,13 +143,13 @@ pub fn run(args: Args) -> Result<u8> {
         Some(n) => dispatch::pool(&state, Some(n))?,
         None => dispatch::pool(&state, args.pool.as_deref())?,
     };
-    let list_name = tasks::list_name(args.list.as_deref(), Some(&state))?;
+    let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let list = TaskList::new(&claude_config_dir()?, &list_name)?;
     let o = Options {
         list,
         pool,
         model: args.model,
-        channel: args.channel,
+        channel: args.channel.channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
         from: "mt-sling".into(),

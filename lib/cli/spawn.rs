@@ -65,7 +65,7 @@ pub struct Args {
 
     /// Close the agent's stdin (letting it end) after this long without
     /// activity, e.g. 10m
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub idle_exit: Option<std::time::Duration>,
 
     /// Run the agent under bubblewrap: only its working directory, the git
@@ -91,10 +91,6 @@ pub struct Args {
     /// Further arguments for the agent program, after --
     #[arg(last = true, value_name = "EXTRA_ARGS")]
     pub extra: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::{Common, Tool};
 use crate::agent;
 use crate::exit::{self, NO, TEMPFAIL, fail};
-use crate::time;
 
 /// Stop agents
 ///
@@ -26,7 +25,7 @@ use crate::time;
 pub struct Args {
     /// Time between SIGTERM and SIGKILL (with --soft, also between closing
     /// stdin and SIGTERM)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::duration)]
     pub grace: Duration,
 
     /// Close the agent's stdin first and let it exit on its own
@@ -39,10 +38,6 @@ pub struct Args {
     /// Agents to stop
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {

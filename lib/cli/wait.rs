@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::{Common, Tool};
 use crate::agent;
 use crate::exit::{self, NO, TEMPFAIL};
-use crate::time;
 
 /// Wait for agents to end
 ///
@@ -18,7 +17,7 @@ use crate::time;
 #[command(version)]
 pub struct Args {
     /// Give up after this long (exit 75)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub timeout: Option<Duration>,
 
     #[command(flatten)]
@@ -27,10 +26,6 @@ pub struct Args {
     /// Agents to wait for
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {

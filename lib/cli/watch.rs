@@ -54,15 +54,8 @@ pub struct Args {
     #[arg(long)]
     pub no_notify: bool,
 
-    /// Channel that failures are posted to; also MT_CHANNEL for the commands
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     #[command(flatten)]
     pub common: Common,
@@ -161,7 +154,7 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     let rules_path = match &args.rules {
         Some(p) => std::path::absolute(p)?,
@@ -178,7 +171,7 @@ pub fn run(args: Args) -> Result<u8> {
             dry_run: args.dry_run,
             rescan: args.rescan,
             notify: !args.no_notify,
-            channel: args.channel,
+            channel: args.channel.channel,
         },
     )
 }

@@ -89,13 +89,9 @@ pub enum Cmd {
         dry_run: bool,
         /// Keep worktrees with git activity (commit, index update) more
         /// recent than this, e.g. one just added for an agent about to start
-        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = super::duration)]
         min_age: std::time::Duration,
     },
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {
