@@ -40,10 +40,6 @@ pub fn tool() -> Tool {
             ),
             ("EXIT STATUS", "0\tsuccess\n2\tusage error"),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_DIR\tstate directory\nMT_AGENT\tdefault reader identity",
-            ),
             ("SEE ALSO", "mt-read(1), mt-post(1), mt-files(5)"),
         ],
     )

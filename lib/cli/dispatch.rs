@@ -94,12 +94,7 @@ Plan, then let dispatch hand out what is ready:
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel of the agents and the records (general)
-MT_POOL\tagent names to pick from
-MT_AGENT_CMD\tagent program (claude)
-CLAUDE_CODE_TASK_LIST_ID\ttask list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
             ),
             (

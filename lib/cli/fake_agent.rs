@@ -99,10 +99,6 @@ ignore-term\tignore SIGTERM",
                 "EXIT STATUS",
                 "0\tstandard input closed\nN\tas asked by exit:N",
             ),
-            (
-                "ENVIRONMENT",
-                "MT_FAKE_SCRIPT, MT_FAKE_MODE, MT_FAKE_RECORD, MT_FAKE_RECEIPTS, MT_FAKE_RUN, MT_FAKE_DELAY\tas the options above",
-            ),
             ("SEE ALSO", "mt-spawn(1)"),
         ],
     )

@@ -130,13 +130,7 @@ Every failure (no mt-hook, empty or malformed input, no state directory) is a no
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory; a state directory that does not exist yet has nothing unread, and reading creates nothing
-MT_AGENT\tthe agent (lead)
-MT_CHANNEL\tthe agent's channel (general)
-MT_WAKE\tmentions or all
-MT_TASK\tthe assigned task id
-CLAUDE_CODE_TASK_LIST_ID\tthe task list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+                "A state directory that does not exist yet has nothing unread, and reading creates nothing.
 CLAUDE_CODE_STOP_HOOK_BLOCK_CAP\tClaude Code's Stop block cap (8), read as Claude Code reads it; a value that is not a plain integer counts as at most 8
 MT_FSYNC\t0 skips the data sync of posted records
 MT_BIN\tfor the hook scripts: the directory holding mt-hook",

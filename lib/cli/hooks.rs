@@ -117,8 +117,7 @@ mt's entries are recognised by their command: one of the script names above, in 
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_HOOKS_DIR\tthe hook scripts' directory
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
             ),
             ("SEE ALSO", "mt-hook(1), mt(7)"),
         ],

@@ -60,7 +60,6 @@ Cost of every turn, with jq:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             ("SEE ALSO", "mt-spawn(1), mt-ps(1), mt-files(5), mt(7)"),
         ],
     )

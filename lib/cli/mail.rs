@@ -209,11 +209,7 @@ Team and agent names are 1 to 128 characters of A-Z a-z 0-9 _ -: the names Claud
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
-MT_TEAM\tdefault team
-MT_AGENT\tdefault sender, and whose inbox read reads
-MT_LOCK_WAIT\tlongest wait for a busy lock (5s)
-MT_FSYNC\t0 skips syncing replaced files",
+                "MT_FSYNC\t0 skips syncing replaced files",
             ),
             ("SEE ALSO", "mt-task(1), mt-post(1), mt(7)"),
         ],

@@ -56,7 +56,6 @@ Hand a stopped agent the CI log; it resumes its session to read it:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             (
                 "SEE ALSO",
                 "mt-spawn(1), mt-ps(1), mt-log(1), mt-files(5), mt(7)",

@@ -101,15 +101,7 @@ Import many messages at once:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tdefault channel (general)
-MT_AGENT\tdefault sender (lead)
-MT_FSYNC\t0 skips the data sync
-MT_SEGMENT_BYTES\tsegment roll-over size (32 MiB)
-MT_MAX_MESSAGE_BYTES\tlargest message (1 MiB)",
-            ),
+            ("ENVIRONMENT", "MT_FSYNC\t0 skips the data sync"),
             ("SEE ALSO", "mt-read(1), mt-channels(1), mt-files(5), mt(7)"),
         ],
     )

@@ -58,7 +58,6 @@ Agents that need attention, with jq:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             (
                 "SEE ALSO",
                 "mt-spawn(1), mt-log(1), mt-stop(1), mt-files(5), mt(7)",

@@ -93,12 +93,6 @@ Malformed lines are skipped with a warning on standard error. A record still bei
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tdefault channel (general)
-MT_AGENT\tdefault reader identity",
-            ),
             ("SEE ALSO", "mt-post(1), mt-channels(1), mt-files(5), mt(7)"),
         ],
     )

@@ -91,9 +91,7 @@ What would happen with a short threshold:
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel for the reports (general)
-CLAUDE_CODE_TASK_LIST_ID\ttask list for --idle-stop's open task check (default: mt-PROJECT, see mt-task(1)); an agent's own list comes first
+                "CLAUDE_CODE_TASK_LIST_ID\ttask list for --idle-stop's open task check (default: mt-PROJECT, see mt-task(1)); an agent's own list comes first
 CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
             ),
             (

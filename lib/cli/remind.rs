@@ -139,11 +139,7 @@ Fire what is due every 30 seconds, and as soon as a task changes (mt-watch rules
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tdefault channel (general)
-MT_AGENT\twho sets a reminder (lead)
-CLAUDE_CODE_TASK_LIST_ID\tthe task list of --when all-tasks-done (default: mt-PROJECT, see mt-task(1))
-CLAUDE_CONFIG_DIR\tClaude Code's directory, holding tasks/ (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory, holding tasks/ (~/.claude)
 MT_REMIND_NOW\tfor tests only: an RFC 3339 time taken as the current time",
             ),
             ("SEE ALSO", "mt-watch(1), mt-post(1), mt-files(5), mt(7)"),

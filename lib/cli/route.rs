@@ -103,10 +103,7 @@ Also reach the members of a Claude Code agent team:
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel to route (general)
-MT_TEAM\tagent team of --team
-CLAUDE_CONFIG_DIR\tClaude Code's directory, for team inboxes (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory, for team inboxes (~/.claude)
 MT_AGENT_CMD\tnot read: a resumed agent runs the program it was started with",
             ),
             (

@@ -108,12 +108,7 @@ A demo without Claude Code:
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel of the agent and the record (general)
-MT_POOL\tagent names to pick from
-MT_AGENT_CMD\tagent program (claude)
-CLAUDE_CODE_TASK_LIST_ID\ttask list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
             ),
             (

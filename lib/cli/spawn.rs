@@ -130,12 +130,7 @@ agents/NAME/running.lock\theld by the supervisor while the agent runs",
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel for status records (general)
-MT_AGENT_CMD\tagent program (claude)
-CLAUDE_CODE_TASK_LIST_ID\ttask list given to the agent
-
-The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept.",
+                "The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept.",
             ),
             (
                 "SETTINGS AND PERMISSIONS",

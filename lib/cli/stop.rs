@@ -66,7 +66,7 @@ Stop every agent that is running:
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory\nMT_AGENT\twho is stopping (recorded in the status)",
+                "MT_AGENT\twho is stopping (recorded in the status)",
             ),
             (
                 "SEE ALSO",

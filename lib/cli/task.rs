@@ -262,13 +262,7 @@ A task is blocked while a task in its blockedBy is not completed (a missing one 
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "CLAUDE_CODE_TASK_LIST_ID\tdefault task list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
-MT_AGENT\tdefault claimer, and sender of --announce records
-MT_CHANNEL\tchannel for --announce (general)
-MT_DIR\tstate directory, for --announce and the default list
-MT_LOCK_WAIT\tlongest wait for a busy lock (5s)
-MT_FSYNC\t0 skips syncing replaced files",
+                "MT_FSYNC\t0 skips syncing replaced files",
             ),
             ("SEE ALSO", "mt-mail(1), mt-post(1), mt(7)"),
         ],

@@ -49,7 +49,6 @@ Fail a script when an agent fails or takes too long:
 75\tthe timeout passed first",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             ("SEE ALSO", "mt-spawn(1), mt-ps(1), mt-stop(1), mt(7)"),
         ],
     )

@@ -133,9 +133,7 @@ share/systemd, share/cron and share/launchd hold units for both ways.",
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel for failure reports (general)
-CLAUDE_CODE_TASK_LIST_ID\tthe task list of @change tasks (default: mt-PROJECT, see mt-task(1))
+                "CLAUDE_CODE_TASK_LIST_ID\tthe task list of @change tasks (default: mt-PROJECT, see mt-task(1))
 CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WATCH_NOW\tfor tests only: an RFC 3339 time the watcher takes as the current time when deciding what is due",
             ),

@@ -138,11 +138,6 @@ See what gc would do, then do it (a watcher rule might run the second line):
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_WORKTREES\tdirectory that holds new worktrees (NAME below it)
-MT_DIR\tstate directory, where agent liveness locks are (default: <git common dir>/mt)",
-            ),
             ("SEE ALSO", "git-worktree(1), mt-spawn(1), mt-watch(1), mt(7)"),
         ],
     )
