@@ -212,3 +212,68 @@ pub const EXIT_COMMON: &str = "\
 70\tinternal error
 73\tcannot create or write a file (permissions, full disk)
 75\ttemporary failure: a lock stayed busy; try again";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Cargo.toml's [[bin]]s, `tools()`, bin/*.rs and the man pages name
+    /// the same tools, and each bin/mt-x.rs runs `cli::x`: a tool forgotten
+    /// in one place fails here.
+    #[test]
+    fn binaries_tools_and_pages_agree() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let not_a_tool = "mt-gen";
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let mut cargo = BTreeSet::new();
+        for block in manifest.split("[[bin]]").skip(1) {
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("name = "))
+                .unwrap()
+                .trim_matches('"');
+            let path = block
+                .lines()
+                .find_map(|l| l.strip_prefix("path = "))
+                .unwrap()
+                .trim_matches('"');
+            assert_eq!(path, format!("bin/{name}.rs"));
+            cargo.insert(name.to_string());
+        }
+        assert!(cargo.remove(not_a_tool));
+
+        let mut files = BTreeSet::new();
+        for e in std::fs::read_dir(root.join("bin")).unwrap() {
+            let p = e.unwrap().path();
+            let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+            if stem == not_a_tool {
+                continue;
+            }
+            let module = stem.trim_start_matches("mt-").replace('-', "_");
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                text.contains(&format!("mt::cli::{module}::main()")),
+                "{} does not run cli::{module}",
+                p.display()
+            );
+            files.insert(stem);
+        }
+
+        let listed: BTreeSet<String> = tools().iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(tools().len(), listed.len(), "a tool listed twice");
+
+        let d = tempfile::tempdir().unwrap();
+        manpages::man_pages(d.path()).unwrap();
+        let pages: BTreeSet<String> = listed
+            .iter()
+            .filter(|n| d.path().join(format!("{n}.1")).is_file())
+            .cloned()
+            .collect();
+
+        assert_eq!(cargo, listed, "Cargo.toml [[bin]] vs cli::tools()");
+        assert_eq!(files, listed, "bin/*.rs vs cli::tools()");
+        assert_eq!(pages, listed, "man pages vs cli::tools()");
+    }
+}
