@@ -81,29 +81,30 @@ pub fn run(args: Args) -> Result<u8> {
             out.write_all(b"\n")?;
         }
     } else if !rows.is_empty() {
-        let w = rows
-            .iter()
-            .map(|r| r.summary.name.len())
-            .max()
-            .unwrap_or(7)
-            .max(7);
-        write!(out, "{:<w$}  {:>8}  {:<24}", "CHANNEL", "RECORDS", "LAST")?;
+        let mut cols = vec![
+            super::Column::left("CHANNEL", 7),
+            super::Column::right("RECORDS", 8),
+            super::Column::left("LAST", 24),
+        ];
         if args.reader.name.is_some() {
-            write!(out, "  {:>7}", "UNREAD")?;
+            cols.push(super::Column::right("UNREAD", 7));
         }
-        writeln!(out)?;
-        for r in &rows {
-            let last = r.summary.last_activity.as_deref().unwrap_or("-");
-            write!(
-                out,
-                "{:<w$}  {:>8}  {:<24}",
-                r.summary.name, r.summary.records, last
-            )?;
-            if let Some(u) = r.unread {
-                write!(out, "  {u:>7}")?;
-            }
-            writeln!(out)?;
-        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut c = vec![
+                    r.summary.name.clone(),
+                    r.summary.records.to_string(),
+                    r.summary
+                        .last_activity
+                        .clone()
+                        .unwrap_or_else(|| "-".into()),
+                ];
+                c.extend(r.unread.map(|u| u.to_string()));
+                c
+            })
+            .collect();
+        super::write_table(&mut out, &cols, &cells)?;
     }
     out.flush()?;
     Ok(0)

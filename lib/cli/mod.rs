@@ -129,6 +129,80 @@ pub fn print_as_it_goes<T: std::fmt::Display + ?Sized, R>(
     }
 }
 
+/// A column of a `Table`: aligned right (numbers) or left, at least `min`
+/// wide; the last column of a table is not padded unless `min` asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub title: &'static str,
+    pub min: usize,
+    pub right: bool,
+}
+
+impl Column {
+    pub const fn left(title: &'static str, min: usize) -> Column {
+        Column {
+            title,
+            min,
+            right: false,
+        }
+    }
+    pub const fn right(title: &'static str, min: usize) -> Column {
+        Column {
+            title,
+            min,
+            right: true,
+        }
+    }
+}
+
+/// The tools' table output: a header line, then one line per row, columns
+/// two spaces apart, each as wide as its widest cell.
+pub fn write_table(
+    out: &mut dyn std::io::Write,
+    columns: &[Column],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|s| s.chars().count())
+                .chain([c.title.len(), c.min])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |out: &mut dyn std::io::Write, cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, (cell, c)) in cells.zip(columns).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            let last = i + 1 == columns.len();
+            let pad = if last && c.min == 0 {
+                0
+            } else {
+                widths[i].saturating_sub(cell.chars().count())
+            };
+            if c.right {
+                text.extend(std::iter::repeat_n(' ', pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{text}")
+    };
+    line(out, &mut columns.iter().map(|c| c.title))?;
+    for r in rows {
+        line(out, &mut r.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
 /// What the generator needs to know about a tool.
 pub struct Tool {
     pub name: &'static str,
@@ -216,6 +290,25 @@ pub const EXIT_COMMON: &str = "\
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align() {
+        let mut out = Vec::new();
+        let cols = [
+            Column::left("NAME", 0),
+            Column::right("N", 3),
+            Column::left("NOTE", 0),
+        ];
+        let rows = vec![
+            vec!["york".to_string(), "12".into(), "x".into()],
+            vec!["a".to_string(), "1234".into(), "long note".into()],
+        ];
+        write_table(&mut out, &cols, &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "NAME     N  NOTE\nyork    12  x\na     1234  long note\n"
+        );
+    }
     use std::collections::BTreeSet;
     use std::path::Path;
 

@@ -251,29 +251,25 @@ fn list(store: &Store, json: bool, all: bool) -> Result<u8> {
             out.write_all(b"\n")?;
         }
     } else if !items.is_empty() {
-        let w = items
+        use super::Column;
+        let cols = [
+            Column::left("ID", 2),
+            Column::left("STATE", 9),
+            Column::left("WHEN", 4),
+            Column::left("MESSAGE", 0),
+        ];
+        let cells: Vec<Vec<String>> = items
             .iter()
-            .map(|(_, r)| r.id.len())
-            .max()
-            .unwrap_or(2)
-            .max(2);
-        let whens: Vec<String> = items.iter().map(|(_, r)| r.when.to_string()).collect();
-        let ww = whens.iter().map(|s| s.len()).max().unwrap_or(4).max(4);
-        writeln!(
-            out,
-            "{:<w$}  {:<9}  {:<ww$}  MESSAGE",
-            "ID", "STATE", "WHEN"
-        )?;
-        for ((stage, r), when) in items.iter().zip(&whens) {
-            writeln!(
-                out,
-                "{:<w$}  {:<9}  {:<ww$}  {}",
-                r.id,
-                stage.dir(),
-                when,
-                crate::names::printable(&r.message)
-            )?;
-        }
+            .map(|(stage, r)| {
+                vec![
+                    r.id.clone(),
+                    stage.dir().to_string(),
+                    r.when.to_string(),
+                    crate::names::printable(&r.message).into_owned(),
+                ]
+            })
+            .collect();
+        super::write_table(&mut out, &cols, &cells)?;
     }
     out.flush()?;
     Ok(0)
