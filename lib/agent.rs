@@ -8,12 +8,16 @@
 //! stop.json      present while an `mt-stop` is in progress
 //! running.lock   the liveness lock, held by the supervisor while the agent runs
 //! inbox/{tmp,new,cur}/   nudges, maildir style (`new/.stop`: soft stop wake-up)
+//! inbox/wake     a FIFO the supervisor holds open; rung after each delivery
 //! ```
 
 use anyhow::{Context, Result};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,6 +52,51 @@ pub struct Meta {
     /// `permissions`), kept so a resume starts with the same.
     pub permissions: Option<serde_json::Value>,
     pub created: String,
+}
+
+/// meta.json as listings read it: all but the permission profile, which no
+/// listing shows and which costs a thousand agents' `mt-ps` a sixth of its
+/// time to parse. Converting it names every field of [`Meta`], so a new
+/// field cannot be forgotten here.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ListedMeta {
+    name: String,
+    session_id: String,
+    cwd: PathBuf,
+    worktree: Option<PathBuf>,
+    task: Option<String>,
+    task_list: Option<String>,
+    model: Option<String>,
+    role: Option<String>,
+    channel: String,
+    agent_cmd: String,
+    extra_args: Vec<String>,
+    sandbox: bool,
+    idle_exit_ms: Option<u64>,
+    created: String,
+}
+
+impl From<ListedMeta> for Meta {
+    fn from(m: ListedMeta) -> Meta {
+        Meta {
+            name: m.name,
+            session_id: m.session_id,
+            cwd: m.cwd,
+            worktree: m.worktree,
+            task: m.task,
+            task_list: m.task_list,
+            model: m.model,
+            role: m.role,
+            channel: m.channel,
+            agent_cmd: m.agent_cmd,
+            extra_args: m.extra_args,
+            sandbox: m.sandbox,
+            idle_exit_ms: m.idle_exit_ms,
+            permissions: None,
+            created: m.created,
+        }
+    }
 }
 
 /// The states a supervisor writes. `lost` is never written: readers derive it
@@ -223,6 +272,10 @@ impl AgentDir {
     pub fn inbox(&self, sub: &str) -> PathBuf {
         self.dir.join("inbox").join(sub)
     }
+    /// The supervisor's doorbell (see `wake`).
+    pub fn wake_path(&self) -> PathBuf {
+        self.inbox("wake")
+    }
 
     /// Whether this agent has ever been started.
     pub fn exists(&self) -> bool {
@@ -279,7 +332,9 @@ impl AgentDir {
     }
 
     /// Put a nudge in the inbox: write it under `tmp/`, then rename it into
-    /// `new/`, so the supervisor never sees half a message. Returns its path.
+    /// `new/`, so the supervisor never sees half a message; then ring the
+    /// supervisor's doorbell (after the rename, so its rescan finds the
+    /// message). Returns its path.
     pub fn deliver(&self, text: &str) -> Result<PathBuf> {
         let name = inbox_name();
         let tmp = self.inbox("tmp").join(&name);
@@ -297,6 +352,7 @@ impl AgentDir {
         }
         res.with_context(|| format!("cannot write to the inbox of {}", self.name))
             .code(CANTCREAT)?;
+        crate::wake::ring(&self.wake_path());
         Ok(new)
     }
 
@@ -376,6 +432,114 @@ pub fn list(state: &StateDir) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Whether `arg` is a glob pattern rather than a name: names never hold
+/// `*`, `?` or `[`.
+pub fn is_pattern(arg: &str) -> bool {
+    arg.contains(['*', '?', '['])
+}
+
+/// The agents `args` name: each a name (of an agent that must exist) or a
+/// glob pattern (`*`, `?`, `[a-z]`, `[!0-9]`) matched against every
+/// agent's name. Each agent comes once, in the order of `args` (a pattern's
+/// matches sorted). Also returns the arguments that named no agent.
+pub fn select(state: &StateDir, args: &[String]) -> Result<(Vec<AgentDir>, Vec<String>)> {
+    let mut all: Option<Vec<String>> = None;
+    let mut picked: Vec<String> = Vec::new();
+    let mut missing = Vec::new();
+    for arg in args {
+        let found: Vec<String> = if is_pattern(arg) {
+            if all.is_none() {
+                all = Some(list(state)?);
+            }
+            let all = all.as_deref().unwrap_or_default();
+            all.iter().filter(|n| glob(arg, n)).cloned().collect()
+        } else {
+            match existing(state, arg) {
+                Ok(_) => vec![arg.clone()],
+                Err(e) if crate::exit::code_of(&e) == crate::exit::NO => vec![],
+                Err(e) => return Err(e),
+            }
+        };
+        if found.is_empty() {
+            missing.push(arg.clone());
+        }
+        for n in found {
+            if !picked.contains(&n) {
+                picked.push(n);
+            }
+        }
+    }
+    let agents = picked
+        .iter()
+        .map(|n| AgentDir::new(state, n))
+        .collect::<Result<_>>()?;
+    Ok((agents, missing))
+}
+
+/// Whether `name` matches the shell-style glob `pattern`.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut si) = (0, 0);
+    // Where the last `*` was, and how much of `s` it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        let step = match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+                continue;
+            }
+            Some(b'?') => Some(1),
+            Some(b'[') => match class(&p[pi..], s[si]) {
+                Some((true, len)) => Some(len),
+                Some((false, _)) => None,
+                None => (s[si] == b'[').then_some(1),
+            },
+            Some(&c) => (c == s[si]).then_some(1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(len), _) => {
+                pi += len;
+                si += 1;
+            }
+            (None, Some((sp, taken))) => {
+                star = Some((sp, taken + 1));
+                pi = sp + 1;
+                si = taken + 1;
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Match `c` against the bracket expression at the start of `p`: whether
+/// it matched and the expression's length; `None` when it is not closed.
+fn class(p: &[u8], c: u8) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(i), Some(b'!' | b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        let lo = *p.get(i)?;
+        if lo == b']' && !first {
+            return Some((hit != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|&hi| hi != b']') {
+            hit |= (lo..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= lo == c;
+            i += 1;
+        }
+    }
+}
+
 /// An agent that must exist (exit 1 when it was never started).
 pub fn existing(state: &StateDir, name: &str) -> Result<AgentDir> {
     let a = AgentDir::new(state, name)?;
@@ -393,6 +557,7 @@ pub struct Info {
     pub shown: &'static str,
     /// Its supervisor holds the liveness lock.
     pub running: bool,
+    /// meta.json; from [`all`] and [`infos`] without `permissions`.
     pub meta: Option<Meta>,
     pub status: Option<Status>,
 }
@@ -413,7 +578,137 @@ pub fn info(state: &StateDir, name: &str) -> Result<Info> {
 
 /// Every agent that has been started at least once, by name.
 pub fn all(state: &StateDir) -> Result<Vec<Info>> {
-    list(state)?.iter().map(|n| info(state, n)).collect()
+    let names = subdirs(state)?;
+    Ok(infos(state, &names)?.into_iter().flatten().collect())
+}
+
+/// The valid names of the directories in `agents/`, sorted.
+fn subdirs(state: &StateDir) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(state.agents()) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).context("cannot list agents"),
+    };
+    for ent in rd {
+        let ent = ent?;
+        if let Some(n) = ent.file_name().to_str()
+            && names::is_valid(n)
+            && ent.file_type()?.is_dir()
+        {
+            out.push(n.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Below this many agents, one thread reads them all.
+const PARALLEL_FROM: usize = 64;
+
+/// [`info`] for each of `names` (checked), `None` for a name that was never
+/// started. Made for a thousand agents: the agents directory is opened
+/// once and each agent's files are opened relative to it (no long path
+/// walks, no stat), each liveness lock is tested once, and a few threads
+/// share the work.
+pub fn infos(state: &StateDir, names: &[String]) -> Result<Vec<Option<Info>>> {
+    for n in names {
+        names::check("agent", n)?;
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dir = match nix::fcntl::open(&state.agents(), flags, Mode::empty()) {
+        Ok(d) => d,
+        Err(nix::errno::Errno::ENOENT) => return Ok(names.iter().map(|_| None).collect()),
+        Err(e) => return Err(e).context("cannot open the agents directory"),
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(names.len().div_ceil(PARALLEL_FROM))
+        .max(1);
+    if threads == 1 {
+        return Ok(probe_all(&dir, names));
+    }
+    let chunk = names.len().div_ceil(threads);
+    Ok(std::thread::scope(|s| {
+        let parts: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| s.spawn(|| probe_all(&dir, part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    }))
+}
+
+/// Agents read one after another, with one buffer for their files.
+fn probe_all(dir: &OwnedFd, names: &[String]) -> Vec<Option<Info>> {
+    let mut buf = vec![0; 16 << 10];
+    names.iter().map(|n| probe(dir, n, &mut buf)).collect()
+}
+
+/// One agent, its files opened relative to `dir` (agents/) and read into
+/// `buf`. The status is read before the lock is tested, as `info` does.
+fn probe(dir: &OwnedFd, name: &str, buf: &mut Vec<u8>) -> Option<Info> {
+    let status_len = read_at(dir, &format!("{name}/status.json"), buf);
+    // A file that does not parse counts as missing.
+    let status: Option<Status> = status_len.and_then(|n| serde_json::from_slice(&buf[..n]).ok());
+    let running = lock_held_at(dir, &format!("{name}/running.lock"));
+    let meta_len = read_at(dir, &format!("{name}/meta.json"), buf);
+    if status_len.is_none() && meta_len.is_none() {
+        return None;
+    }
+    let meta = meta_len
+        .and_then(|n| serde_json::from_slice::<ListedMeta>(&buf[..n]).ok())
+        .map(Meta::from);
+    let shown = match &status {
+        None if running => "starting",
+        None => "unknown",
+        Some(s) if s.state.is_live() && !running => "lost",
+        Some(s) => s.state.as_str(),
+    };
+    Some(Info {
+        name: name.to_string(),
+        shown,
+        running,
+        meta,
+        status,
+    })
+}
+
+/// Read regular file `path` below `dir` into the start of `buf` (grown as
+/// needed, never shrunk: one buffer serves a thousand agents); its length,
+/// or `None` when it cannot be read as one. Never blocks on a FIFO and
+/// never asks for the size.
+fn read_at(dir: &OwnedFd, path: &str, buf: &mut Vec<u8>) -> Option<usize> {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let mut f = File::from(openat(dir, path, flags, Mode::empty()).ok()?);
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize((len * 2).max(4096), 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => return Some(len),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A directory, a FIFO without a writer, an I/O error.
+            Err(_) => return None,
+        }
+    }
+}
+
+/// `lock::is_held` for a lock below `dir`; an error counts as not held.
+fn lock_held_at(dir: &OwnedFd, path: &str) -> bool {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(fd) = openat(dir, path, flags, Mode::empty()) else {
+        return false;
+    };
+    matches!(
+        File::from(fd).try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
 }
 
 /// Whether agent `name` runs now (its supervisor holds the liveness lock).
@@ -530,18 +825,7 @@ pub fn leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
         Some(run) => {
             let mut pids = crate::procs::marked(run);
             if !pids.is_empty() {
-                let others: Vec<i32> = list(state)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|n| **n != st.name)
-                    .filter_map(|n| {
-                        AgentDir::new(state, n)
-                            .ok()?
-                            .read_status()
-                            .ok()??
-                            .supervisor_pid
-                    })
-                    .collect();
+                let others = other_supervisors(state, &st.name);
                 pids.retain(|p| !others.contains(p));
             }
             pids
@@ -554,6 +838,60 @@ pub fn leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
             None => Vec::new(),
         },
     }
+}
+
+/// The supervisors of agents other than `name`.
+fn other_supervisors(state: &StateDir, name: &str) -> Vec<i32> {
+    list(state)
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| *n != name)
+        .filter_map(|n| {
+            AgentDir::new(state, n)
+                .ok()?
+                .read_status()
+                .ok()??
+                .supervisor_pid
+        })
+        .collect()
+}
+
+/// What is left of the running agent `st` describes, from its live
+/// supervisor: the supervisor's own descendants (it is their subreaper, so
+/// every process the agent started is among them) that carry the run's
+/// marker or sit in the agent's session, except the supervisors of agents
+/// the agent started, with theirs. Costs in proportion to the tree, not to
+/// every process on the machine.
+pub fn tree_leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let tree = crate::procs::descendants(me);
+    // Only an mt program in the tree can be another agent's supervisor;
+    // reading every agent's status is left for that case.
+    let spared: Vec<i32> = if tree
+        .iter()
+        .any(|&p| crate::procs::program(p).is_some_and(|n| n.starts_with("mt-")))
+    {
+        let sups = other_supervisors(state, &st.name);
+        let mut spared: Vec<i32> = tree.iter().copied().filter(|p| sups.contains(p)).collect();
+        for s in spared.clone() {
+            spared.extend(crate::procs::descendants(s));
+        }
+        spared
+    } else {
+        Vec::new()
+    };
+    let sid = st.pgid.unwrap_or(0);
+    tree.into_iter()
+        .filter(|p| !spared.contains(p))
+        .filter(|&p| {
+            let in_session = sid > 1 && crate::procs::stat(p).is_some_and(|s| s.sid == sid);
+            in_session
+                || st
+                    .run_id
+                    .as_deref()
+                    .is_some_and(|r| crate::procs::environ_has(p, crate::procs::RUN_VAR, r))
+        })
+        .collect()
 }
 
 /// SIGKILL to every leftover of `st`'s run; returns their pids.
@@ -580,12 +918,19 @@ pub fn wait_free(agents: &[AgentDir], limit: Option<std::time::Duration>) -> Vec
     for (i, a) in agents.iter().enumerate() {
         let tx = tx.clone();
         let path = a.lock_path().to_path_buf();
-        handles.push(std::thread::spawn(move || {
-            if let Ok(f) = fsutil::open_read(&path) {
-                let _ = f.lock_shared();
-            }
-            let _ = tx.send(i);
-        }));
+        // A thousand waiters: each needs little more than a path.
+        let waiter = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                if let Ok(f) = fsutil::open_read(&path) {
+                    let _ = f.lock_shared();
+                }
+                let _ = tx.send(i);
+            });
+        // No thread to wait with: it counts as still running.
+        if let Ok(h) = waiter {
+            handles.push(h);
+        }
     }
     drop(tx);
     let mut left: Vec<usize> = (0..agents.len()).collect();
@@ -659,16 +1004,18 @@ pub fn stop_with(
             // Tell the supervisor why its agent is about to end, then act.
             fsutil::write_atomic(&a.stop_path(), &data, false)?;
             if soft {
-                // Opening for write in inbox/new wakes the supervisor (its
-                // close is IN_CLOSE_WRITE), which then reads stop.json and
-                // closes the agent's stdin. One open, no temp file: nothing
-                // of ours appears after the supervisor cleaned up.
+                // The doorbell wakes the supervisor, which then reads
+                // stop.json and closes the agent's stdin. inbox/new/.stop
+                // wakes a supervisor of an older version (inotify); one
+                // open, no temp file: nothing of ours appears after the
+                // supervisor cleaned up.
                 let wake = a.inbox("new").join(SOFT_STOP_WAKE);
                 fsutil::options()
                     .write(true)
                     .create(true)
                     .open(&wake)
                     .with_context(|| format!("cannot write {}", wake.display()))?;
+                crate::wake::ring(&a.wake_path());
             } else {
                 signal_group(a, Signal::SIGTERM);
             }
@@ -714,6 +1061,56 @@ mod tests {
             .collect();
         assert_eq!(got, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
         assert_eq!(fs::read_dir(a.inbox("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn globs() {
+        for (p, n) in [
+            ("a*", "a"),
+            ("a*", "a17"),
+            ("*", "york"),
+            ("*-1", "w-x-1"),
+            ("a?c", "abc"),
+            ("w[0-9]", "w7"),
+            ("w[!0-9]", "wx"),
+            ("w[^a-c]z", "wdz"),
+            ("[]x]", "]"),
+            ("a[b", "a[b"),
+            ("*a*b*", "xxaybzb"),
+        ] {
+            assert!(glob(p, n), "{p} should match {n}");
+        }
+        for (p, n) in [
+            ("a*", "ba"),
+            ("a?c", "ac"),
+            ("w[0-9]", "wx"),
+            ("w[!0-9]", "w3"),
+            ("*-1", "w-12"),
+            ("a", "ab"),
+            ("*a*b", "xxaybzbc"),
+        ] {
+            assert!(!glob(p, n), "{p} should not match {n}");
+        }
+        assert!(is_pattern("a*") && is_pattern("w[1]") && !is_pattern("york"));
+    }
+
+    #[test]
+    fn select_by_names_and_patterns() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().join("mt"));
+        for n in ["a1", "a2", "b1"] {
+            let a = AgentDir::new(&st, n).unwrap();
+            a.ensure(&st).unwrap();
+            a.write_meta(&Meta::default()).unwrap();
+        }
+        let args: Vec<String> = ["b1", "a*", "a1", "c*", "zz"].map(String::from).into();
+        let (agents, missing) = select(&st, &args).unwrap();
+        let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["b1", "a1", "a2"]);
+        assert_eq!(missing, ["c*", "zz"]);
+        let infos = infos(&st, &["a2".into(), "zz".into()]).unwrap();
+        assert_eq!(infos[0].as_ref().unwrap().shown, "unknown");
+        assert!(infos[1].is_none());
     }
 
     #[test]

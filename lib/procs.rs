@@ -86,6 +86,69 @@ pub fn marked(run: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The children of `pid`, from `/proc/PID/task/*/children`; `None` where
+/// the kernel does not offer that file.
+fn children(pid: i32) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut seen_file = false;
+    for t in tasks.flatten() {
+        let Ok(text) = fs::read_to_string(t.path().join("children")) else {
+            continue;
+        };
+        seen_file = true;
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|w| w.parse::<i32>().ok()),
+        );
+    }
+    (seen_file || !std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(out)
+}
+
+/// Every live descendant of `root` (not `root` itself). Walks the
+/// children files, which costs in proportion to the tree, not to the
+/// machine; falls back to one scan of /proc.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        let Some(kids) = children(p) else {
+            return descendants_by_scan(root);
+        };
+        for k in kids {
+            if !out.contains(&k) && k != root {
+                out.push(k);
+                todo.push(k);
+            }
+        }
+    }
+    out.retain(|&p| alive(p));
+    out
+}
+
+fn descendants_by_scan(root: i32) -> Vec<i32> {
+    let procs = all();
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for q in procs.iter().filter(|q| q.ppid == p && q.state != 'Z') {
+            if !out.contains(&q.pid) {
+                out.push(q.pid);
+                todo.push(q.pid);
+            }
+        }
+    }
+    out
+}
+
+/// The name of the program `pid` runs (the file name of argv\[0\]).
+pub fn program(pid: i32) -> Option<String> {
+    let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmd.split(|&b| b == 0).next()?;
+    let name = argv0.rsplit(|&b| b == b'/').next()?;
+    Some(String::from_utf8_lossy(name).into_owned())
+}
+
 /// The live members of session `sid` other than ourselves: an agent calls
 /// setsid, so its whole tree shares its pid as session id unless a
 /// descendant made a session of its own.
@@ -121,6 +184,43 @@ mod tests {
         .unwrap();
         assert_eq!((p.state, p.ppid, p.pgid, p.sid), ('S', 1, 7, 7));
         assert_eq!((p.utime, p.stime), (12, 34));
+    }
+
+    #[test]
+    fn finds_descendants_through_the_tree() {
+        use std::process::{Command, Stdio};
+        // A shell with a child of its own: both are our descendants.
+        let mut sh = Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        let sh_pid = sh.id() as i32;
+        let mut found = Vec::new();
+        for _ in 0..200 {
+            found = descendants(me);
+            if found.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(found.contains(&sh_pid), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|&p| stat(p).is_some_and(|s| s.ppid == sh_pid))
+        );
+        assert_eq!(program(sh_pid).as_deref(), Some("sh"));
+        let by_scan = descendants_by_scan(me);
+        assert!(by_scan.contains(&sh_pid));
+        for p in found.iter().rev() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = sh.wait();
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The supervisor: one small process per agent, holding its liveness lock
 //! while the agent runs. It waits in poll(2) on the agent's stdout and
-//! stderr, the inbox (inotify) and a signalfd (SIGCHLD and termination
+//! stderr, the inbox's doorbell and a signalfd (SIGCHLD and termination
 //! signals) — it never polls on a timer, so an idle agent costs no CPU.
+//! The doorbell is a FIFO that nudgers write a byte to after delivering
+//! (see wake.rs): no inotify instance per agent, whose per-user limit would
+//! stop the 128th; without a FIFO the inbox is rescanned every second.
 //!
 //! - every stdout line goes to events.jsonl, and updates status.json;
 //! - stderr goes to stderr.log;
@@ -41,7 +44,7 @@ use crate::exit::{SOFTWARE, UNAVAILABLE, fail};
 use crate::spawn::{self, Plan};
 use crate::stream::{self, Notice, Tracker};
 use crate::time;
-use crate::wake::Waker;
+use crate::wake::{DEGRADED, Doorbell};
 use crate::{fsutil, procs};
 
 /// How long the agent gets between SIGTERM and SIGKILL when the supervisor
@@ -57,6 +60,40 @@ const MAX_LINE: usize = 32 << 20;
 /// (128+N for signal N). `held` is the liveness lock, released on return.
 /// `handshake`, when detached, is told `ok <pid>` or `err <code> <msg>`.
 pub fn supervise(mut plan: Plan, held: File, mut handshake: Option<File>) -> Result<u8> {
+    let result = supervise_runs(&mut plan, &mut handshake);
+    if let Err(e) = &result {
+        // Still under the lock: no other start can be overwritten.
+        record_failed_start(&plan, e);
+    }
+    drop(held);
+    // Failed before the agent started: the one error mt-spawn reports, once
+    // the lock is free (so mt-spawn's caller never sees it still held).
+    if let (Err(e), Some(mut h)) = (&result, handshake.take()) {
+        let msg = format!("{e:#}").replace('\n', " ");
+        let _ = writeln!(h, "err {} {msg}", crate::exit::code_of(e));
+    }
+    result
+}
+
+/// A start that failed before the agent ran (no descriptor, no process
+/// left): record why, so the agent shows failed rather than lost.
+fn record_failed_start(plan: &Plan, e: &anyhow::Error) {
+    let Ok(Some(mut st)) = plan.agent.read_status() else {
+        return;
+    };
+    if st.state != State::Starting || st.pid.is_some() {
+        return;
+    }
+    let now = time::now_stamp();
+    st.state = State::Failed;
+    st.error = Some("spawn".into());
+    st.error_detail = Some(format!("{e:#}"));
+    st.ended_at = Some(now.clone());
+    st.updated_at = Some(now);
+    let _ = plan.agent.write_status(&st);
+}
+
+fn supervise_runs(plan: &mut Plan, handshake: &mut Option<File>) -> Result<u8> {
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -77,18 +114,18 @@ pub fn supervise(mut plan: Plan, held: File, mut handshake: Option<File>) -> Res
     let mut resumes = Resumes::default();
     let result = loop {
         let started = Instant::now();
-        let outcome = match Run::start(&plan, &sfd, handshake.take()) {
+        let outcome = match Run::start(plan, &sfd, handshake) {
             Ok(run) => run.supervise(),
             Err(e) => break Err(e),
         };
         match outcome {
             Ok(Outcome::Resume(status)) => {
                 match resumes.next(started.elapsed()) {
-                    Some(pause) if pause_for(&plan, &sfd, pause) => {}
+                    Some(pause) if pause_for(plan, &sfd, pause) => {}
                     Some(_) => break Ok(0),
                     None => {
                         post_record(
-                            &plan,
+                            plan,
                             "system",
                             &format!(
                                 "not resumed: it ended {} times in a row soon after a resume \
@@ -116,7 +153,6 @@ pub fn supervise(mut plan: Plan, held: File, mut handshake: Option<File>) -> Res
             Err(e) => break Err(e),
         }
     };
-    drop(held);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     result
 }
@@ -203,7 +239,10 @@ struct Run<'a> {
     tracker: Tracker,
     events: File,
     stderr_log: File,
-    waker: Waker,
+    /// Rung by nudgers; none when no FIFO could be made.
+    bell: Option<Doorbell>,
+    /// Without a doorbell: when to rescan the inbox next.
+    rescan_at: Option<Instant>,
     pid: Pid,
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
@@ -293,14 +332,25 @@ fn command(plan: &Plan, run_id: &str) -> Command {
 }
 
 impl<'a> Run<'a> {
-    fn start(plan: &'a Plan, sfd: &'a SignalFd, handshake: Option<File>) -> Result<Run<'a>> {
+    fn start(plan: &'a Plan, sfd: &'a SignalFd, handshake: &mut Option<File>) -> Result<Run<'a>> {
         let agent = &plan.agent;
         let events = fsutil::open_append(&agent.events_path())
             .with_context(|| format!("cannot open {}", agent.events_path().display()))?;
         let stderr_log = fsutil::open_append(&agent.stderr_path())
             .with_context(|| format!("cannot open {}", agent.stderr_path().display()))?;
-        let waker = Waker::new()?;
-        waker.watch_dir(&agent.inbox("new"))?;
+        let bell = match Doorbell::open(&agent.wake_path()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!(
+                    "mt-spawn: {}: cannot make the inbox doorbell {}: {e}; \
+                     checking the inbox every {}s instead",
+                    agent.name,
+                    agent.wake_path().display(),
+                    DEGRADED.as_secs()
+                );
+                None
+            }
+        };
         let mut tracker = Tracker::new(plan.status.clone(), plan.resume);
         let now = time::now_stamp();
         {
@@ -361,9 +411,6 @@ impl<'a> Run<'a> {
                     &format!("failed to start: {msg}"),
                     json!({"event": "fail", "error": "spawn"}),
                 );
-                if let Some(mut h) = handshake {
-                    let _ = writeln!(h, "err {code} {msg}");
-                }
                 return Err(fail(code, msg));
             }
         };
@@ -394,7 +441,8 @@ impl<'a> Run<'a> {
             tracker,
             events,
             stderr_log,
-            waker,
+            rescan_at: bell.is_none().then(|| Instant::now() + DEGRADED),
+            bell,
             pid,
             stdin: Some(stdin),
             stdout: Some(stdout),
@@ -436,7 +484,7 @@ impl<'a> Run<'a> {
             &what,
             json!({"event": "start", "pid": pid.as_raw()}),
         );
-        if let Some(mut h) = handshake {
+        if let Some(mut h) = handshake.take() {
             let _ = writeln!(h, "ok {pid}");
         }
         // An mt-stop that came before the pid was recorded could not signal
@@ -504,7 +552,8 @@ impl<'a> Run<'a> {
             }
             _ => None,
         };
-        [idle, self.kill_at, self.drain_until]
+        let rescan = self.rescan_at.filter(|_| self.stdin.is_some());
+        [idle, self.kill_at, self.drain_until, rescan]
             .into_iter()
             .flatten()
             .min()
@@ -519,15 +568,15 @@ impl<'a> Run<'a> {
                 PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         };
-        // Which descriptors were ready: signal, inbox, stdout, stderr, stdin.
+        // Which descriptors were ready: signal, doorbell, stdout, stderr, stdin.
         let mut ready = [false; 5];
         {
             let mut fds = Vec::with_capacity(5);
             let mut slot = Vec::with_capacity(5);
             fds.push(PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN));
             slot.push(0);
-            if self.stdin.is_some() {
-                fds.push(PollFd::new(self.waker.as_fd(), PollFlags::POLLIN));
+            if let Some(bell) = self.bell.as_ref().filter(|_| self.stdin.is_some()) {
+                fds.push(PollFd::new(bell.as_fd(), PollFlags::POLLIN));
                 slot.push(1);
             }
             if let Some(fd) = &self.stdout {
@@ -562,11 +611,7 @@ impl<'a> Run<'a> {
             self.read_stderr();
         }
         if ready[1] {
-            self.waker.drain();
-            if self.plan.agent.read_stop().is_some_and(|r| r.soft) {
-                self.soft_stop();
-            }
-            self.scan_inbox();
+            self.check_inbox();
         }
         if ready[4] {
             self.flush_stdin();
@@ -633,16 +678,10 @@ impl<'a> Run<'a> {
         }
         self.session_killed = true;
         let _ = killpg(self.pid, Signal::SIGKILL);
-        let me = getpid().as_raw();
-        for p in procs::all() {
-            if p.sid == self.pid.as_raw() && p.pid != self.pid.as_raw() && p.pid != me {
-                let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
-                self.killed.push(p.pid);
-            }
-        }
         let st = &self.tracker.status;
-        for p in crate::agent::kill_leftovers(&self.plan.state, st) {
-            if p != self.pid.as_raw() && !self.killed.contains(&p) {
+        for p in crate::agent::tree_leftovers(&self.plan.state, st) {
+            if p != self.pid.as_raw() {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
                 self.killed.push(p);
             }
         }
@@ -671,8 +710,24 @@ impl<'a> Run<'a> {
         self.kill_at = Some(Instant::now() + TERM_GRACE);
     }
 
+    /// The inbox may have changed: empty the doorbell first (a ring during
+    /// the scan wakes us again), act on a soft stop, forward new messages.
+    fn check_inbox(&mut self) {
+        if let Some(bell) = &self.bell {
+            bell.drain();
+        }
+        if self.plan.agent.read_stop().is_some_and(|r| r.soft) {
+            self.soft_stop();
+        }
+        self.scan_inbox();
+    }
+
     fn timers(&mut self) {
         let now = Instant::now();
+        if self.rescan_at.is_some_and(|t| now >= t) {
+            self.rescan_at = Some(now + DEGRADED);
+            self.check_inbox();
+        }
         if self.kill_at.is_some_and(|t| now >= t) {
             self.kill_at = None;
             let _ = killpg(self.pid, Signal::SIGKILL);
@@ -706,8 +761,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// `mt-stop --soft` asked (stop.json with `soft`, woken through
-    /// inbox/new/.stop): close the agent's stdin so it ends on its own;
+    /// `mt-stop --soft` asked (stop.json with `soft`, woken through the
+    /// doorbell): close the agent's stdin so it ends on its own;
     /// mt-stop signals it if it has not after the grace.
     fn soft_stop(&mut self) {
         if self.stdin.is_none() || self.exit.is_some() {

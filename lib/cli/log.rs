@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Common, Tool};
 use crate::agent::{self, AgentDir};
 use crate::stream;
-use crate::wake::{Waker, Woke};
+use crate::wake::{Follow, Woke};
 
 /// Show an agent's transcript
 ///
@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<u8> {
     if !args.follow {
         return Ok(0);
     }
-    let waker = Waker::new()?;
+    let waker = Follow::new("mt-log");
     waker.watch_dir(&a.dir)?;
     let stdout = io::stdout();
     loop {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::agent;
-use crate::exit::{self, NO, OK};
+use crate::exit::{NO, OK};
 use crate::stream;
 use crate::time;
 
@@ -75,8 +75,12 @@ pub type Row = agent::Info;
 
 /// The JSON form of a row.
 pub fn row_json(r: &Row) -> Value {
-    let mut v = serde_json::to_value(r.status.clone().unwrap_or_default()).unwrap_or(json!({}));
-    let m = r.meta.clone().unwrap_or_default();
+    let mut v = match &r.status {
+        Some(st) => serde_json::to_value(st).unwrap_or(json!({})),
+        None => serde_json::to_value(agent::Status::default()).unwrap_or(json!({})),
+    };
+    let none = agent::Meta::default();
+    let m = r.meta.as_ref().unwrap_or(&none);
     if let Value::Object(o) = &mut v {
         o.insert("name".into(), r.name.clone().into());
         o.insert("state".into(), r.shown.into());
@@ -88,7 +92,7 @@ pub fn row_json(r: &Row) -> Value {
         o.insert("channel".into(), json!(m.channel));
         o.insert("created".into(), json!(m.created));
         if o.get("session_id").is_none_or(Value::is_null) && !m.session_id.is_empty() {
-            o.insert("session_id".into(), m.session_id.into());
+            o.insert("session_id".into(), m.session_id.clone().into());
         }
     }
     v
@@ -114,12 +118,13 @@ fn age(stamp: Option<&str>) -> String {
 }
 
 fn cells(r: &Row) -> Vec<String> {
-    let st = r.status.clone().unwrap_or_default();
-    let m = r.meta.clone().unwrap_or_default();
+    let (no_status, no_meta) = (agent::Status::default(), agent::Meta::default());
+    let st = r.status.as_ref().unwrap_or(&no_status);
+    let m = r.meta.as_ref().unwrap_or(&no_meta);
     let session = st
         .session_id
-        .clone()
-        .or(Some(m.session_id.clone()).filter(|s| !s.is_empty()))
+        .as_deref()
+        .or(Some(m.session_id.as_str()).filter(|s| !s.is_empty()))
         .map(|s| s.chars().take(8).collect())
         .unwrap_or_else(|| "-".into());
     let worktree = m
@@ -132,7 +137,7 @@ fn cells(r: &Row) -> Vec<String> {
         r.name.clone(),
         r.shown.to_string(),
         age(st.last_event_at.as_deref().or(st.started_at.as_deref())),
-        m.task.unwrap_or_else(|| "-".into()),
+        m.task.clone().unwrap_or_else(|| "-".into()),
         worktree,
         session,
         stream::tokens_pair(st.input_tokens, st.output_tokens),
@@ -146,26 +151,22 @@ fn cells(r: &Row) -> Vec<String> {
 pub fn run(args: Args) -> Result<u8> {
     let state = args.common.state()?;
     let mut code = OK;
-    let names = if args.names.is_empty() {
-        agent::list(&state)?
+    let rows = if args.names.is_empty() {
+        agent::all(&state)?
     } else {
-        let mut v = Vec::new();
-        for n in &args.names {
-            match agent::existing(&state, n) {
-                Ok(_) => v.push(n.clone()),
-                Err(e) if exit::code_of(&e) == NO => {
-                    eprintln!("mt-ps: {e}");
+        let found = agent::infos(&state, &args.names)?;
+        let mut rows = Vec::new();
+        for (n, info) in args.names.iter().zip(found) {
+            match info {
+                Some(i) => rows.push(i),
+                None => {
+                    eprintln!("mt-ps: no agent named {n}");
                     code = NO;
                 }
-                Err(e) => return Err(e),
             }
         }
-        v
+        rows
     };
-    let rows = names
-        .iter()
-        .map(|n| agent::info(&state, n))
-        .collect::<Result<Vec<_>>>()?;
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         for r in &rows {

@@ -15,7 +15,7 @@ use crate::exit::{NO, OK};
 use crate::names;
 use crate::record;
 use crate::statedir::StateDir;
-use crate::wake::{Waker, Woke};
+use crate::wake::{Follow, Woke};
 
 /// Print a channel's messages
 ///
@@ -247,7 +247,7 @@ fn read_cursor<W: Write>(
 /// Call `step` whenever the channel may have grown, until our output is
 /// closed or a write to it fails.
 fn follow(state: &StateDir, name: &str, mut step: impl FnMut(Woke) -> Result<()>) -> Result<()> {
-    let waker = Waker::new()?;
+    let waker = Follow::new("mt-read");
     waker.watch_dir(&state.channel(name))?;
     let stdout = io::stdout();
     loop {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{Common, Tool};
 use crate::agent;
-use crate::exit::{self, NO, TEMPFAIL, fail};
+use crate::exit::{NO, TEMPFAIL, fail};
 
 /// Stop agents
 ///
@@ -16,6 +16,11 @@ use crate::exit::{self, NO, TEMPFAIL, fail};
 /// status.json and posts it to the channel. Processes are found through the
 /// agent's status and liveness lock, never by name. An agent whose
 /// supervisor died (state lost) has what is left of its session killed.
+///
+/// Several agents are stopped together: all are signalled first, then all
+/// are waited for within one grace, so stopping a hundred takes about as
+/// long as stopping one. A NAME holding *, ? or [ is a shell-style pattern
+/// matched against the agents' names (quote it); --all names every agent.
 ///
 /// With --soft the supervisor first closes the agent's standard input, which
 /// ends a headless session cleanly (exit code 0); an agent still running
@@ -32,11 +37,15 @@ pub struct Args {
     #[arg(long)]
     pub soft: bool,
 
+    /// Stop every agent
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+
     #[command(flatten)]
     pub common: Common,
 
-    /// Agents to stop
-    #[arg(value_name = "NAME", required = true)]
+    /// Agents to stop: names, or patterns such as 'w*' or 'w[0-9]'
+    #[arg(value_name = "NAME", required_unless_present = "all")]
     pub names: Vec<String>,
 }
 
@@ -53,13 +62,14 @@ End an idle agent's session cleanly, signalling it only if it has not
 exited 5 seconds after its stdin closed:
   $ mt-stop --soft --grace 5s york
 
-Stop every agent that is running:
-  $ mt-ps --json | jq -r 'select(.running) | .name' | xargs -r mt-stop",
+Stop every agent whose name starts with w, and then all the others:
+  $ mt-stop 'w*'
+  $ mt-stop --all",
             ),
             (
                 "EXIT STATUS",
                 "0\tthe agents are stopped (or were not running)
-1\tan agent does not exist
+1\tan agent does not exist, or a pattern matches none (the others are stopped)
 2\tusage error
 75\tan agent's supervisor still holds its lock after SIGKILL",
             ),
@@ -87,18 +97,24 @@ fn who() -> String {
 
 pub fn run(args: Args) -> Result<u8> {
     let state = args.common.state()?;
-    let mut agents = Vec::new();
     let mut code = 0;
-    for n in &args.names {
-        match agent::existing(&state, n) {
-            Ok(a) => agents.push(a),
-            Err(e) if exit::code_of(&e) == NO => {
-                eprintln!("mt-stop: {e}");
-                code = NO;
+    let agents = if args.all {
+        agent::list(&state)?
+            .iter()
+            .map(|n| agent::AgentDir::new(&state, n))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        let (agents, missing) = agent::select(&state, &args.names)?;
+        for m in &missing {
+            if agent::is_pattern(m) {
+                eprintln!("mt-stop: no agent matches {m}");
+            } else {
+                eprintln!("mt-stop: no agent named {m}");
             }
-            Err(e) => return Err(e),
+            code = NO;
         }
-    }
+        agents
+    };
     let left = agent::stop_with(&state, &agents, args.grace, &who(), args.soft)?;
     for n in &left {
         eprintln!("mt-stop: {n}: still running after SIGKILL");

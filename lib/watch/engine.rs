@@ -342,6 +342,27 @@ struct Engine {
     reload_at: Option<Instant>,
 }
 
+/// inotify for the watcher; without it (the per-user limit reached, or
+/// MT_INOTIFY=0) the watcher still works, rescanning at least every
+/// second, with a warning.
+fn start_notify(opts: &mut Options, log: &mut Log) -> Option<Waker> {
+    match Waker::new() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            opts.rescan = opts.rescan.min(crate::wake::DEGRADED);
+            let msg = format!(
+                "{e:#}; rescanning every {}",
+                crate::time::format_duration(opts.rescan)
+            );
+            if !crate::wake::inotify_off() {
+                eprintln!("mt-watch: {msg}");
+            }
+            log.line("mt-watch", &msg);
+            None
+        }
+    }
+}
+
 impl Engine {
     fn new(state: StateDir, opts: Options, root: PathBuf, rules: Vec<Rule>) -> Result<Engine> {
         let st_path = state.watch().join("state.json");
@@ -360,12 +381,14 @@ impl Engine {
         mask.thread_block().context("cannot block signals")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .context("cannot create a signal descriptor")?;
-        let waker = if opts.notify {
-            Some(Waker::new()?)
+        let mut log = Log::open(state.watch().join("log"));
+        let mut opts = opts;
+        // A single pass (--once) evaluates once and never waits for a change.
+        let waker = if opts.notify && !opts.once {
+            start_notify(&mut opts, &mut log)
         } else {
             None
         };
-        let log = Log::open(state.watch().join("log"));
         let rules_fp = rules_fingerprint(&opts.rules_path);
         Ok(Engine {
             state,
