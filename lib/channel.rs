@@ -18,11 +18,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
-use crate::fsutil;
-use crate::lock;
+use crate::infra::fsutil;
+use crate::infra::lock;
+use crate::infra::time;
 use crate::record::{self, Record, View};
 use crate::statedir::StateDir;
-use crate::time;
 
 /// Default segment roll-over size (`MT_SEGMENT_BYTES`).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 32 << 20;
@@ -204,7 +204,7 @@ impl Appender {
         let now = chrono::Utc::now();
         let rec = Record {
             seq: self.next_seq,
-            id: crate::id::new_id(now.timestamp_millis().max(0) as u64),
+            id: crate::infra::id::new_id(now.timestamp_millis().max(0) as u64),
             timestamp: time::stamp(now),
             from: d.from.clone(),
             kind: d.kind.clone(),
@@ -946,7 +946,7 @@ mod tests {
             let line = a.append(&draft("m")).unwrap();
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             let t = time::parse_stamp(v["timestamp"].as_str().unwrap()).unwrap();
-            let id_ms = crate::id::millis_of(v["id"].as_str().unwrap()).unwrap();
+            let id_ms = crate::infra::id::millis_of(v["id"].as_str().unwrap()).unwrap();
             assert_eq!(id_ms, t.timestamp_millis() as u64, "{line}");
         }
     }

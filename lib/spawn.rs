@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::agent::{AgentDir, Meta, State, Status};
 use crate::exit::{self, DATAERR, NO, TEMPFAIL, UNAVAILABLE, fail};
 use crate::statedir::StateDir;
-use crate::{fsutil, id, lock, supervise, time};
+use crate::{infra::fsutil, infra::id, infra::lock, infra::time, supervise};
 
 /// The agent program when `$MT_AGENT_CMD` is not set.
 pub const DEFAULT_AGENT_CMD: &str = "claude";
@@ -163,7 +163,7 @@ pub fn agent_settings(meta: &Meta, state_root: &Path, mt_hook: &Path) -> serde_j
     for (k, v) in agent_env(meta, state_root) {
         env.insert(k, v.to_string_lossy().into_owned().into());
     }
-    let mut s = crate::settings::hooks_for_agent(mt_hook);
+    let mut s = crate::claude_settings::hooks_for_agent(mt_hook);
     s["env"] = serde_json::Value::Object(env);
     if let Some(p) = &meta.permissions {
         s["permissions"] = p.clone();

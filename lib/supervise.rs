@@ -41,11 +41,11 @@ use std::time::{Duration, Instant};
 use crate::agent::State;
 use crate::channel::{self, Draft};
 use crate::exit::{SOFTWARE, UNAVAILABLE, fail};
+use crate::infra::time;
+use crate::infra::wake::{DEGRADED, Doorbell};
 use crate::spawn::{self, Plan};
 use crate::stream::{self, Notice, Tracker};
-use crate::time;
-use crate::wake::{DEGRADED, Doorbell};
-use crate::{fsutil, procs};
+use crate::{infra::fsutil, infra::procs};
 
 /// How long the agent gets between SIGTERM and SIGKILL when the supervisor
 /// itself is told to stop.
@@ -374,7 +374,7 @@ impl<'a> Run<'a> {
             st.stdin_closed = false;
         }
 
-        let run_id = crate::id::new_uuid();
+        let run_id = crate::infra::id::new_uuid();
         tracker.status.run_id = Some(run_id.clone());
         let mut cmd = command(plan, &run_id);
         let mut child = match cmd.spawn() {

@@ -38,9 +38,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::dirlock::{self, DEFAULT_WAIT, DirLock};
 use crate::exit::{CANTCREAT, Coded, DATAERR, NO, USAGE, fail};
-use crate::fsutil;
+use crate::infra::dirlock::{self, DEFAULT_WAIT, DirLock};
+use crate::infra::fsutil;
 use crate::names;
 
 /// A task's status as Claude Code writes it.

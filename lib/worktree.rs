@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::exit::{CANTCREAT, Coded, DATAERR, NO, SOFTWARE, UNAVAILABLE, fail};
-use crate::fsutil;
-use crate::lock;
+use crate::infra::fsutil;
+use crate::infra::lock;
 use crate::names;
 use crate::statedir::StateDir;
 
@@ -1228,8 +1228,8 @@ pub fn gc(opts: &GcOptions) -> Result<Vec<GcItem>> {
         {
             why.push(format!(
                 "active {} ago (--min-age {})",
-                crate::time::format_duration(a),
-                crate::time::format_duration(opts.min_age)
+                crate::infra::time::format_duration(a),
+                crate::infra::time::format_duration(opts.min_age)
             ));
         }
         if !why.is_empty() {

@@ -6,8 +6,8 @@
 mod harden_util;
 
 use harden_util::{cases, json, json_ish_bytes, json_object, repo, tool};
+use mt::delivery::{self as hook, Payload};
 use mt::exit::{DATAERR, code_of};
-use mt::hook::{self, Payload};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::fs;

@@ -5,7 +5,7 @@
 mod harden_util;
 
 use harden_util::{cases, json};
-use mt::settings::{self, ENTRIES};
+use mt::claude_settings::{self as settings, ENTRIES};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::path::Path;

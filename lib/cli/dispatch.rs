@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::dispatch::{self, Options, Outcome};
+use crate::coord::dispatch::{self, Options, Outcome};
 use crate::names;
 use crate::statedir::claude_config_dir;
 use crate::tasks::{self, TaskList};

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::channel::{self, Draft};
+use crate::delivery::{self, Inbox, Intro, Limits, Payload, Wake};
 use crate::exit::{self, DATAERR, fail};
-use crate::hook::{self, Inbox, Intro, Limits, Payload, Wake};
 use crate::names;
 use crate::statedir::{self, StateDir};
 
@@ -46,11 +46,11 @@ pub struct Args {
     pub wake: Wake,
 
     /// Most messages one hook delivers
-    #[arg(long, default_value_t = hook::MAX_MESSAGES, value_name = "N")]
+    #[arg(long, default_value_t = delivery::MAX_MESSAGES, value_name = "N")]
     pub max_messages: usize,
 
     /// Most bytes of messages one hook delivers
-    #[arg(long, default_value_t = hook::MAX_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = delivery::MAX_BYTES, value_name = "BYTES")]
     pub max_bytes: usize,
 
     /// The agent's assigned task id (shown at session start)
@@ -232,18 +232,18 @@ pub fn run(mut args: Args) -> Result<u8> {
                 task: assigned_task(&args),
             };
             let pending = inbox.unread()?;
-            say(&hook::context_output(
+            say(&delivery::context_output(
                 "SessionStart",
-                &hook::session_context(&intro, pending.batch.as_ref()),
+                &delivery::session_context(&intro, pending.batch.as_ref()),
             ))?;
             pending.commit()?;
         }
         Event::UserPromptSubmit => {
             let pending = inbox.unread()?;
             if let Some(b) = &pending.batch {
-                say(&hook::context_output(
+                say(&delivery::context_output(
                     "UserPromptSubmit",
-                    &hook::prompt_context(&args.channel.channel, b),
+                    &delivery::prompt_context(&args.channel.channel, b),
                 ))?;
             }
             pending.commit()?;
@@ -253,10 +253,10 @@ pub fn run(mut args: Args) -> Result<u8> {
             let pending = inbox.stop(
                 args.wake,
                 payload.flag("stop_hook_active"),
-                hook::block_cap(cap.as_deref()),
+                delivery::block_cap(cap.as_deref()),
             )?;
             if let Some(b) = &pending.batch {
-                say(&hook::block_output(&hook::stop_reason(
+                say(&delivery::block_output(&delivery::stop_reason(
                     &args.agent,
                     &args.channel.channel,
                     args.wake,
@@ -266,9 +266,9 @@ pub fn run(mut args: Args) -> Result<u8> {
             pending.commit()?;
         }
         Event::PostToolUse => {
-            hook::tool_ran(&state, &args.agent, &args.channel.channel, &payload)?;
+            delivery::tool_ran(&state, &args.agent, &args.channel.channel, &payload)?;
             let null = serde_json::Value::Null;
-            let action = hook::task_action(
+            let action = delivery::task_action(
                 payload.str("tool_name").unwrap_or(""),
                 payload.get("tool_input").unwrap_or(&null),
                 payload.get("tool_response").unwrap_or(&null),
@@ -279,7 +279,7 @@ pub fn run(mut args: Args) -> Result<u8> {
             }
         }
         Event::Notification => {
-            if let Some(status) = hook::notification_status(&payload) {
+            if let Some(status) = delivery::notification_status(&payload) {
                 post(&state, &args, "status", status.to_string(), &payload)?;
             }
         }
@@ -309,17 +309,17 @@ fn assigned_task(args: &Args) -> Option<String> {
         return None;
     }
     let Some(list) = args.task_list.as_deref().filter(|s| !s.is_empty()) else {
-        return Some(hook::task_summary(id, None, None));
+        return Some(delivery::task_summary(id, None, None));
     };
     let dir = match &args.claude_dir {
         Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
         _ => statedir::claude_config_dir(),
     };
-    match dir.and_then(|d| hook::read_task(&d, list, id)) {
-        Ok(info) => Some(hook::task_summary(id, Some(list), info.as_ref())),
+    match dir.and_then(|d| delivery::read_task(&d, list, id)) {
+        Ok(info) => Some(delivery::task_summary(id, Some(list), info.as_ref())),
         Err(e) => {
             eprintln!("mt-hook: task {id}: {e:#}");
-            Some(hook::task_summary(id, None, None))
+            Some(delivery::task_summary(id, None, None))
         }
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{Common, Tool};
 use crate::agent::{self, AgentDir};
+use crate::infra::wake::{Follow, Woke};
 use crate::stream;
-use crate::wake::{Follow, Woke};
 
 /// Show an agent's transcript
 ///
@@ -82,7 +82,7 @@ impl Tail {
     /// Hand every complete new line to `f`.
     fn read(&mut self, a: &AgentDir, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<()> {
         if self.file.is_none() {
-            match crate::fsutil::open_read(&a.events_path()) {
+            match crate::infra::fsutil::open_read(&a.events_path()) {
                 Ok(file) => self.file = Some(file),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e).context("cannot open events.jsonl"),

@@ -48,7 +48,7 @@ pub struct ClaudeArgs {
 }
 
 fn parse_wait(s: &str) -> Result<Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
+    crate::infra::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 impl ClaudeArgs {

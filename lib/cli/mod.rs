@@ -75,7 +75,7 @@ pub struct ListArg {
 
 /// The one `value_parser` for durations: 500ms, 30s, 10m, 2h, 1d.
 pub fn duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
+    crate::infra::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// What an agent may do without asking, for the tools that start agents.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use super::{Common, Tool};
 use crate::channel::{Appender, DEFAULT_MAX_MESSAGE, Draft, Reader, WriteOptions};
 use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
 use crate::names;
 use crate::record::TYPES;
 use crate::statedir::StateDir;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use super::{Common, Tool};
 use crate::agent;
 use crate::exit::{NO, OK};
+use crate::infra::time;
 use crate::stream;
-use crate::time;
 
 /// List agents and what they are doing
 ///

@@ -12,10 +12,10 @@ use super::{Common, Tool};
 use crate::channel::{self, Item, Position, Reader};
 use crate::cursor;
 use crate::exit::{NO, OK};
+use crate::infra::wake::{Follow, Woke};
 use crate::names;
 use crate::record;
 use crate::statedir::StateDir;
-use crate::wake::{Follow, Woke};
 
 /// Print a channel's messages
 ///

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Common, Tool};
+use crate::coord::reap::{self, Options};
 use crate::names;
-use crate::reap::{self, Options};
 
 /// Report lost and stuck agents; restart them or stop idle ones on request
 ///

@@ -6,11 +6,11 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::{Common, Tool};
+use crate::coord::remind::{self, NewReminder, Stage, Store, When};
 use crate::exit::{DATAERR, TEMPFAIL, fail};
+use crate::infra::time;
 use crate::names;
-use crate::remind::{self, NewReminder, Stage, Store, When};
 use crate::statedir::StateDir;
-use crate::time;
 
 /// Set, list, cancel and fire reminders
 ///

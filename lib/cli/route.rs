@@ -5,8 +5,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
+use crate::coord::route::{self, Options};
 use crate::names;
-use crate::route::{self, Options};
 
 /// Deliver @mentions to the agents they name
 ///

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{Common, Tool};
 use crate::exit::{CANTCREAT, NO, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
 use crate::names;
 use crate::statedir::StateDir;
 use crate::watch::engine::{self, Options};
@@ -62,7 +62,7 @@ pub struct Args {
 }
 
 fn parse_rescan(s: &str) -> Result<Duration, String> {
-    let d = crate::time::parse_duration(s).map_err(|e| e.to_string())?;
+    let d = crate::infra::time::parse_duration(s).map_err(|e| e.to_string())?;
     if d < Duration::from_millis(10) {
         return Err("the rescan period must be at least 10ms".into());
     }

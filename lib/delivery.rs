@@ -1,5 +1,13 @@
-//! Claude Code hooks: what mt reads from a hook's standard input, what it
-//! prints back, and which channel messages it hands to an agent when.
+//! Delivery into a Claude Code session at its hook events: what mt reads
+//! from a hook's standard input, what it prints back, and which channel
+//! messages it hands to an agent when. This is the library of `mt-hook`,
+//! which Claude Code runs at each event.
+//!
+//! Three modules touch hooks; their names say which side they are on:
+//! `delivery` (this one) runs *inside* a hook and delivers messages;
+//! `claude_settings` edits Claude Code's settings.json files, where hook
+//! entries are registered; `cli::hooks` is `mt-hooks`, the command that
+//! installs or removes those entries.
 //!
 //! Delivery shares the reader cursor of mt-read (`cursors/<agent>/<channel>.json`)
 //! under the same per-agent lock, so a message that one hook (or mt-read)
@@ -52,11 +60,11 @@ use std::path::{Path, PathBuf};
 use crate::channel::{Position, Reader};
 use crate::cursor;
 use crate::exit::{DATAERR, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
+use crate::infra::time;
 use crate::names;
 use crate::record::View;
 use crate::statedir::StateDir;
-use crate::time;
 
 // ---------------------------------------------------------------------------
 // Input

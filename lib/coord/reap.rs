@@ -28,7 +28,7 @@ use crate::channel::{self, Draft};
 use crate::exit::{NO, fail};
 use crate::statedir::StateDir;
 use crate::tasks::{Status as TaskStatus, TaskList};
-use crate::{fsutil, lock, spawn, time};
+use crate::{infra::fsutil, infra::lock, infra::time, spawn};
 
 /// The sender of mt-reap's records.
 pub const FROM: &str = "mt-reap";

@@ -35,7 +35,7 @@ use crate::channel::{self, Draft};
 use crate::exit::{DATAERR, NO, fail};
 use crate::statedir::StateDir;
 use crate::tasks::{self, TaskList};
-use crate::{agent, fsutil, lock, time};
+use crate::{agent, infra::fsutil, infra::lock, infra::time};
 
 /// The test-only clock: `MT_REMIND_NOW` (RFC 3339) fixes the time.
 pub const NOW_VAR: &str = "MT_REMIND_NOW";
