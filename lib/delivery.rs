@@ -444,41 +444,8 @@ impl<'a> Inbox<'a> {
             cur
         };
 
-        let mut scan = Scan::default();
         let mut reader = Reader::resume(state, channel, start)?;
-        reader.read_available(&mut |it| {
-            let v = &it.view;
-            let own = v.from == agent;
-            let mentioned = v.mentions_name(agent);
-            let seen = mentioned && v.seq <= scan_mark.seq;
-            let wanted = !own && !seen && (wake == Wake::All || mentioned);
-            let mut settled = own || seen;
-            if wanted {
-                scan.newest_wanted = v.seq;
-                let b = &mut scan.batch;
-                let line = (b.more == 0 && b.lines.len() < self.limits.messages)
-                    .then(|| render(v, channel, self.limits.bytes));
-                match line {
-                    // The first message always goes (cut if need be), so a
-                    // huge one cannot hold up everything behind it.
-                    Some(line)
-                        if b.lines.is_empty() || scan.bytes + line.len() <= self.limits.bytes =>
-                    {
-                        scan.bytes += line.len() + 1;
-                        b.lines.push(line);
-                        scan.last_delivered = v.seq;
-                        settled = true;
-                    }
-                    _ => b.more += 1,
-                }
-            }
-            if settled && !scan.gap {
-                scan.settled_through = v.seq;
-            } else if !settled {
-                scan.gap = true;
-            }
-            Ok(true)
-        })?;
+        let scan = self.scan(&mut reader, wake, scan_mark)?;
         let end = reader.position();
         if end.seq < st.seq.max(st.blocked_through) {
             // The channel was reset under the Stop state: drop the marks
@@ -525,20 +492,12 @@ impl<'a> Inbox<'a> {
 
         // The Stop hook on mentions: every mention up to the new mark is
         // delivered (vacuously so for a pass that found none).
-        if wake == Wake::Mentions && stop.is_some() {
-            let (mark_seq, bounded) = if scan.batch.more > 0 {
-                (scan.last_delivered, true)
-            } else {
-                (end.seq, false)
-            };
-            if mark_seq > scan_mark.seq && mark_seq > new_cursor {
-                let mark = if bounded {
-                    position_after(state, channel, start, mark_seq)?
-                } else {
-                    end
-                };
-                (st.seq, st.segment, st.offset) = (mark.seq, mark.segment, mark.offset);
-            }
+        if wake == Wake::Mentions
+            && stop.is_some()
+            && let Some(mark) =
+                self.mention_mark(&scan, start, end, scan_mark.seq.max(new_cursor))?
+        {
+            (st.seq, st.segment, st.offset) = (mark.seq, mark.segment, mark.offset);
         }
         let deliver = !scan.batch.is_empty();
         if stop.is_some() {
@@ -549,6 +508,73 @@ impl<'a> Inbox<'a> {
         }
         pending.batch = deliver.then_some(scan.batch);
         Ok(pending)
+    }
+
+    /// Read what is new from `reader`: which records to deliver now (within
+    /// the limits), and how far the records need nothing more.
+    fn scan(&self, reader: &mut Reader, wake: Wake, scan_mark: Position) -> Result<Scan> {
+        let (agent, channel) = (self.agent, self.channel);
+        let mut scan = Scan::default();
+        reader.read_available(&mut |it| {
+            let v = &it.view;
+            let own = v.from == agent;
+            let mentioned = v.mentions_name(agent);
+            let seen = mentioned && v.seq <= scan_mark.seq;
+            let wanted = !own && !seen && (wake == Wake::All || mentioned);
+            let mut settled = own || seen;
+            if wanted {
+                scan.newest_wanted = v.seq;
+                let b = &mut scan.batch;
+                let line = (b.more == 0 && b.lines.len() < self.limits.messages)
+                    .then(|| render(v, channel, self.limits.bytes));
+                match line {
+                    // The first message always goes (cut if need be), so a
+                    // huge one cannot hold up everything behind it.
+                    Some(line)
+                        if b.lines.is_empty() || scan.bytes + line.len() <= self.limits.bytes =>
+                    {
+                        scan.bytes += line.len() + 1;
+                        b.lines.push(line);
+                        scan.last_delivered = v.seq;
+                        settled = true;
+                    }
+                    _ => b.more += 1,
+                }
+            }
+            if settled && !scan.gap {
+                scan.settled_through = v.seq;
+            } else if !settled {
+                scan.gap = true;
+            }
+            Ok(true)
+        })?;
+        Ok(scan)
+    }
+
+    /// The Stop hook's new scan mark on mentions, when it moves past
+    /// `floor`: every mention up to it is delivered (vacuously so for a pass
+    /// that found none); when the batch was cut short, only up to the last
+    /// record delivered.
+    fn mention_mark(
+        &self,
+        scan: &Scan,
+        start: Position,
+        end: Position,
+        floor: u64,
+    ) -> Result<Option<Position>> {
+        let (mark_seq, bounded) = if scan.batch.more > 0 {
+            (scan.last_delivered, true)
+        } else {
+            (end.seq, false)
+        };
+        if mark_seq <= floor {
+            return Ok(None);
+        }
+        Ok(Some(if bounded {
+            position_after(self.state, self.channel, start, mark_seq)?
+        } else {
+            end
+        }))
     }
 }
 

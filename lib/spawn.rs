@@ -298,35 +298,77 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         // The last supervisor died without cleaning up: end what is left.
         crate::agent::kill_leftovers(&state, ps);
     }
-
     let base = if o.resume {
-        prev_meta.clone().ok_or_else(|| {
-            fail(
-                DATAERR,
-                format!("cannot resume {}: it has no saved session", o.name),
-            )
-        })?
+        prev_meta.ok_or_else(|| no_session(&o.name))?
     } else {
         Meta::default()
     };
+    let session_id = session_to_use(&o, &base, prev_status.as_ref())?;
+    let (worktree, cwd) = working_directory(&state, &o, &base)?;
+    let meta = new_meta(&state, &o, base, session_id, worktree, cwd)?;
+    crate::names::check("channel", &meta.channel)?;
+    check_bypass(&meta)?;
+    let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
+    let bwrap = if meta.sandbox {
+        Some(find_program("bwrap").ok_or_else(|| {
+            fail(
+                UNAVAILABLE,
+                "--sandbox needs bubblewrap (bwrap), which is not installed or not in PATH",
+            )
+        })?)
+    } else {
+        None
+    };
+    let status = starting_status(&o, &meta, prev_status);
+    write_start_files(&state, &agent, &meta, &status)?;
+    Ok((
+        Plan {
+            state,
+            agent,
+            meta,
+            resume: o.resume,
+            prompt: o.prompt.filter(|p| !p.trim().is_empty()),
+            idle_exit,
+            bwrap,
+            status,
+        },
+        held,
+    ))
+}
+
+fn no_session(name: &str) -> anyhow::Error {
+    fail(
+        DATAERR,
+        format!("cannot resume {name}: it has no saved session"),
+    )
+}
+
+/// The session to start: a new one, or on `--resume` the last one the
+/// agent reported (else the one it was started with).
+fn session_to_use(o: &Options, base: &Meta, prev: Option<&Status>) -> Result<String> {
     let session_id = if o.resume {
-        prev_status
-            .as_ref()
-            .and_then(|s| s.session_id.clone())
+        prev.and_then(|s| s.session_id.clone())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| base.session_id.clone())
     } else {
         id::new_uuid()
     };
     if session_id.is_empty() {
-        return Err(fail(
-            DATAERR,
-            format!("cannot resume {}: it has no saved session", o.name),
-        ));
+        return Err(no_session(&o.name));
     }
+    Ok(session_id)
+}
 
+/// The agent's worktree (when it has one) and its working directory,
+/// canonical: `--worktree`, else `--cwd`, else what a resumed agent had,
+/// else the current directory.
+fn working_directory(
+    state: &StateDir,
+    o: &Options,
+    base: &Meta,
+) -> Result<(Option<PathBuf>, PathBuf)> {
     let worktree = if o.worktree {
-        Some(worktree_path(&state, &o.name)?)
+        Some(worktree_path(state, &o.name)?)
     } else if o.cwd.is_some() {
         None
     } else {
@@ -346,14 +388,27 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
             format!("{} is not a directory", cwd.display()),
         ));
     }
+    Ok((worktree, cwd))
+}
 
+/// How the agent starts: the options given, else (on `--resume`) what
+/// `base` recorded, else defaults.
+fn new_meta(
+    state: &StateDir,
+    o: &Options,
+    base: Meta,
+    session_id: String,
+    worktree: Option<PathBuf>,
+    cwd: PathBuf,
+) -> Result<Meta> {
+    let o = o.clone();
     let permissions = crate::permissions::resolve(
         &o.permissions,
         base.permissions.as_ref().filter(|_| o.resume),
         &cwd,
     )?;
     let pick = |new: Option<String>, old: Option<String>| new.or(old);
-    let meta = Meta {
+    Ok(Meta {
         name: o.name.clone(),
         session_id,
         cwd,
@@ -361,7 +416,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         task: pick(o.task, base.task.clone()),
         // One list for the whole team: the state directory's, unless named.
         task_list: pick(o.task_list, base.task_list.clone())
-            .or_else(|| Some(crate::tasks::default_list(&state))),
+            .or_else(|| Some(crate::tasks::default_list(state))),
         model: pick(o.model, base.model.clone()),
         role: pick(o.role, base.role.clone()),
         channel: o
@@ -390,21 +445,12 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         } else {
             time::now_stamp()
         },
-    };
-    crate::names::check("channel", &meta.channel)?;
-    check_bypass(&meta)?;
-    let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
-    let bwrap = if meta.sandbox {
-        Some(find_program("bwrap").ok_or_else(|| {
-            fail(
-                UNAVAILABLE,
-                "--sandbox needs bubblewrap (bwrap), which is not installed or not in PATH",
-            )
-        })?)
-    } else {
-        None
-    };
+    })
+}
 
+/// The status a start begins from: `starting`, with the totals of earlier
+/// runs when resuming.
+fn starting_status(o: &Options, meta: &Meta, prev: Option<Status>) -> Status {
     let mut status = Status {
         name: o.name.clone(),
         session_id: Some(meta.session_id.clone()),
@@ -412,7 +458,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         ..Status::default()
     };
     if o.resume
-        && let Some(ps) = prev_status
+        && let Some(ps) = prev
     {
         status.turns = ps.turns;
         status.input_tokens = ps.input_tokens;
@@ -427,27 +473,25 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         status.model = ps.model.or(status.model);
     }
     status.state = State::Starting;
+    status
+}
 
-    let settings = agent_settings(&meta, state.root(), &mt_hook_program()?);
+/// Write what the start was decided to be: settings.json, meta.json and
+/// status.json; a stop request left from before is dropped.
+fn write_start_files(
+    state: &StateDir,
+    agent: &AgentDir,
+    meta: &Meta,
+    status: &Status,
+) -> Result<()> {
+    let settings = agent_settings(meta, state.root(), &mt_hook_program()?);
     let mut data = serde_json::to_vec_pretty(&settings)?;
     data.push(b'\n');
     fsutil::write_atomic(&agent.settings_path(), &data, false)?;
-    agent.write_meta(&meta)?;
+    agent.write_meta(meta)?;
     let _ = std::fs::remove_file(agent.stop_path());
-    agent.write_status(&status)?;
-    Ok((
-        Plan {
-            state,
-            agent,
-            meta,
-            resume: o.resume,
-            prompt: o.prompt.filter(|p| !p.trim().is_empty()),
-            idle_exit,
-            bwrap,
-            status,
-        },
-        held,
-    ))
+    agent.write_status(status)?;
+    Ok(())
 }
 
 /// Claude Code refuses `bypassPermissions` as root outside a sandbox: say so
