@@ -338,81 +338,16 @@ impl<'a> Run<'a> {
             .with_context(|| format!("cannot open {}", agent.events_path().display()))?;
         let stderr_log = fsutil::open_append(&agent.stderr_path())
             .with_context(|| format!("cannot open {}", agent.stderr_path().display()))?;
-        let bell = match Doorbell::open(&agent.wake_path()) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!(
-                    "mt-spawn: {}: cannot make the inbox doorbell {}: {e}; \
-                     checking the inbox every {}s instead",
-                    agent.name,
-                    agent.wake_path().display(),
-                    DEGRADED.as_secs()
-                );
-                None
-            }
-        };
-        let mut tracker = Tracker::new(plan.status.clone(), plan.resume);
+        let bell = open_doorbell(agent);
         let now = time::now_stamp();
-        {
-            let st = &mut tracker.status;
-            st.name = agent.name.clone();
-            st.state = State::Starting;
-            st.supervisor_pid = Some(getpid().as_raw());
-            st.started_at = Some(now.clone());
-            st.runs += 1;
-            for f in [
-                &mut st.ended_at,
-                &mut st.error,
-                &mut st.error_detail,
-                &mut st.signal,
-            ] {
-                *f = None;
-            }
-            st.exit_code = None;
-            st.stopped = false;
-            st.stopped_by = None;
-            st.stdin_closed = false;
-        }
+        let mut tracker = fresh_tracker(plan, &now);
 
         let run_id = crate::infra::id::new_uuid();
         tracker.status.run_id = Some(run_id.clone());
         let mut cmd = command(plan, &run_id);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => {
-                let code = match e.kind() {
-                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => UNAVAILABLE,
-                    _ => SOFTWARE,
-                };
-                let prog = plan
-                    .bwrap
-                    .as_ref()
-                    .map(|b| b.display().to_string())
-                    .unwrap_or_else(|| plan.meta.agent_cmd.clone());
-                let msg = format!(
-                    "cannot run the agent program {prog:?}: {e} (set MT_AGENT_CMD or --agent-cmd)"
-                );
-                let st = &mut tracker.status;
-                st.state = State::Failed;
-                st.error = Some("spawn".into());
-                st.error_detail = Some(msg.clone());
-                st.ended_at = Some(now.clone());
-                st.updated_at = Some(now.clone());
-                let _ = agent.write_status(st);
-                let mut ev = &events;
-                let _ = ev.write_all(&stream::mt_line(
-                    "exit",
-                    &now,
-                    json!({"text": format!("failed to start: {msg}")}),
-                ));
-                post_record(
-                    plan,
-                    "system",
-                    &format!("failed to start: {msg}"),
-                    json!({"event": "fail", "error": "spawn"}),
-                );
-                return Err(fail(code, msg));
-            }
+            Err(e) => return Err(spawn_failed(plan, &mut tracker, &events, &now, e)),
         };
         let pid = Pid::from_raw(child.id() as i32);
         let stdin: OwnedFd = child.stdin.take().expect("piped").into();
@@ -460,51 +395,66 @@ impl<'a> Run<'a> {
             stopped_by: None,
             dirty: false,
         };
-        run.append_event(&stream::mt_line(
+        run.announce(&now, program, handshake);
+        run.first_steps();
+        Ok(run)
+    }
+
+    /// Say the run started: the events file, the channel, and the caller
+    /// waiting on the handshake.
+    fn announce(&mut self, now: &str, program: String, handshake: &mut Option<File>) {
+        self.append_event(&stream::mt_line(
             "start",
-            &now,
+            now,
             json!({
-                "pid": pid.as_raw(),
-                "session_id": plan.meta.session_id,
-                "resume": plan.resume,
+                "pid": self.pid.as_raw(),
+                "session_id": self.plan.meta.session_id,
+                "resume": self.plan.resume,
                 "program": program,
-                "cwd": plan.meta.cwd,
+                "cwd": self.plan.meta.cwd,
             }),
         ));
-        let mut what = format!("started (pid {}, session {}", pid, plan.meta.session_id);
-        if let Some(t) = &plan.meta.task {
+        let mut what = format!(
+            "started (pid {}, session {}",
+            self.pid, self.plan.meta.session_id
+        );
+        if let Some(t) = &self.plan.meta.task {
             what.push_str(&format!(", task {t}"));
         }
         what.push(')');
-        if plan.resume {
+        if self.plan.resume {
             what = what.replacen("started", "resumed", 1);
         }
-        run.post(
+        self.post(
             "status",
             &what,
-            json!({"event": "start", "pid": pid.as_raw()}),
+            json!({"event": "start", "pid": self.pid.as_raw()}),
         );
         if let Some(mut h) = handshake.take() {
-            let _ = writeln!(h, "ok {pid}");
+            let _ = writeln!(h, "ok {}", self.pid);
         }
+    }
+
+    /// What a run does first: act on a stop request that came before the
+    /// pid was known, queue the prompt, deliver what waits in the inbox.
+    fn first_steps(&mut self) {
         // An mt-stop that came before the pid was recorded could not signal
         // the group; it left its request, so act on it now.
-        match agent.read_stop() {
-            Some(r) if r.soft => run.soft_stop(),
-            Some(_) => run.terminate(Signal::SIGTERM),
-            None if agent.stop_path().exists() => run.terminate(Signal::SIGTERM),
+        match self.plan.agent.read_stop() {
+            Some(r) if r.soft => self.soft_stop(),
+            Some(_) => self.terminate(Signal::SIGTERM),
+            None if self.plan.agent.stop_path().exists() => self.terminate(Signal::SIGTERM),
             None => {}
         }
-        if let Some(p) = plan.prompt.as_ref().filter(|_| run.stdin.is_some()) {
-            run.outq.push_back(Outgoing {
+        if let Some(p) = self.plan.prompt.as_ref().filter(|_| self.stdin.is_some()) {
+            self.outq.push_back(Outgoing {
                 bytes: stream::user_message(p),
                 written: 0,
                 file: None,
                 text: p.clone(),
             });
         }
-        run.scan_inbox();
-        Ok(run)
+        self.scan_inbox();
     }
 
     fn post(&self, kind: &str, content: &str, meta: serde_json::Value) {
@@ -1085,6 +1035,95 @@ impl<'a> Run<'a> {
             while let Ok(Some(_)) = self.sfd.read_signal() {}
         }
     }
+}
+
+/// The inbox's doorbell, or none (the inbox is then rescanned every
+/// `DEGRADED`), said once on stderr.
+fn open_doorbell(agent: &crate::agent::AgentDir) -> Option<Doorbell> {
+    match Doorbell::open(&agent.wake_path()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!(
+                "mt-spawn: {}: cannot make the inbox doorbell {}: {e}; \
+                 checking the inbox every {}s instead",
+                agent.name,
+                agent.wake_path().display(),
+                DEGRADED.as_secs()
+            );
+            None
+        }
+    }
+}
+
+/// A tracker for a new run: the plan's status (totals of earlier runs),
+/// reset to `starting` by this supervisor.
+fn fresh_tracker(plan: &Plan, now: &str) -> Tracker {
+    let agent = &plan.agent;
+    let mut tracker = Tracker::new(plan.status.clone(), plan.resume);
+    {
+        let st = &mut tracker.status;
+        st.name = agent.name.clone();
+        st.state = State::Starting;
+        st.supervisor_pid = Some(getpid().as_raw());
+        st.started_at = Some(now.to_string());
+        st.runs += 1;
+        for f in [
+            &mut st.ended_at,
+            &mut st.error,
+            &mut st.error_detail,
+            &mut st.signal,
+        ] {
+            *f = None;
+        }
+        st.exit_code = None;
+        st.stopped = false;
+        st.stopped_by = None;
+        st.stdin_closed = false;
+    }
+    tracker
+}
+
+/// The agent program could not be started: record and report it; the
+/// error to return.
+fn spawn_failed(
+    plan: &Plan,
+    tracker: &mut Tracker,
+    events: &File,
+    now: &str,
+    e: io::Error,
+) -> anyhow::Error {
+    let agent = &plan.agent;
+    let code = match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => UNAVAILABLE,
+        _ => SOFTWARE,
+    };
+    let prog = plan
+        .bwrap
+        .as_ref()
+        .map(|b| b.display().to_string())
+        .unwrap_or_else(|| plan.meta.agent_cmd.clone());
+    let msg =
+        format!("cannot run the agent program {prog:?}: {e} (set MT_AGENT_CMD or --agent-cmd)");
+    let st = &mut tracker.status;
+    st.state = State::Failed;
+    st.error = Some("spawn".into());
+    st.error_detail = Some(msg.clone());
+    st.ended_at = Some(now.to_string());
+    st.updated_at = Some(now.to_string());
+    let _ = agent.write_status(st);
+    let mut ev = events;
+    let _ = ev.write_all(&stream::mt_line(
+        "exit",
+        now,
+        json!({"text": format!("failed to start: {msg}")}),
+    ));
+    post_record(
+        plan,
+        "system",
+        &format!("failed to start: {msg}"),
+        json!({"event": "fail", "error": "spawn"}),
+    );
+    fail(code, msg)
 }
 
 /// A descriptor that becomes readable when process `pid` ends.
