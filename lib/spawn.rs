@@ -558,6 +558,9 @@ pub fn run_detached(plan: Plan, held: File) -> Result<i32> {
         .arg(if plan.resume { "resume" } else { "new" })
         .arg(lock_fd.to_string())
         .arg(pipe_fd.to_string())
+        // An agent starting an agent: the new supervisor is not part of the
+        // caller's run, so it must not carry the caller's run marker.
+        .env_remove(crate::infra::procs::RUN_VAR)
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
     // SAFETY: the closure only calls fcntl(2), which is async-signal-safe,
