@@ -7,6 +7,10 @@ BINDIR   = $(DESTDIR)$(PREFIX)/bin
 SHAREDIR = $(DESTDIR)$(PREFIX)/share
 MANDIR   = $(SHAREDIR)/man
 
+# Where cargo builds: CARGO_TARGET_DIR when set (as cargo reads it), else
+# target/ here. Every path into the build below derives from it.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
 # Every [[bin]] of Cargo.toml except the build-time generator.
 BINS := $(filter-out mt-gen,$(shell sed -n 's/^name = "\(mt-[a-z-]*\)"/\1/p' Cargo.toml))
 HOST := $(shell rustc -vV | sed -n 's/^host: //p')
@@ -17,13 +21,13 @@ HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 ifneq ($(findstring linux,$(HOST)),)
 RELEASE = RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static" $(CARGO)
 RELEASE_ARGS = --target $(HOST)
-REL := target/$(HOST)/release
+REL := $(TARGET_DIR)/$(HOST)/release
 else
 RELEASE = $(CARGO)
 RELEASE_ARGS =
-REL := target/release
+REL := $(TARGET_DIR)/release
 endif
-GEN  := target/gen
+GEN  := $(TARGET_DIR)/gen
 
 # The real Claude Code CLI the tests drive, pinned, installed from npm into a
 # cache (never globally). tests/it/support/claude.rs looks for it there.
@@ -63,7 +67,7 @@ lint:
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 CARGO_PROFILE ?= release
-GENBIN = target/$(CARGO_PROFILE)/mt-gen
+GENBIN = $(TARGET_DIR)/$(CARGO_PROFILE)/mt-gen
 # Always ask cargo: it rebuilds mt-gen only when a source changed.
 .PHONY: $(GENBIN)
 
@@ -99,7 +103,7 @@ uninstall:
 # The main job: a whole team session in a throwaway repository, with the
 # built-in fake agent (MT_DEMO_AGENT=claude for the real one).
 demo: build
-	PATH="$(CURDIR)/$(REL):$$PATH" sh demo/mt-demo
+	PATH="$(abspath $(REL)):$$PATH" sh demo/mt-demo
 
 bench:
 	$(RELEASE) bench --locked $(RELEASE_ARGS) --bench '*'

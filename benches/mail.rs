@@ -141,10 +141,11 @@ fn main() {
             fs::write(&inbox, &inbox_1000).unwrap();
             let t = Instant::now();
             let lock =
-                mt::dirlock::acquire(&mt::dirlock::lock_path(&inbox), Duration::ZERO).unwrap();
+                mt::infra::dirlock::acquire(&mt::infra::dirlock::lock_path(&inbox), Duration::ZERO)
+                    .unwrap();
             let mut bytes = fs::read(&inbox).unwrap();
             bytes.extend_from_slice(b" ");
-            mt::fsutil::write_atomic(&inbox, &bytes, false).unwrap();
+            mt::infra::fsutil::write_atomic(&inbox, &bytes, false).unwrap();
             lock.release().unwrap();
             wall.push(t.elapsed());
         }

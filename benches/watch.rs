@@ -172,7 +172,10 @@ fn main() {
     sleep(IDLE);
     let (cpu1, sw1) = (proc_cpu_ticks(pid), proc_switches(pid));
     let tick_ms = 1000.0 / nix_clock_ticks() as f64;
-    let periods = IDLE.as_secs_f64() / mt::time::parse_duration(RESCAN).unwrap().as_secs_f64();
+    let periods = IDLE.as_secs_f64()
+        / mt::infra::time::parse_duration(RESCAN)
+            .unwrap()
+            .as_secs_f64();
     println!(
         "idle watcher over {:?} (rescan {RESCAN}, {periods:.0} periods):",
         IDLE

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
 use crate::names;
 use crate::statedir::StateDir;
 
@@ -296,7 +296,7 @@ impl AgentDir {
 
     /// Whether the supervisor holds the liveness lock.
     pub fn running(&self) -> Result<bool> {
-        crate::lock::is_held(&self.lock)
+        crate::infra::lock::is_held(&self.lock)
     }
 
     pub fn read_meta(&self) -> Result<Option<Meta>> {
@@ -352,7 +352,7 @@ impl AgentDir {
         }
         res.with_context(|| format!("cannot write to the inbox of {}", self.name))
             .code(CANTCREAT)?;
-        crate::wake::ring(&self.wake_path());
+        crate::infra::wake::ring(&self.wake_path());
         Ok(new)
     }
 
@@ -722,7 +722,7 @@ pub fn last_activity(st: &Status) -> Option<chrono::DateTime<chrono::Utc>> {
     [&st.last_event_at, &st.updated_at, &st.started_at]
         .into_iter()
         .flatten()
-        .filter_map(|s| crate::time::parse_stamp(s))
+        .filter_map(|s| crate::infra::time::parse_stamp(s))
         .max()
 }
 
@@ -791,7 +791,7 @@ pub fn mark_lost(
     a: &AgentDir,
     stopped_by: Option<String>,
 ) -> Result<Option<Status>> {
-    let Some(_held) = crate::lock::try_exclusive(a.lock_path())? else {
+    let Some(_held) = crate::infra::lock::try_exclusive(a.lock_path())? else {
         return Ok(None);
     };
     let Some(before) = a.read_status()? else {
@@ -809,7 +809,7 @@ pub fn mark_lost(
     st.stopped_by = stopped_by;
     st.pending = 0;
     st.open_tool_calls.clear();
-    st.ended_at = Some(crate::time::now_stamp());
+    st.ended_at = Some(crate::infra::time::now_stamp());
     st.updated_at = st.ended_at.clone();
     a.write_status(&st)?;
     Ok(Some(before))
@@ -823,7 +823,7 @@ pub fn mark_lost(
 pub fn leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
     match &st.run_id {
         Some(run) => {
-            let mut pids = crate::procs::marked(run);
+            let mut pids = crate::infra::procs::marked(run);
             if !pids.is_empty() {
                 let others = other_supervisors(state, &st.name);
                 pids.retain(|p| !others.contains(p));
@@ -833,7 +833,7 @@ pub fn leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
         None => match st.pgid {
             Some(sid) => {
                 let root = state.root().to_string_lossy().into_owned();
-                crate::procs::leftovers(sid, &st.name, &root)
+                crate::infra::procs::leftovers(sid, &st.name, &root)
             }
             None => Vec::new(),
         },
@@ -864,17 +864,17 @@ fn other_supervisors(state: &StateDir, name: &str) -> Vec<i32> {
 /// every process on the machine.
 pub fn tree_leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
     let me = std::process::id() as i32;
-    let tree = crate::procs::descendants(me);
+    let tree = crate::infra::procs::descendants(me);
     // Only an mt program in the tree can be another agent's supervisor;
     // reading every agent's status is left for that case.
     let spared: Vec<i32> = if tree
         .iter()
-        .any(|&p| crate::procs::program(p).is_some_and(|n| n.starts_with("mt-")))
+        .any(|&p| crate::infra::procs::program(p).is_some_and(|n| n.starts_with("mt-")))
     {
         let sups = other_supervisors(state, &st.name);
         let mut spared: Vec<i32> = tree.iter().copied().filter(|p| sups.contains(p)).collect();
         for s in spared.clone() {
-            spared.extend(crate::procs::descendants(s));
+            spared.extend(crate::infra::procs::descendants(s));
         }
         spared
     } else {
@@ -884,12 +884,11 @@ pub fn tree_leftovers(state: &StateDir, st: &Status) -> Vec<i32> {
     tree.into_iter()
         .filter(|p| !spared.contains(p))
         .filter(|&p| {
-            let in_session = sid > 1 && crate::procs::stat(p).is_some_and(|s| s.sid == sid);
+            let in_session = sid > 1 && crate::infra::procs::stat(p).is_some_and(|s| s.sid == sid);
             in_session
-                || st
-                    .run_id
-                    .as_deref()
-                    .is_some_and(|r| crate::procs::environ_has(p, crate::procs::RUN_VAR, r))
+                || st.run_id.as_deref().is_some_and(|r| {
+                    crate::infra::procs::environ_has(p, crate::infra::procs::RUN_VAR, r)
+                })
         })
         .collect()
 }
@@ -992,7 +991,7 @@ pub fn stop_with(
 ) -> Result<Vec<String>> {
     use nix::sys::signal::Signal;
     let request = StopRequest {
-        at: crate::time::now_stamp(),
+        at: crate::infra::time::now_stamp(),
         by: by.to_string(),
         grace_ms: grace.as_millis() as u64,
         soft,
@@ -1015,7 +1014,7 @@ pub fn stop_with(
                     .create(true)
                     .open(&wake)
                     .with_context(|| format!("cannot write {}", wake.display()))?;
-                crate::wake::ring(&a.wake_path());
+                crate::infra::wake::ring(&a.wake_path());
             } else {
                 signal_group(a, Signal::SIGTERM);
             }

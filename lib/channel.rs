@@ -18,11 +18,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
-use crate::fsutil;
-use crate::lock;
+use crate::infra::fsutil;
+use crate::infra::lock;
+use crate::infra::time;
 use crate::record::{self, Record, View};
 use crate::statedir::StateDir;
-use crate::time;
 
 /// Default segment roll-over size (`MT_SEGMENT_BYTES`).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 32 << 20;
@@ -62,6 +62,18 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(out)
 }
 
+/// Open segment `seg` of the channel in `dir` for reading. A segment that
+/// was listed but is gone by now was removed by retention: `None`, and the
+/// caller goes on with the next one. Every reader opens segments here, so
+/// they all treat a vanished segment the same way.
+fn open_segment(dir: &Path, seg: u64) -> io::Result<Option<File>> {
+    match fsutil::open_read(&dir.join(segment_file_name(seg))) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a new record says; the appender adds seq, id, time and channel.
 #[derive(Debug, Clone, Default)]
 pub struct Draft {
@@ -83,14 +95,7 @@ pub struct WriteOptions {
 impl WriteOptions {
     pub fn from_env() -> Result<WriteOptions> {
         let segment_bytes = match std::env::var("MT_SEGMENT_BYTES") {
-            Ok(v) if !v.is_empty() => {
-                v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                    fail(
-                        DATAERR,
-                        format!("MT_SEGMENT_BYTES={v:?} is not a positive number of bytes"),
-                    )
-                })?
-            }
+            Ok(v) if !v.is_empty() => parse_segment_bytes(&v)?,
             _ => DEFAULT_SEGMENT_BYTES,
         };
         Ok(WriteOptions {
@@ -98,6 +103,23 @@ impl WriteOptions {
             segment_bytes,
         })
     }
+}
+
+/// The one parser of a segment roll-over size (`MT_SEGMENT_BYTES`, mt-post's
+/// `--segment-bytes`): a positive number of bytes, else exit 65.
+pub fn parse_segment_bytes(v: &str) -> Result<u64> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            fail(
+                DATAERR,
+                format!(
+                    "MT_SEGMENT_BYTES or --segment-bytes {v:?} is not a positive number of bytes"
+                ),
+            )
+        })
 }
 
 /// An open channel whose append lock we hold. Records are buffered and
@@ -178,10 +200,12 @@ impl Appender {
         if size > 0 && size >= self.opts.segment_bytes {
             self.roll()?;
         }
+        // One clock read: the id's time and the timestamp agree.
+        let now = chrono::Utc::now();
         let rec = Record {
             seq: self.next_seq,
-            id: crate::id::new_id(chrono::Utc::now().timestamp_millis().max(0) as u64),
-            timestamp: time::now_stamp(),
+            id: crate::infra::id::new_id(now.timestamp_millis().max(0) as u64),
+            timestamp: time::stamp(now),
             from: d.from.clone(),
             kind: d.kind.clone(),
             content: d.content.clone(),
@@ -433,18 +457,16 @@ impl Reader {
         );
         r.skip_through = seq;
         let path = dir.join(segment_file_name(seg));
-        match fsutil::open_read(&path) {
-            Ok(mut f) => {
-                let len = f.metadata()?.len();
-                let start = seek_after(&f, len, seq)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                f.seek(SeekFrom::Start(start))?;
-                r.pos.offset = start;
-                r.file = Some(f);
-            }
-            // Gone meanwhile (retention): the reader moves on by itself.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        // Gone meanwhile (retention): the reader moves on by itself.
+        if let Some(mut f) =
+            open_segment(&dir, seg).with_context(|| format!("cannot open {}", path.display()))?
+        {
+            let len = f.metadata()?.len();
+            let start = seek_after(&f, len, seq)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            f.seek(SeekFrom::Start(start))?;
+            r.pos.offset = start;
+            r.file = Some(f);
         }
         Ok(r)
     }
@@ -461,7 +483,9 @@ impl Reader {
             return Reader::from_start(state, name);
         }
         let path = dir.join(segment_file_name(pos.segment));
-        if let Ok(mut f) = fsutil::open_read(&path) {
+        if let Some(mut f) = open_segment(&dir, pos.segment)
+            .with_context(|| format!("cannot open {}", path.display()))?
+        {
             let len = f.metadata()?.len();
             let valid = (pos.offset <= len && seq_ending_at(&f, pos.offset)? == Some(pos.seq))
                 || (pos.offset == 0 && pos.segment == pos.seq + 1);
@@ -474,10 +498,10 @@ impl Reader {
         }
         match last_seq(state, name)? {
             Some(last) if last < pos.seq => {
-                eprintln!(
-                    "mt-read: channel {name} has fewer records ({last}) than this reader's cursor ({}); it was reset, reading it from the start",
+                crate::exit::warn(format_args!(
+                    "channel {name} has fewer records ({last}) than this reader's cursor ({}); it was reset, reading it from the start",
                     pos.seq
-                );
+                ));
                 Reader::from_start(state, name)
             }
             _ => Reader::after_seq(state, name, pos.seq),
@@ -493,14 +517,15 @@ impl Reader {
             return Ok(true);
         }
         let path = self.dir.join(segment_file_name(self.pos.segment));
-        match fsutil::open_read(&path) {
-            Ok(mut f) => {
+        match open_segment(&self.dir, self.pos.segment)
+            .with_context(|| format!("cannot open {}", path.display()))?
+        {
+            Some(mut f) => {
                 f.seek(SeekFrom::Start(self.pos.offset))?;
                 self.file = Some(f);
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
+            None => Ok(false),
         }
     }
 
@@ -545,12 +570,12 @@ impl Reader {
                     continue;
                 }
                 if !self.carry.is_empty() {
-                    eprintln!(
-                        "mt-read: {}: ignoring {} bytes of an unfinished record at the end of segment {}",
+                    crate::exit::warn(format_args!(
+                        "{}: ignoring {} bytes of an unfinished record at the end of segment {}",
                         self.label,
                         self.carry.len(),
                         self.pos.segment
-                    );
+                    ));
                     self.malformed += 1;
                 }
                 self.switch_to(next);
@@ -604,10 +629,10 @@ impl Reader {
                 None if line.iter().all(|b| b.is_ascii_whitespace()) => {}
                 None => {
                     self.malformed += 1;
-                    eprintln!(
-                        "mt-read: {}: skipping a malformed line at byte {} of segment {}",
+                    crate::exit::warn(format_args!(
+                        "{}: skipping a malformed line at byte {} of segment {}",
                         self.label, self.pos.offset, self.pos.segment
-                    );
+                    ));
                 }
             }
             self.pos.offset = line_end;
@@ -737,10 +762,8 @@ fn seq_ending_at(file: &File, offset: u64) -> Result<Option<u64>> {
 pub fn last_seq(state: &StateDir, name: &str) -> Result<Option<u64>> {
     let dir = state.channel(name);
     for seg in list_segments(&dir)?.into_iter().rev() {
-        let f = match fsutil::open_read(&dir.join(segment_file_name(seg))) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
+        let Some(f) = open_segment(&dir, seg)? else {
+            continue;
         };
         let len = f.metadata()?.len();
         if let Some(s) = last_seq_in(&f, len)? {
@@ -758,10 +781,8 @@ pub fn tail(state: &StateDir, name: &str, n: usize) -> Result<Vec<Vec<u8>>> {
         if out.len() >= n {
             break;
         }
-        let f = match fsutil::open_read(&dir.join(segment_file_name(seg))) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
+        let Some(f) = open_segment(&dir, seg)? else {
+            continue;
         };
         let len = f.metadata()?.len();
         let mut lines = RevLines::new(&f, len);
@@ -782,29 +803,44 @@ pub fn tail(state: &StateDir, name: &str, n: usize) -> Result<Vec<Vec<u8>>> {
 /// what comes next starts.
 pub fn end_position(state: &StateDir, name: &str) -> Result<Position> {
     let dir = state.channel(name);
-    let Some(&seg) = list_segments(&dir)?.last() else {
+    end_position_in(&dir, &list_segments(&dir)?)
+}
+
+/// `end_position` over the segments `segs` listed in `dir`, newest last;
+/// those removed since the listing are passed over.
+fn end_position_in(dir: &Path, segs: &[u64]) -> Result<Position> {
+    let Some(&newest) = segs.last() else {
         return Ok(Position {
             segment: 1,
             offset: 0,
             seq: 0,
         });
     };
-    let f = fsutil::open_read(&dir.join(segment_file_name(seg)))?;
-    let len = f.metadata()?.len();
-    let mut lines = RevLines::new(&f, len);
-    while let Some((line, end)) = lines.next_with_end()? {
-        if let Some(seq) = record::parse_seq(&line) {
-            return Ok(Position {
-                segment: seg,
-                offset: end,
-                seq,
-            });
+    for &seg in segs.iter().rev() {
+        let Some(f) = open_segment(dir, seg)? else {
+            continue;
+        };
+        let len = f.metadata()?.len();
+        let mut lines = RevLines::new(&f, len);
+        while let Some((line, end)) = lines.next_with_end()? {
+            if let Some(seq) = record::parse_seq(&line) {
+                return Ok(Position {
+                    segment: seg,
+                    offset: end,
+                    seq,
+                });
+            }
         }
+        return Ok(Position {
+            segment: seg,
+            offset: 0,
+            seq: seg.saturating_sub(1),
+        });
     }
     Ok(Position {
-        segment: seg,
+        segment: newest,
         offset: 0,
-        seq: seg.saturating_sub(1),
+        seq: newest.saturating_sub(1),
     })
 }
 
@@ -898,6 +934,51 @@ mod tests {
         })
         .unwrap();
         seqs
+    }
+
+    #[test]
+    fn id_and_timestamp_tell_the_same_time() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().to_path_buf());
+        let mut a = Appender::open(&st, "g", opts(64 << 20)).unwrap();
+        // Enough records to cross many millisecond boundaries.
+        for _ in 0..20_000 {
+            let line = a.append(&draft("m")).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let t = time::parse_stamp(v["timestamp"].as_str().unwrap()).unwrap();
+            let id_ms = crate::infra::id::millis_of(v["id"].as_str().unwrap()).unwrap();
+            assert_eq!(id_ms, t.timestamp_millis() as u64, "{line}");
+        }
+    }
+
+    #[test]
+    fn segment_bytes_parse_one_way() {
+        assert_eq!(parse_segment_bytes("2048").unwrap(), 2048);
+        for bad in ["0", "-1", "x", ""] {
+            let e = parse_segment_bytes(bad).unwrap_err();
+            assert_eq!(crate::exit::code_of(&e), DATAERR, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_segment_removed_after_listing_is_passed_over() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().to_path_buf());
+        {
+            let mut a = Appender::open(&st, "g", opts(300)).unwrap();
+            for i in 0..20 {
+                a.append(&draft(&format!("m{i}"))).unwrap();
+            }
+            a.commit().unwrap();
+        }
+        let dir = st.channel("g");
+        let mut segs = list_segments(&dir).unwrap();
+        assert!(segs.len() > 1);
+        let end = end_position(&st, "g").unwrap();
+        // A newer segment listed, then removed before it was opened.
+        segs.push(end.seq + 1000);
+        assert_eq!(end_position_in(&dir, &segs).unwrap(), end);
+        assert!(open_segment(&dir, end.seq + 1000).unwrap().is_none());
     }
 
     #[test]

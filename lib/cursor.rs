@@ -17,10 +17,10 @@ use std::path::PathBuf;
 
 use crate::channel::Position;
 use crate::exit::{DATAERR, fail};
-use crate::fsutil;
-use crate::lock;
+use crate::infra::fsutil;
+use crate::infra::lock;
+use crate::infra::time;
 use crate::statedir::StateDir;
-use crate::time;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CursorFile {

@@ -30,11 +30,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dirlock::{self, DEFAULT_WAIT};
 use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
-use crate::fsutil;
+use crate::infra::dirlock::{self, DEFAULT_WAIT};
+use crate::infra::fsutil;
+use crate::infra::time::now_stamp;
 use crate::names;
-use crate::time::now_stamp;
 
 /// One message to send.
 #[derive(Debug, Clone, Default)]

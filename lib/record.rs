@@ -65,7 +65,7 @@ impl View<'_> {
 /// The readable one-line form: local time, seq, sender, type unless `text`,
 /// content; further lines of the content are indented by four spaces.
 pub fn render_text(v: &View<'_>, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let when = crate::time::parse_stamp(&v.timestamp)
+    let when = crate::infra::time::parse_stamp(&v.timestamp)
         .map(|t| {
             t.with_timezone(&chrono::Local)
                 .format("%Y-%m-%d %H:%M:%S")

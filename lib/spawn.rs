@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::agent::{AgentDir, Meta, State, Status};
 use crate::exit::{self, DATAERR, NO, TEMPFAIL, UNAVAILABLE, fail};
 use crate::statedir::StateDir;
-use crate::{fsutil, id, lock, supervise, time};
+use crate::{infra::fsutil, infra::id, infra::lock, infra::time, supervise};
 
 /// The agent program when `$MT_AGENT_CMD` is not set.
 pub const DEFAULT_AGENT_CMD: &str = "claude";
@@ -146,18 +146,12 @@ pub fn agent_env(meta: &Meta, state_root: &Path) -> Vec<(String, OsString)> {
 /// The `mt-hook` the agent's hooks run: beside this program (where `make
 /// install` and `cargo install` put every tool), else from PATH.
 pub fn mt_hook_program() -> Result<PathBuf> {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.join("mt-hook")));
-    beside
-        .filter(|p| p.is_file())
-        .or_else(|| find_program("mt-hook"))
-        .ok_or_else(|| {
-            fail(
-                UNAVAILABLE,
-                "cannot find mt-hook beside this program or in PATH (the agent needs it for its hooks)",
-            )
-        })
+    sibling_program("mt-hook").ok_or_else(|| {
+        fail(
+            UNAVAILABLE,
+            "cannot find mt-hook beside this program or in PATH (the agent needs it for its hooks)",
+        )
+    })
 }
 
 /// The Claude Code settings mt gives an agent with `--settings`: mt's hooks
@@ -169,7 +163,7 @@ pub fn agent_settings(meta: &Meta, state_root: &Path, mt_hook: &Path) -> serde_j
     for (k, v) in agent_env(meta, state_root) {
         env.insert(k, v.to_string_lossy().into_owned().into());
     }
-    let mut s = crate::settings::hooks_for_agent(mt_hook);
+    let mut s = crate::claude_settings::hooks_for_agent(mt_hook);
     s["env"] = serde_json::Value::Object(env);
     if let Some(p) = &meta.permissions {
         s["permissions"] = p.clone();
@@ -304,35 +298,77 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         // The last supervisor died without cleaning up: end what is left.
         crate::agent::kill_leftovers(&state, ps);
     }
-
     let base = if o.resume {
-        prev_meta.clone().ok_or_else(|| {
-            fail(
-                DATAERR,
-                format!("cannot resume {}: it has no saved session", o.name),
-            )
-        })?
+        prev_meta.ok_or_else(|| no_session(&o.name))?
     } else {
         Meta::default()
     };
+    let session_id = session_to_use(&o, &base, prev_status.as_ref())?;
+    let (worktree, cwd) = working_directory(&state, &o, &base)?;
+    let meta = new_meta(&state, &o, base, session_id, worktree, cwd)?;
+    crate::names::check("channel", &meta.channel)?;
+    check_bypass(&meta)?;
+    let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
+    let bwrap = if meta.sandbox {
+        Some(find_program("bwrap").ok_or_else(|| {
+            fail(
+                UNAVAILABLE,
+                "--sandbox needs bubblewrap (bwrap), which is not installed or not in PATH",
+            )
+        })?)
+    } else {
+        None
+    };
+    let status = starting_status(&o, &meta, prev_status);
+    write_start_files(&state, &agent, &meta, &status)?;
+    Ok((
+        Plan {
+            state,
+            agent,
+            meta,
+            resume: o.resume,
+            prompt: o.prompt.filter(|p| !p.trim().is_empty()),
+            idle_exit,
+            bwrap,
+            status,
+        },
+        held,
+    ))
+}
+
+fn no_session(name: &str) -> anyhow::Error {
+    fail(
+        DATAERR,
+        format!("cannot resume {name}: it has no saved session"),
+    )
+}
+
+/// The session to start: a new one, or on `--resume` the last one the
+/// agent reported (else the one it was started with).
+fn session_to_use(o: &Options, base: &Meta, prev: Option<&Status>) -> Result<String> {
     let session_id = if o.resume {
-        prev_status
-            .as_ref()
-            .and_then(|s| s.session_id.clone())
+        prev.and_then(|s| s.session_id.clone())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| base.session_id.clone())
     } else {
         id::new_uuid()
     };
     if session_id.is_empty() {
-        return Err(fail(
-            DATAERR,
-            format!("cannot resume {}: it has no saved session", o.name),
-        ));
+        return Err(no_session(&o.name));
     }
+    Ok(session_id)
+}
 
+/// The agent's worktree (when it has one) and its working directory,
+/// canonical: `--worktree`, else `--cwd`, else what a resumed agent had,
+/// else the current directory.
+fn working_directory(
+    state: &StateDir,
+    o: &Options,
+    base: &Meta,
+) -> Result<(Option<PathBuf>, PathBuf)> {
     let worktree = if o.worktree {
-        Some(worktree_path(&state, &o.name)?)
+        Some(worktree_path(state, &o.name)?)
     } else if o.cwd.is_some() {
         None
     } else {
@@ -352,14 +388,27 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
             format!("{} is not a directory", cwd.display()),
         ));
     }
+    Ok((worktree, cwd))
+}
 
+/// How the agent starts: the options given, else (on `--resume`) what
+/// `base` recorded, else defaults.
+fn new_meta(
+    state: &StateDir,
+    o: &Options,
+    base: Meta,
+    session_id: String,
+    worktree: Option<PathBuf>,
+    cwd: PathBuf,
+) -> Result<Meta> {
+    let o = o.clone();
     let permissions = crate::permissions::resolve(
         &o.permissions,
         base.permissions.as_ref().filter(|_| o.resume),
         &cwd,
     )?;
     let pick = |new: Option<String>, old: Option<String>| new.or(old);
-    let meta = Meta {
+    Ok(Meta {
         name: o.name.clone(),
         session_id,
         cwd,
@@ -367,7 +416,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         task: pick(o.task, base.task.clone()),
         // One list for the whole team: the state directory's, unless named.
         task_list: pick(o.task_list, base.task_list.clone())
-            .or_else(|| Some(crate::tasks::default_list(&state))),
+            .or_else(|| Some(crate::tasks::default_list(state))),
         model: pick(o.model, base.model.clone()),
         role: pick(o.role, base.role.clone()),
         channel: o
@@ -396,21 +445,12 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         } else {
             time::now_stamp()
         },
-    };
-    crate::names::check("channel", &meta.channel)?;
-    check_bypass(&meta)?;
-    let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
-    let bwrap = if meta.sandbox {
-        Some(find_program("bwrap").ok_or_else(|| {
-            fail(
-                UNAVAILABLE,
-                "--sandbox needs bubblewrap (bwrap), which is not installed or not in PATH",
-            )
-        })?)
-    } else {
-        None
-    };
+    })
+}
 
+/// The status a start begins from: `starting`, with the totals of earlier
+/// runs when resuming.
+fn starting_status(o: &Options, meta: &Meta, prev: Option<Status>) -> Status {
     let mut status = Status {
         name: o.name.clone(),
         session_id: Some(meta.session_id.clone()),
@@ -418,7 +458,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         ..Status::default()
     };
     if o.resume
-        && let Some(ps) = prev_status
+        && let Some(ps) = prev
     {
         status.turns = ps.turns;
         status.input_tokens = ps.input_tokens;
@@ -433,27 +473,25 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
         status.model = ps.model.or(status.model);
     }
     status.state = State::Starting;
+    status
+}
 
-    let settings = agent_settings(&meta, state.root(), &mt_hook_program()?);
+/// Write what the start was decided to be: settings.json, meta.json and
+/// status.json; a stop request left from before is dropped.
+fn write_start_files(
+    state: &StateDir,
+    agent: &AgentDir,
+    meta: &Meta,
+    status: &Status,
+) -> Result<()> {
+    let settings = agent_settings(meta, state.root(), &mt_hook_program()?);
     let mut data = serde_json::to_vec_pretty(&settings)?;
     data.push(b'\n');
     fsutil::write_atomic(&agent.settings_path(), &data, false)?;
-    agent.write_meta(&meta)?;
+    agent.write_meta(meta)?;
     let _ = std::fs::remove_file(agent.stop_path());
-    agent.write_status(&status)?;
-    Ok((
-        Plan {
-            state,
-            agent,
-            meta,
-            resume: o.resume,
-            prompt: o.prompt.filter(|p| !p.trim().is_empty()),
-            idle_exit,
-            bwrap,
-            status,
-        },
-        held,
-    ))
+    agent.write_status(status)?;
+    Ok(())
 }
 
 /// Claude Code refuses `bypassPermissions` as root outside a sandbox: say so
@@ -484,43 +522,197 @@ pub fn run_foreground(plan: Plan, held: File) -> Result<u8> {
     supervise::supervise(plan, held, None)
 }
 
+/// The hidden first argument that makes `mt-spawn` the detached supervisor
+/// of an agent `run_detached` prepared (not a user interface: no man page).
+pub const DETACHED_FLAG: &str = "--internal-detached-supervisor";
+
 /// Start the supervisor detached (its own session, parent init) and return
 /// once the agent has started, with its pid.
+///
+/// The supervisor is a fresh `mt-spawn` process, not a fork of the caller:
+/// the caller may have threads (a lock-directory keeper, a waiter blocked on
+/// a lock), and after `fork` only async-signal-safe work is allowed. Between
+/// our fork and exec only `fcntl` runs; the new process re-reads the plan
+/// from meta.json and status.json (written by `prepare`), inherits the
+/// liveness lock and the handshake pipe, and forks itself once more (it is
+/// single-threaded) so that the supervisor is nobody's child but init's.
 pub fn run_detached(plan: Plan, held: File) -> Result<i32> {
-    use nix::sys::wait::waitpid;
-    use nix::unistd::{ForkResult, fork, setsid};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
 
+    let program = sibling_program("mt-spawn").ok_or_else(|| {
+        fail(
+            UNAVAILABLE,
+            "cannot find mt-spawn beside this program or in PATH (it runs detached supervisors)",
+        )
+    })?;
     let (rd, wr) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot make a pipe")?;
-    // Flush what we buffered so the children do not write it again.
+    let lock_fd = held.as_raw_fd();
+    let pipe_fd = wr.as_raw_fd();
+    let mut cmd = Command::new(&program);
+    cmd.arg(DETACHED_FLAG)
+        .arg(plan.state.root())
+        .arg(&plan.agent.name)
+        .arg(if plan.resume { "resume" } else { "new" })
+        .arg(lock_fd.to_string())
+        .arg(pipe_fd.to_string())
+        // An agent starting an agent: the new supervisor is not part of the
+        // caller's run, so it must not carry the caller's run marker.
+        .env_remove(crate::infra::procs::RUN_VAR)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    // SAFETY: the closure only calls fcntl(2), which is async-signal-safe,
+    // on descriptors this process owns until the exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in [lock_fd, pipe_fd] {
+                if nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    drop(wr);
+    drop(held);
+    if let Some(mut stdin) = child.stdin.take() {
+        // A supervisor that failed early stops reading: its answer says why.
+        let _ = stdin.write_all(plan.prompt.as_deref().unwrap_or("").as_bytes());
+    }
+    let _ = child.wait();
+    let mut answer = String::new();
+    File::from(rd)
+        .read_to_string(&mut answer)
+        .context("cannot read from the supervisor")?;
+    parse_handshake(&answer)
+}
+
+/// The plan `prepare` recorded for agent `name` in the state directory at
+/// `root`: meta.json and status.json, as a detached supervisor re-reads them.
+pub fn recorded_plan(root: &Path, name: &str, resume: bool, prompt: String) -> Result<Plan> {
+    let state = StateDir::at(root.to_path_buf());
+    let agent = AgentDir::new(&state, name)?;
+    let missing = |what: &str| fail(exit::SOFTWARE, format!("{name} has no {what}"));
+    let meta = agent.read_meta()?.ok_or_else(|| missing("meta.json"))?;
+    let status = agent.read_status()?.ok_or_else(|| missing("status.json"))?;
+    let bwrap = if meta.sandbox {
+        Some(
+            find_program("bwrap")
+                .ok_or_else(|| fail(UNAVAILABLE, "--sandbox needs bubblewrap (bwrap)"))?,
+        )
+    } else {
+        None
+    };
+    Ok(Plan {
+        state,
+        agent,
+        idle_exit: meta.idle_exit_ms.map(Duration::from_millis),
+        meta,
+        resume,
+        prompt: Some(prompt).filter(|p| !p.trim().is_empty()),
+        bwrap,
+        status,
+    })
+}
+
+/// `mt-spawn DETACHED_FLAG ROOT NAME new|resume LOCK_FD PIPE_FD`, with the
+/// prompt on standard input: become the detached supervisor. Returns the
+/// exit code of this (intermediate) process.
+pub fn detached_main(args: &[OsString]) -> u8 {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let fd_at = |i: usize| -> Option<i32> {
+        std::str::from_utf8(args.get(i)?.as_bytes())
+            .ok()?
+            .parse()
+            .ok()
+            .filter(|fd| *fd > 2)
+    };
+    let (Some(lock_fd), Some(pipe_fd), Some(root), Some(name), Some(mode)) = (
+        fd_at(3),
+        fd_at(4),
+        args.first(),
+        args.get(1).and_then(|a| a.to_str()),
+        args.get(2).and_then(|a| a.to_str()),
+    ) else {
+        exit::warn(format_args!("{DETACHED_FLAG} is for mt-spawn's own use"));
+        return exit::USAGE;
+    };
+    // SAFETY: our parent passed these two descriptors, open, for us alone.
+    let held = unsafe { File::from_raw_fd(lock_fd) };
+    let mut handshake = unsafe { File::from_raw_fd(pipe_fd) };
+    for fd in [lock_fd, pipe_fd] {
+        // The agent must not inherit them.
+        // SAFETY: fcntl on descriptors we own.
+        unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+    }
+    let mut prompt = Vec::new();
+    let plan = std::io::stdin()
+        .lock()
+        .read_to_end(&mut prompt)
+        .context("cannot read the prompt")
+        .and_then(|_| {
+            let prompt = String::from_utf8(prompt)
+                .map_err(|_| fail(DATAERR, "the prompt is not valid UTF-8"))?;
+            recorded_plan(Path::new(root), name, mode == "resume", prompt)
+        });
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            let code = exit::code_of(&e);
+            let msg = format!("{e:#}").replace('\n', " ");
+            let _ = writeln!(handshake, "err {code} {msg}");
+            return code;
+        }
+    };
+    run_forked(plan, held, handshake.into())
+}
+
+/// In a fresh, single-threaded process: a new session, then a child that
+/// supervises while this process exits (the supervisor's parent is init).
+fn run_forked(plan: Plan, held: File, handshake: OwnedFd) -> u8 {
+    use nix::unistd::{ForkResult, fork, setsid};
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // SAFETY: we are single-threaded here (the tools start no threads
-    // before spawning), so the child may run arbitrary code.
-    match unsafe { fork() }.context("cannot fork")? {
-        ForkResult::Child => {
-            drop(rd);
-            let _ = setsid();
-            // SAFETY: as above; the intermediate child only forks and exits.
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    let code = detached_supervisor(plan, held, wr);
-                    std::process::exit(code as i32);
-                }
-                _ => unsafe { nix::libc::_exit(0) },
-            }
+    let _ = setsid();
+    // SAFETY: this process was just executed and has started no thread.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let code = detached_supervisor(plan, held, handshake);
+            std::process::exit(code as i32);
         }
-        ForkResult::Parent { child } => {
-            drop(wr);
-            drop(held);
-            let _ = waitpid(child, None);
-            let mut answer = String::new();
-            File::from(rd)
-                .read_to_string(&mut answer)
-                .context("cannot read from the supervisor")?;
-            parse_handshake(&answer)
+        Ok(ForkResult::Parent { .. }) => 0,
+        Err(e) => {
+            let mut h = File::from(handshake);
+            let _ = writeln!(h, "err {} cannot fork: {e}", exit::SOFTWARE);
+            exit::SOFTWARE
         }
     }
+}
+
+/// A program of this package: beside the running one (where `make install`
+/// and `cargo install` put every tool; for a test, one directory up from
+/// `deps/`), else from PATH.
+pub fn sibling_program(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    let dir = exe.as_deref().and_then(Path::parent);
+    let mut near = vec![];
+    if let Some(d) = dir {
+        near.push(d.join(name));
+        if d.file_name().is_some_and(|n| n == "deps")
+            && let Some(up) = d.parent()
+        {
+            near.push(up.join(name));
+        }
+    }
+    near.into_iter()
+        .find(|p| p.is_file())
+        .or_else(|| find_program(name))
 }
 
 fn parse_handshake(answer: &str) -> Result<i32> {

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::exit::{CANTCREAT, Coded, UNAVAILABLE, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
 use crate::names;
 
 /// Where a repository keeps its parts, as seen from one working tree.
@@ -152,7 +152,7 @@ impl StateDir {
 
     /// Whether the agent's supervisor is alive (its liveness lock is held).
     pub fn agent_running(&self, name: &str) -> Result<bool> {
-        crate::lock::is_held(&self.agent_lock(name))
+        crate::infra::lock::is_held(&self.agent_lock(name))
     }
 
     pub fn agents(&self) -> PathBuf {

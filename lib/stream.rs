@@ -248,7 +248,7 @@ impl Tracker {
                         .get("resetsAt")
                         .and_then(Value::as_i64)
                         .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                        .map(crate::time::stamp),
+                        .map(crate::infra::time::stamp),
                     kind: s(info, "rateLimitType"),
                     at: now.to_string(),
                 };
@@ -500,7 +500,7 @@ pub fn render(line: &[u8]) -> String {
                 info.get("resetsAt")
                     .and_then(Value::as_i64)
                     .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                    .map(|t| format!(", resets {}", crate::time::stamp(t)))
+                    .map(|t| format!(", resets {}", crate::infra::time::stamp(t)))
                     .unwrap_or_default()
             );
         }

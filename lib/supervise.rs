@@ -41,11 +41,11 @@ use std::time::{Duration, Instant};
 use crate::agent::State;
 use crate::channel::{self, Draft};
 use crate::exit::{SOFTWARE, UNAVAILABLE, fail};
+use crate::infra::time;
+use crate::infra::wake::{DEGRADED, Doorbell};
 use crate::spawn::{self, Plan};
 use crate::stream::{self, Notice, Tracker};
-use crate::time;
-use crate::wake::{DEGRADED, Doorbell};
-use crate::{fsutil, procs};
+use crate::{infra::fsutil, infra::procs};
 
 /// How long the agent gets between SIGTERM and SIGKILL when the supervisor
 /// itself is told to stop.
@@ -111,13 +111,32 @@ fn supervise_runs(plan: &mut Plan, handshake: &mut Option<File>) -> Result<u8> {
     // Orphans of the agent's tree become our children, so we reap them.
     let _ = prctl::set_child_subreaper(true);
 
+    let mut resumes = Resumes::default();
     let result = loop {
+        let started = Instant::now();
         let outcome = match Run::start(plan, &sfd, handshake) {
             Ok(run) => run.supervise(),
             Err(e) => break Err(e),
         };
         match outcome {
             Ok(Outcome::Resume(status)) => {
+                match resumes.next(started.elapsed()) {
+                    Some(pause) if pause_for(plan, &sfd, pause) => {}
+                    Some(_) => break Ok(0),
+                    None => {
+                        post_record(
+                            plan,
+                            "system",
+                            &format!(
+                                "not resumed: it ended {} times in a row soon after a resume \
+                                 while nudges waited; they stay in its inbox",
+                                resumes.quick
+                            ),
+                            json!({"event": "resume-limit", "resumes": resumes.quick}),
+                        );
+                        break Ok(0);
+                    }
+                }
                 // Nudges arrived after stdin closed: resume the session
                 // with them, still holding the lock.
                 plan.meta.session_id = status
@@ -136,6 +155,67 @@ fn supervise_runs(plan: &mut Plan, handshake: &mut Option<File>) -> Result<u8> {
     };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     result
+}
+
+/// At most this many resumes in a row of runs that each ended within
+/// `QUICK_RUN`, with a back-off doubling from `RESUME_PAUSE` between them.
+const QUICK_RESUMES: u32 = 4;
+const QUICK_RUN: Duration = Duration::from_secs(30);
+const RESUME_PAUSE: Duration = Duration::from_millis(250);
+
+/// Counts quick resumes: an agent that ends at once whenever it is resumed
+/// with nudges waiting must not be restarted in a tight loop.
+#[derive(Default)]
+struct Resumes {
+    quick: u32,
+}
+
+impl Resumes {
+    /// After a run that lasted `ran`: the pause before resuming, or `None`
+    /// to give up.
+    fn next(&mut self, ran: Duration) -> Option<Duration> {
+        if ran >= QUICK_RUN {
+            self.quick = 0;
+        }
+        if self.quick >= QUICK_RESUMES {
+            return None;
+        }
+        let pause = RESUME_PAUSE * 2u32.pow(self.quick);
+        self.quick += 1;
+        Some(pause)
+    }
+}
+
+/// Wait `pause` before a resume, still answering signals: false when told
+/// to stop meanwhile (a signal or an mt-stop request).
+fn pause_for(plan: &Plan, sfd: &SignalFd, pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    loop {
+        if plan.agent.read_stop().is_some() {
+            let _ = fs::remove_file(plan.agent.stop_path());
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        let mut pfds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let ms = (left.as_millis().min(i32::MAX as u128) as i32).max(1);
+        let _ = poll(
+            &mut pfds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        );
+        while let Ok(Some(si)) = sfd.read_signal() {
+            if si.ssi_signo != Signal::SIGCHLD as u32 {
+                return false;
+            }
+            while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                if s == WaitStatus::StillAlive {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 enum Outcome {
@@ -258,81 +338,16 @@ impl<'a> Run<'a> {
             .with_context(|| format!("cannot open {}", agent.events_path().display()))?;
         let stderr_log = fsutil::open_append(&agent.stderr_path())
             .with_context(|| format!("cannot open {}", agent.stderr_path().display()))?;
-        let bell = match Doorbell::open(&agent.wake_path()) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!(
-                    "mt-spawn: {}: cannot make the inbox doorbell {}: {e}; \
-                     checking the inbox every {}s instead",
-                    agent.name,
-                    agent.wake_path().display(),
-                    DEGRADED.as_secs()
-                );
-                None
-            }
-        };
-        let mut tracker = Tracker::new(plan.status.clone(), plan.resume);
+        let bell = open_doorbell(agent);
         let now = time::now_stamp();
-        {
-            let st = &mut tracker.status;
-            st.name = agent.name.clone();
-            st.state = State::Starting;
-            st.supervisor_pid = Some(getpid().as_raw());
-            st.started_at = Some(now.clone());
-            st.runs += 1;
-            for f in [
-                &mut st.ended_at,
-                &mut st.error,
-                &mut st.error_detail,
-                &mut st.signal,
-            ] {
-                *f = None;
-            }
-            st.exit_code = None;
-            st.stopped = false;
-            st.stopped_by = None;
-            st.stdin_closed = false;
-        }
+        let mut tracker = fresh_tracker(plan, &now);
 
-        let run_id = crate::id::new_uuid();
+        let run_id = crate::infra::id::new_uuid();
         tracker.status.run_id = Some(run_id.clone());
         let mut cmd = command(plan, &run_id);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => {
-                let code = match e.kind() {
-                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => UNAVAILABLE,
-                    _ => SOFTWARE,
-                };
-                let prog = plan
-                    .bwrap
-                    .as_ref()
-                    .map(|b| b.display().to_string())
-                    .unwrap_or_else(|| plan.meta.agent_cmd.clone());
-                let msg = format!(
-                    "cannot run the agent program {prog:?}: {e} (set MT_AGENT_CMD or --agent-cmd)"
-                );
-                let st = &mut tracker.status;
-                st.state = State::Failed;
-                st.error = Some("spawn".into());
-                st.error_detail = Some(msg.clone());
-                st.ended_at = Some(now.clone());
-                st.updated_at = Some(now.clone());
-                let _ = agent.write_status(st);
-                let mut ev = &events;
-                let _ = ev.write_all(&stream::mt_line(
-                    "exit",
-                    &now,
-                    json!({"text": format!("failed to start: {msg}")}),
-                ));
-                post_record(
-                    plan,
-                    "system",
-                    &format!("failed to start: {msg}"),
-                    json!({"event": "fail", "error": "spawn"}),
-                );
-                return Err(fail(code, msg));
-            }
+            Err(e) => return Err(spawn_failed(plan, &mut tracker, &events, &now, e)),
         };
         let pid = Pid::from_raw(child.id() as i32);
         let stdin: OwnedFd = child.stdin.take().expect("piped").into();
@@ -380,51 +395,66 @@ impl<'a> Run<'a> {
             stopped_by: None,
             dirty: false,
         };
-        run.append_event(&stream::mt_line(
+        run.announce(&now, program, handshake);
+        run.first_steps();
+        Ok(run)
+    }
+
+    /// Say the run started: the events file, the channel, and the caller
+    /// waiting on the handshake.
+    fn announce(&mut self, now: &str, program: String, handshake: &mut Option<File>) {
+        self.append_event(&stream::mt_line(
             "start",
-            &now,
+            now,
             json!({
-                "pid": pid.as_raw(),
-                "session_id": plan.meta.session_id,
-                "resume": plan.resume,
+                "pid": self.pid.as_raw(),
+                "session_id": self.plan.meta.session_id,
+                "resume": self.plan.resume,
                 "program": program,
-                "cwd": plan.meta.cwd,
+                "cwd": self.plan.meta.cwd,
             }),
         ));
-        let mut what = format!("started (pid {}, session {}", pid, plan.meta.session_id);
-        if let Some(t) = &plan.meta.task {
+        let mut what = format!(
+            "started (pid {}, session {}",
+            self.pid, self.plan.meta.session_id
+        );
+        if let Some(t) = &self.plan.meta.task {
             what.push_str(&format!(", task {t}"));
         }
         what.push(')');
-        if plan.resume {
+        if self.plan.resume {
             what = what.replacen("started", "resumed", 1);
         }
-        run.post(
+        self.post(
             "status",
             &what,
-            json!({"event": "start", "pid": pid.as_raw()}),
+            json!({"event": "start", "pid": self.pid.as_raw()}),
         );
         if let Some(mut h) = handshake.take() {
-            let _ = writeln!(h, "ok {pid}");
+            let _ = writeln!(h, "ok {}", self.pid);
         }
+    }
+
+    /// What a run does first: act on a stop request that came before the
+    /// pid was known, queue the prompt, deliver what waits in the inbox.
+    fn first_steps(&mut self) {
         // An mt-stop that came before the pid was recorded could not signal
         // the group; it left its request, so act on it now.
-        match agent.read_stop() {
-            Some(r) if r.soft => run.soft_stop(),
-            Some(_) => run.terminate(Signal::SIGTERM),
-            None if agent.stop_path().exists() => run.terminate(Signal::SIGTERM),
+        match self.plan.agent.read_stop() {
+            Some(r) if r.soft => self.soft_stop(),
+            Some(_) => self.terminate(Signal::SIGTERM),
+            None if self.plan.agent.stop_path().exists() => self.terminate(Signal::SIGTERM),
             None => {}
         }
-        if let Some(p) = plan.prompt.as_ref().filter(|_| run.stdin.is_some()) {
-            run.outq.push_back(Outgoing {
+        if let Some(p) = self.plan.prompt.as_ref().filter(|_| self.stdin.is_some()) {
+            self.outq.push_back(Outgoing {
                 bytes: stream::user_message(p),
                 written: 0,
                 file: None,
                 text: p.clone(),
             });
         }
-        run.scan_inbox();
-        Ok(run)
+        self.scan_inbox();
     }
 
     fn post(&self, kind: &str, content: &str, meta: serde_json::Value) {
@@ -1007,6 +1037,95 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The inbox's doorbell, or none (the inbox is then rescanned every
+/// `DEGRADED`), said once on stderr.
+fn open_doorbell(agent: &crate::agent::AgentDir) -> Option<Doorbell> {
+    match Doorbell::open(&agent.wake_path()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!(
+                "mt-spawn: {}: cannot make the inbox doorbell {}: {e}; \
+                 checking the inbox every {}s instead",
+                agent.name,
+                agent.wake_path().display(),
+                DEGRADED.as_secs()
+            );
+            None
+        }
+    }
+}
+
+/// A tracker for a new run: the plan's status (totals of earlier runs),
+/// reset to `starting` by this supervisor.
+fn fresh_tracker(plan: &Plan, now: &str) -> Tracker {
+    let agent = &plan.agent;
+    let mut tracker = Tracker::new(plan.status.clone(), plan.resume);
+    {
+        let st = &mut tracker.status;
+        st.name = agent.name.clone();
+        st.state = State::Starting;
+        st.supervisor_pid = Some(getpid().as_raw());
+        st.started_at = Some(now.to_string());
+        st.runs += 1;
+        for f in [
+            &mut st.ended_at,
+            &mut st.error,
+            &mut st.error_detail,
+            &mut st.signal,
+        ] {
+            *f = None;
+        }
+        st.exit_code = None;
+        st.stopped = false;
+        st.stopped_by = None;
+        st.stdin_closed = false;
+    }
+    tracker
+}
+
+/// The agent program could not be started: record and report it; the
+/// error to return.
+fn spawn_failed(
+    plan: &Plan,
+    tracker: &mut Tracker,
+    events: &File,
+    now: &str,
+    e: io::Error,
+) -> anyhow::Error {
+    let agent = &plan.agent;
+    let code = match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => UNAVAILABLE,
+        _ => SOFTWARE,
+    };
+    let prog = plan
+        .bwrap
+        .as_ref()
+        .map(|b| b.display().to_string())
+        .unwrap_or_else(|| plan.meta.agent_cmd.clone());
+    let msg =
+        format!("cannot run the agent program {prog:?}: {e} (set MT_AGENT_CMD or --agent-cmd)");
+    let st = &mut tracker.status;
+    st.state = State::Failed;
+    st.error = Some("spawn".into());
+    st.error_detail = Some(msg.clone());
+    st.ended_at = Some(now.to_string());
+    st.updated_at = Some(now.to_string());
+    let _ = agent.write_status(st);
+    let mut ev = events;
+    let _ = ev.write_all(&stream::mt_line(
+        "exit",
+        now,
+        json!({"text": format!("failed to start: {msg}")}),
+    ));
+    post_record(
+        plan,
+        "system",
+        &format!("failed to start: {msg}"),
+        json!({"event": "fail", "error": "spawn"}),
+    );
+    fail(code, msg)
+}
+
 /// A descriptor that becomes readable when process `pid` ends.
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     use std::os::fd::FromRawFd;
@@ -1035,5 +1154,22 @@ fn post_record(plan: &Plan, kind: &str, content: &str, mut meta: serde_json::Val
             "mt-spawn: {}: cannot post to {}: {e:#}",
             plan.agent.name, plan.meta.channel
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_resumes_back_off_then_stop() {
+        let mut r = Resumes::default();
+        let quick = Duration::from_millis(10);
+        let pauses: Vec<_> = std::iter::from_fn(|| r.next(quick)).take(10).collect();
+        assert_eq!(pauses.len(), QUICK_RESUMES as usize);
+        assert_eq!(pauses[0], RESUME_PAUSE);
+        assert!(pauses.windows(2).all(|w| w[1] == w[0] * 2));
+        // A long run starts the count again.
+        assert_eq!(r.next(QUICK_RUN), Some(RESUME_PAUSE));
     }
 }

@@ -38,9 +38,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::dirlock::{self, DEFAULT_WAIT, DirLock};
 use crate::exit::{CANTCREAT, Coded, DATAERR, NO, USAGE, fail};
-use crate::fsutil;
+use crate::infra::dirlock::{self, DEFAULT_WAIT, DirLock};
+use crate::infra::fsutil;
 use crate::names;
 
 /// A task's status as Claude Code writes it.
@@ -670,6 +670,17 @@ impl TaskList {
     /// Delete a task and remove its id from other tasks' `blocks` and
     /// `blockedBy`. The high-water mark keeps the id from being reused.
     pub fn delete(&self, id: u64) -> Result<Deleted> {
+        self.delete_with(id, |p| fs::remove_file(p))
+    }
+
+    /// `delete`, removing the task's file with `remove`. The high-water mark
+    /// is raised first: a crash between the two leaves a task whose id is
+    /// already retired, never a free id that a new task could take twice.
+    fn delete_with(
+        &self,
+        id: u64,
+        remove: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<Deleted> {
         let lock = self.lock()?;
         let path = self.path(id);
         let task_lock = self.task_lock(id)?;
@@ -678,13 +689,13 @@ impl TaskList {
             Some(t) => t.ok(),
         };
         task_lock.verify()?;
-        fs::remove_file(&path)
-            .with_context(|| format!("cannot delete {}", path.display()))
-            .code(CANTCREAT)?;
-        task_lock.release()?;
         if id > self.high_water_mark().unwrap_or(0) {
             fsutil::write_atomic(&self.hwm_path(), id.to_string().as_bytes(), self.durable)?;
         }
+        remove(&path)
+            .with_context(|| format!("cannot delete {}", path.display()))
+            .code(CANTCREAT)?;
+        task_lock.release()?;
         let listing = self.list()?;
         let mut updated = Vec::new();
         for t in &listing.tasks {
@@ -804,9 +815,9 @@ pub fn default_list(state: &crate::statedir::StateDir) -> String {
     name
 }
 
-/// Give an error a different exit code, keeping its message.
+/// Give an error a different exit code, keeping its message and causes.
 fn coded_as(e: anyhow::Error, code: u8) -> anyhow::Error {
-    fail(code, format!("{e:#}"))
+    Err::<(), _>(e).code(code).unwrap_err()
 }
 
 fn check_text(what: &str, s: &str, empty_ok: bool) -> Result<()> {
@@ -918,6 +929,22 @@ mod tests {
             l.claim(99, "park").unwrap(),
             Claim::Refused(Refusal::Missing)
         ));
+    }
+
+    #[test]
+    fn a_crash_right_after_removing_a_task_does_not_free_its_id() {
+        let (_d, l) = list();
+        l.create(&NewTask::new("a")).unwrap();
+        let b = l.create(&NewTask::new("b")).unwrap();
+        // The file goes, then the process dies before anything else.
+        let crash = l.delete_with(b.id, |p| {
+            fs::remove_file(p)?;
+            Err(io::Error::other("crash"))
+        });
+        assert!(crash.is_err());
+        assert!(l.get(b.id).is_err());
+        let c = l.create(&NewTask::new("c")).unwrap();
+        assert!(c.id > b.id, "id {} used twice", c.id);
     }
 
     #[test]

@@ -30,6 +30,6 @@ pub const NOW_VAR: &str = "MT_WATCH_NOW";
 pub fn now() -> DateTime<Utc> {
     std::env::var(NOW_VAR)
         .ok()
-        .and_then(|s| crate::time::parse_stamp(&s))
+        .and_then(|s| crate::infra::time::parse_stamp(&s))
         .unwrap_or_else(Utc::now)
 }

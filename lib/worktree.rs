@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::exit::{CANTCREAT, Coded, DATAERR, NO, SOFTWARE, UNAVAILABLE, fail};
-use crate::fsutil;
-use crate::lock;
+use crate::infra::fsutil;
+use crate::infra::lock;
 use crate::names;
 use crate::statedir::StateDir;
 
@@ -926,107 +926,16 @@ pub fn add(opts: &AddOptions) -> Result<Worktree> {
     let _lock = repo.lock()?;
 
     let admin = repo.admin(name);
-    if let Ok(wt) = repo.git.find_worktree(name) {
-        if wt.validate().is_ok() {
-            let at = canonical_lenient(wt.path());
-            if opts.path.is_some() && at != canonical_lenient(&path) {
-                return Err(fail(
-                    CANTCREAT,
-                    format!(
-                        "worktree {name} already exists at {}, not at {}",
-                        at.display(),
-                        path.display()
-                    ),
-                ));
-            }
-            let wrepo = Repository::open(&admin).ok();
-            let cur = wrepo.as_ref().and_then(head_branch);
-            let base = cur.as_deref().and_then(|b| repo.config_get(b, KEY_BASE));
-            return Ok(Worktree {
-                name: name.to_string(),
-                path: wt.path().to_path_buf(),
-                branch: cur,
-                base,
-                created: false,
-            });
-        }
-        if let Ok(WorktreeLockStatus::Locked(_)) = wt.is_locked() {
-            return Err(fail(
-                CANTCREAT,
-                format!(
-                    "worktree {name} is locked and its directory {} is missing (on removable media?); unlock it with `git worktree unlock {name}` first",
-                    wt.path().display()
-                ),
-            ));
-        }
-        wt.prune(None).map_err(git_err(format_args!(
-            "cannot prune the stale worktree {name}"
-        )))?;
-    } else if fs::symlink_metadata(&admin).is_ok() {
-        // Unreadable leftovers of an interrupted add by some other tool.
-        if !opts.force {
-            return Err(fail(
-                CANTCREAT,
-                format!(
-                    "{} exists but is not a valid worktree; use --force to replace it",
-                    admin.display()
-                ),
-            ));
-        }
-        eprintln!(
-            "mt-worktree: --force: removing stray worktree metadata {}",
-            admin.display()
-        );
-        fs::remove_dir_all(&admin)
-            .with_context(|| format!("cannot remove {}", admin.display()))
-            .code(CANTCREAT)?;
+    if let Some(wt) = existing(&repo, opts, name, &path, &admin)? {
+        return Ok(wt);
     }
-
-    if fs::symlink_metadata(&path).is_ok() {
-        if !opts.force {
-            return Err(fail(
-                CANTCREAT,
-                format!(
-                    "{} already exists and is not the worktree {name}; move it away or use --force to replace it",
-                    path.display()
-                ),
-            ));
-        }
-        eprintln!(
-            "mt-worktree: --force: deleting {} to make room for worktree {name}",
-            path.display()
-        );
-        remove_stray(&repo, &path)?;
-    }
+    clear_path(&repo, opts, name, &path)?;
     if let Some(parent) = path.parent() {
         fsutil::ensure_dir(parent)?;
     }
 
     // Reuse an existing branch as it is; otherwise start it at the base.
-    let (reference, created_branch) = match repo.git.find_branch(&branch, BranchType::Local) {
-        Ok(b) => {
-            if let Some(at) = repo.checked_out_elsewhere(&branch, name)? {
-                return Err(fail(
-                    CANTCREAT,
-                    format!("cannot use branch {branch}: it is {at}"),
-                ));
-            }
-            (b.into_reference(), false)
-        }
-        Err(_) => {
-            let commit = repo
-                .git
-                .find_commit(base_tip)
-                .map_err(git_err("cannot read the base commit"))?;
-            let b = repo.git.branch(&branch, &commit, false).map_err(|e| {
-                fail(
-                    CANTCREAT,
-                    format!("cannot create branch {branch}: {}", e.message()),
-                )
-            })?;
-            (b.into_reference(), true)
-        }
-    };
+    let (reference, created_branch) = branch_for(&repo, &branch, name, base_tip)?;
     let recorded = match repo.config_get(&branch, KEY_BASE) {
         Some(b) => b,
         None => {
@@ -1063,6 +972,131 @@ pub fn add(opts: &AddOptions) -> Result<Worktree> {
             ))
         }
     }
+}
+
+/// The worktree `name` when it is registered and valid (at `path`, if one
+/// was asked for). A registered worktree whose directory is gone is pruned;
+/// stray metadata at `admin` is removed with `force`, else refused.
+fn existing(
+    repo: &Repo,
+    opts: &AddOptions,
+    name: &str,
+    path: &Path,
+    admin: &Path,
+) -> Result<Option<Worktree>> {
+    if let Ok(wt) = repo.git.find_worktree(name) {
+        if wt.validate().is_ok() {
+            let at = canonical_lenient(wt.path());
+            if opts.path.is_some() && at != canonical_lenient(path) {
+                return Err(fail(
+                    CANTCREAT,
+                    format!(
+                        "worktree {name} already exists at {}, not at {}",
+                        at.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            let wrepo = Repository::open(admin).ok();
+            let cur = wrepo.as_ref().and_then(head_branch);
+            let base = cur.as_deref().and_then(|b| repo.config_get(b, KEY_BASE));
+            return Ok(Some(Worktree {
+                name: name.to_string(),
+                path: wt.path().to_path_buf(),
+                branch: cur,
+                base,
+                created: false,
+            }));
+        }
+        if let Ok(WorktreeLockStatus::Locked(_)) = wt.is_locked() {
+            return Err(fail(
+                CANTCREAT,
+                format!(
+                    "worktree {name} is locked and its directory {} is missing (on removable media?); unlock it with `git worktree unlock {name}` first",
+                    wt.path().display()
+                ),
+            ));
+        }
+        wt.prune(None).map_err(git_err(format_args!(
+            "cannot prune the stale worktree {name}"
+        )))?;
+    } else if fs::symlink_metadata(admin).is_ok() {
+        // Unreadable leftovers of an interrupted add by some other tool.
+        if !opts.force {
+            return Err(fail(
+                CANTCREAT,
+                format!(
+                    "{} exists but is not a valid worktree; use --force to replace it",
+                    admin.display()
+                ),
+            ));
+        }
+        crate::exit::warn(format_args!(
+            "--force: removing stray worktree metadata {}",
+            admin.display()
+        ));
+        fs::remove_dir_all(admin)
+            .with_context(|| format!("cannot remove {}", admin.display()))
+            .code(CANTCREAT)?;
+    }
+    Ok(None)
+}
+
+/// Make room at `path` for worktree `name`: refused when anything is there,
+/// unless `force`, which deletes it.
+fn clear_path(repo: &Repo, opts: &AddOptions, name: &str, path: &Path) -> Result<()> {
+    if fs::symlink_metadata(path).is_ok() {
+        if !opts.force {
+            return Err(fail(
+                CANTCREAT,
+                format!(
+                    "{} already exists and is not the worktree {name}; move it away or use --force to replace it",
+                    path.display()
+                ),
+            ));
+        }
+        crate::exit::warn(format_args!(
+            "--force: deleting {} to make room for worktree {name}",
+            path.display()
+        ));
+        remove_stray(repo, path)?;
+    }
+    Ok(())
+}
+
+/// The branch for worktree `name`: an existing one as it is (unless it is
+/// checked out elsewhere), else a new one at `base_tip`; and whether it was
+/// created.
+fn branch_for<'r>(
+    repo: &'r Repo,
+    branch: &str,
+    name: &str,
+    base_tip: git2::Oid,
+) -> Result<(git2::Reference<'r>, bool)> {
+    Ok(match repo.git.find_branch(branch, BranchType::Local) {
+        Ok(b) => {
+            if let Some(at) = repo.checked_out_elsewhere(branch, name)? {
+                return Err(fail(
+                    CANTCREAT,
+                    format!("cannot use branch {branch}: it is {at}"),
+                ));
+            }
+            (b.into_reference(), false)
+        }
+        Err(_) => {
+            let commit = repo
+                .git
+                .find_commit(base_tip)
+                .map_err(git_err("cannot read the base commit"))?;
+            let b = repo.git.branch(branch, &commit, false).map_err(|e| {
+                fail(
+                    CANTCREAT,
+                    format!("cannot create branch {branch}: {}", e.message()),
+                )
+            })?;
+            (b.into_reference(), true)
+        }
+    })
 }
 
 /// Every linked worktree of the repository (managed or not), by name.
@@ -1189,79 +1223,105 @@ pub fn gc(opts: &GcOptions) -> Result<Vec<GcItem>> {
     let mut removed_branches: BTreeSet<String> = BTreeSet::new();
 
     for n in repo.worktree_names()? {
-        let Ok(wt) = repo.git.find_worktree(&n) else {
-            continue;
-        };
-        let item = |action, why: String| GcItem {
-            action,
-            name: n.clone(),
-            path: Some(wt.path().to_path_buf()),
-            why,
-        };
-        if wt.validate().is_err() {
-            if let Ok(WorktreeLockStatus::Locked(_)) = wt.is_locked() {
-                items.push(item(
-                    GcAction::Kept,
-                    "directory missing, but the worktree is locked".into(),
-                ));
-                continue;
-            }
-            if !opts.dry_run {
-                wt.prune(None)
-                    .map_err(git_err(format_args!("cannot prune worktree {n}")))?;
-            }
-            gone.insert(n.clone());
-            items.push(item(
-                GcAction::Pruned,
-                "directory is gone; stale metadata".into(),
-            ));
-            continue;
-        }
-        let st = repo.status(&n, &state)?;
-        let mut why: Vec<String> = st.blockers(false).iter().map(ToString::to_string).collect();
-        if !st.managed {
-            why.insert(0, "not created by mt-worktree".into());
-        }
-        if !opts.min_age.is_zero()
-            && let Some(a) = age(&st.admin)
-            && a < opts.min_age
+        if let Some(item) = gc_worktree(&repo, &state, opts, &n, &mut gone, &mut removed_branches)?
         {
-            why.push(format!(
-                "active {} ago (--min-age {})",
-                crate::time::format_duration(a),
-                crate::time::format_duration(opts.min_age)
-            ));
+            items.push(item);
         }
-        if !why.is_empty() {
-            items.push(item(GcAction::Kept, why.join("; ")));
-            continue;
-        }
-        let mut removed = Removed::default();
-        if opts.dry_run {
-            if let Some(b) = &st.own_branch {
-                match repo.checked_out_elsewhere(b, &n)? {
-                    Some(at) => removed.kept_branch = Some((b.clone(), at)),
-                    None => removed.deleted_branch = Some((b.clone(), String::new())),
-                }
-            }
-        } else {
-            repo.remove(&st, false, &mut removed)?;
-        }
-        let mut why = String::from("clean, nothing unmerged");
-        if let Some((b, _)) = &removed.deleted_branch {
-            why.push_str(&format!("; branch {b} deleted"));
-            removed_branches.insert(b.clone());
-        }
-        if let Some((b, k)) = &removed.kept_branch {
-            why.push_str(&format!("; branch {b} kept: {k}"));
-        }
-        for note in removed.notes {
-            why.push_str(&format!("; {note}"));
-        }
-        gone.insert(n.clone());
-        items.push(item(GcAction::Removed, why));
     }
+    gc_branches(&repo, opts, &gone, &removed_branches, &mut items)?;
+    Ok(items)
+}
 
+/// gc of one worktree: pruned when its directory is gone, removed when
+/// nothing would be lost, else kept; what was done, with the reason.
+/// `gone` and `removed_branches` collect what no longer exists.
+fn gc_worktree(
+    repo: &Repo,
+    state: &StateDir,
+    opts: &GcOptions,
+    n: &str,
+    gone: &mut BTreeSet<String>,
+    removed_branches: &mut BTreeSet<String>,
+) -> Result<Option<GcItem>> {
+    let Ok(wt) = repo.git.find_worktree(n) else {
+        return Ok(None);
+    };
+    let item = |action, why: String| GcItem {
+        action,
+        name: n.to_string(),
+        path: Some(wt.path().to_path_buf()),
+        why,
+    };
+    if wt.validate().is_err() {
+        if let Ok(WorktreeLockStatus::Locked(_)) = wt.is_locked() {
+            return Ok(Some(item(
+                GcAction::Kept,
+                "directory missing, but the worktree is locked".into(),
+            )));
+        }
+        if !opts.dry_run {
+            wt.prune(None)
+                .map_err(git_err(format_args!("cannot prune worktree {n}")))?;
+        }
+        gone.insert(n.to_string());
+        return Ok(Some(item(
+            GcAction::Pruned,
+            "directory is gone; stale metadata".into(),
+        )));
+    }
+    let st = repo.status(n, state)?;
+    let mut why: Vec<String> = st.blockers(false).iter().map(ToString::to_string).collect();
+    if !st.managed {
+        why.insert(0, "not created by mt-worktree".into());
+    }
+    if !opts.min_age.is_zero()
+        && let Some(a) = age(&st.admin)
+        && a < opts.min_age
+    {
+        why.push(format!(
+            "active {} ago (--min-age {})",
+            crate::infra::time::format_duration(a),
+            crate::infra::time::format_duration(opts.min_age)
+        ));
+    }
+    if !why.is_empty() {
+        return Ok(Some(item(GcAction::Kept, why.join("; "))));
+    }
+    let mut removed = Removed::default();
+    if opts.dry_run {
+        if let Some(b) = &st.own_branch {
+            match repo.checked_out_elsewhere(b, n)? {
+                Some(at) => removed.kept_branch = Some((b.clone(), at)),
+                None => removed.deleted_branch = Some((b.clone(), String::new())),
+            }
+        }
+    } else {
+        repo.remove(&st, false, &mut removed)?;
+    }
+    let mut why = String::from("clean, nothing unmerged");
+    if let Some((b, _)) = &removed.deleted_branch {
+        why.push_str(&format!("; branch {b} deleted"));
+        removed_branches.insert(b.clone());
+    }
+    if let Some((b, k)) = &removed.kept_branch {
+        why.push_str(&format!("; branch {b} kept: {k}"));
+    }
+    for note in removed.notes {
+        why.push_str(&format!("; {note}"));
+    }
+    gone.insert(n.to_string());
+    Ok(Some(item(GcAction::Removed, why)))
+}
+
+/// gc of mt's branches left without a worktree: deleted when merged into
+/// their recorded base, else kept.
+fn gc_branches(
+    repo: &Repo,
+    opts: &GcOptions,
+    gone: &BTreeSet<String>,
+    removed_branches: &BTreeSet<String>,
+    items: &mut Vec<GcItem>,
+) -> Result<()> {
     // mt branches left without a worktree.
     let checked: BTreeSet<String> = repo
         .checked_out()?
@@ -1324,7 +1384,7 @@ pub fn gc(opts: &GcOptions) -> Result<Vec<GcItem>> {
             ),
         ));
     }
-    Ok(items)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use super::{Common, Tool};
 use crate::channel;
 use crate::cursor;
-use crate::exit;
 use crate::names;
 
 /// List channels
@@ -17,11 +16,10 @@ use crate::names;
 /// One line per channel: name, number of records, time of the last record
 /// and, with a reader identity, how many records that reader has not read.
 #[derive(Debug, Parser)]
-#[command(name = "mt-channels", version)]
+#[command(version)]
 pub struct Args {
-    /// Count unread records for this reader
-    #[arg(long = "as", env = "MT_AGENT", value_name = "NAME")]
-    pub reader: Option<String>,
+    #[command(flatten)]
+    pub reader: super::AsArg,
 
     /// One JSON object per channel
     #[arg(long)]
@@ -42,18 +40,13 @@ pub fn tool() -> Tool {
             ),
             ("EXIT STATUS", "0\tsuccess\n2\tusage error"),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_DIR\tstate directory\nMT_AGENT\tdefault reader identity",
-            ),
             ("SEE ALSO", "mt-read(1), mt-post(1), mt-files(5)"),
         ],
     )
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-channels", || run(args))
+    tool().main(run)
 }
 
 #[derive(serde::Serialize)]
@@ -65,14 +58,14 @@ struct Row {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    if let Some(r) = &args.reader {
+    if let Some(r) = &args.reader.name {
         names::check("reader", r)?;
     }
     let state = args.common.state()?;
     let mut rows = Vec::new();
     for name in channel::list_channels(&state)? {
         let summary = channel::summarize(&state, &name)?;
-        let unread = match &args.reader {
+        let unread = match &args.reader.name {
             Some(r) => {
                 let seen = cursor::load(&state, r, &name)?.map(|p| p.seq).unwrap_or(0);
                 Some(summary.last_seq.saturating_sub(seen))
@@ -88,29 +81,30 @@ pub fn run(args: Args) -> Result<u8> {
             out.write_all(b"\n")?;
         }
     } else if !rows.is_empty() {
-        let w = rows
+        let mut cols = vec![
+            super::Column::left("CHANNEL", 7),
+            super::Column::right("RECORDS", 8),
+            super::Column::left("LAST", 24),
+        ];
+        if args.reader.name.is_some() {
+            cols.push(super::Column::right("UNREAD", 7));
+        }
+        let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| r.summary.name.len())
-            .max()
-            .unwrap_or(7)
-            .max(7);
-        write!(out, "{:<w$}  {:>8}  {:<24}", "CHANNEL", "RECORDS", "LAST")?;
-        if args.reader.is_some() {
-            write!(out, "  {:>7}", "UNREAD")?;
-        }
-        writeln!(out)?;
-        for r in &rows {
-            let last = r.summary.last_activity.as_deref().unwrap_or("-");
-            write!(
-                out,
-                "{:<w$}  {:>8}  {:<24}",
-                r.summary.name, r.summary.records, last
-            )?;
-            if let Some(u) = r.unread {
-                write!(out, "  {u:>7}")?;
-            }
-            writeln!(out)?;
-        }
+            .map(|r| {
+                let mut c = vec![
+                    r.summary.name.clone(),
+                    r.summary.records.to_string(),
+                    r.summary
+                        .last_activity
+                        .clone()
+                        .unwrap_or_else(|| "-".into()),
+                ];
+                c.extend(r.unread.map(|u| u.to_string()));
+                c
+            })
+            .collect();
+        super::write_table(&mut out, &cols, &cells)?;
     }
     out.flush()?;
     Ok(0)

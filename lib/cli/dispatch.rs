@@ -6,8 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::dispatch::{self, Options, Outcome};
-use crate::exit;
+use crate::coord::dispatch::{self, Options, Outcome};
 use crate::names;
 use crate::statedir::claude_config_dir;
 use crate::tasks::{self, TaskList};
@@ -21,16 +20,15 @@ use crate::tasks::{self, TaskList};
 /// task N: TITLE to the channel, as mt-sling does. Prints one line per
 /// task it looked at.
 #[derive(Debug, Parser)]
-#[command(name = "mt-dispatch", version)]
+#[command(version)]
 pub struct Args {
     /// Start agents only while fewer than this many agents run (any agent,
     /// however started)
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub max: usize,
 
-    /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT)
-    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
-    pub list: Option<String>,
+    #[command(flatten)]
+    pub list: super::ListArg,
 
     /// Agent names to pick from, comma separated (default: the file pool
     /// in the state directory, else a built-in pool)
@@ -41,15 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
 
-    /// Channel of the agents and of the records
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Agent program (default: claude)
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
@@ -103,12 +94,7 @@ Plan, then let dispatch hand out what is ready:
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel of the agents and the records (general)
-MT_POOL\tagent names to pick from
-MT_AGENT_CMD\tagent program (claude)
-CLAUDE_CODE_TASK_LIST_ID\ttask list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
             ),
             (
@@ -120,21 +106,20 @@ MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-dispatch", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     dispatch::check_repo()?;
     let pool = dispatch::pool(&state, args.pool.as_deref())?;
-    let list_name = tasks::list_name(args.list.as_deref(), Some(&state))?;
+    let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let o = Options {
         list: TaskList::new(&claude_config_dir()?, &list_name)?,
         pool,
         model: args.model,
-        channel: args.channel,
+        channel: args.channel.channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
         from: "mt-dispatch".into(),

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::channel::{self, Draft};
+use crate::delivery::{self, Inbox, Intro, Limits, Payload, Wake};
 use crate::exit::{self, DATAERR, fail};
-use crate::hook::{self, Inbox, Intro, Limits, Payload, Wake};
 use crate::names;
 use crate::statedir::{self, StateDir};
 
@@ -23,7 +23,7 @@ use crate::statedir::{self, StateDir};
 /// taken from the agent's reader cursor (the one mt-read uses), so each is
 /// delivered once: by one hook, or by mt-read.
 #[derive(Debug, Parser)]
-#[command(name = "mt-hook", version)]
+#[command(version)]
 pub struct Args {
     /// The hook event
     #[arg(value_enum)]
@@ -38,26 +38,19 @@ pub struct Args {
     )]
     pub agent: String,
 
-    /// The agent's channel
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Which unread messages keep the agent working when it stops
     #[arg(long, env = "MT_WAKE", value_enum, default_value = "mentions")]
     pub wake: Wake,
 
     /// Most messages one hook delivers
-    #[arg(long, default_value_t = hook::MAX_MESSAGES, value_name = "N")]
+    #[arg(long, default_value_t = delivery::MAX_MESSAGES, value_name = "N")]
     pub max_messages: usize,
 
     /// Most bytes of messages one hook delivers
-    #[arg(long, default_value_t = hook::MAX_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = delivery::MAX_BYTES, value_name = "BYTES")]
     pub max_bytes: usize,
 
     /// The agent's assigned task id (shown at session start)
@@ -137,13 +130,7 @@ Every failure (no mt-hook, empty or malformed input, no state directory) is a no
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory; a state directory that does not exist yet has nothing unread, and reading creates nothing
-MT_AGENT\tthe agent (lead)
-MT_CHANNEL\tthe agent's channel (general)
-MT_WAKE\tmentions or all
-MT_TASK\tthe assigned task id
-CLAUDE_CODE_TASK_LIST_ID\tthe task list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+                "A state directory that does not exist yet has nothing unread, and reading creates nothing.
 CLAUDE_CODE_STOP_HOOK_BLOCK_CAP\tClaude Code's Stop block cap (8), read as Claude Code reads it; a value that is not a plain integer counts as at most 8
 MT_FSYNC\t0 skips the data sync of posted records
 MT_BIN\tfor the hook scripts: the directory holding mt-hook",
@@ -158,7 +145,9 @@ MT_BIN\tfor the hook scripts: the directory holding mt-hook",
 pub const USAGE: u8 = 64;
 
 pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let tool = tool();
+    exit::set_tool(tool.name);
+    let args = match tool.try_parse::<Args>() {
         Ok(a) => a,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
@@ -212,11 +201,11 @@ pub fn run(mut args: Args) -> Result<u8> {
     if args.agent.is_empty() {
         args.agent = "lead".into();
     }
-    if args.channel.is_empty() {
-        args.channel = "general".into();
+    if args.channel.channel.is_empty() {
+        args.channel.channel = "general".into();
     }
     names::check("agent", &args.agent)?;
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     if args.max_messages == 0 || args.max_bytes < 256 {
         return Err(fail(
             DATAERR,
@@ -228,7 +217,7 @@ pub fn run(mut args: Args) -> Result<u8> {
     let inbox = Inbox {
         state: &state,
         agent: &args.agent,
-        channel: &args.channel,
+        channel: &args.channel.channel,
         limits: Limits {
             messages: args.max_messages,
             bytes: args.max_bytes,
@@ -238,23 +227,23 @@ pub fn run(mut args: Args) -> Result<u8> {
         Event::SessionStart => {
             let intro = Intro {
                 agent: &args.agent,
-                channel: &args.channel,
+                channel: &args.channel.channel,
                 wake: args.wake,
                 task: assigned_task(&args),
             };
             let pending = inbox.unread()?;
-            say(&hook::context_output(
+            say(&delivery::context_output(
                 "SessionStart",
-                &hook::session_context(&intro, pending.batch.as_ref()),
+                &delivery::session_context(&intro, pending.batch.as_ref()),
             ))?;
             pending.commit()?;
         }
         Event::UserPromptSubmit => {
             let pending = inbox.unread()?;
             if let Some(b) = &pending.batch {
-                say(&hook::context_output(
+                say(&delivery::context_output(
                     "UserPromptSubmit",
-                    &hook::prompt_context(&args.channel, b),
+                    &delivery::prompt_context(&args.channel.channel, b),
                 ))?;
             }
             pending.commit()?;
@@ -264,12 +253,12 @@ pub fn run(mut args: Args) -> Result<u8> {
             let pending = inbox.stop(
                 args.wake,
                 payload.flag("stop_hook_active"),
-                hook::block_cap(cap.as_deref()),
+                delivery::block_cap(cap.as_deref()),
             )?;
             if let Some(b) = &pending.batch {
-                say(&hook::block_output(&hook::stop_reason(
+                say(&delivery::block_output(&delivery::stop_reason(
                     &args.agent,
-                    &args.channel,
+                    &args.channel.channel,
                     args.wake,
                     b,
                 )))?;
@@ -277,9 +266,9 @@ pub fn run(mut args: Args) -> Result<u8> {
             pending.commit()?;
         }
         Event::PostToolUse => {
-            hook::tool_ran(&state, &args.agent, &args.channel, &payload)?;
+            delivery::tool_ran(&state, &args.agent, &args.channel.channel, &payload)?;
             let null = serde_json::Value::Null;
-            let action = hook::task_action(
+            let action = delivery::task_action(
                 payload.str("tool_name").unwrap_or(""),
                 payload.get("tool_input").unwrap_or(&null),
                 payload.get("tool_response").unwrap_or(&null),
@@ -290,7 +279,7 @@ pub fn run(mut args: Args) -> Result<u8> {
             }
         }
         Event::Notification => {
-            if let Some(status) = hook::notification_status(&payload) {
+            if let Some(status) = delivery::notification_status(&payload) {
                 post(&state, &args, "status", status.to_string(), &payload)?;
             }
         }
@@ -306,7 +295,7 @@ fn post(state: &StateDir, args: &Args, kind: &str, content: String, p: &Payload)
         session_id: p.session_id(),
         ..Draft::default()
     };
-    channel::post(state, &args.channel, &draft)?;
+    channel::post(state, &args.channel.channel, &draft)?;
     Ok(())
 }
 
@@ -320,17 +309,17 @@ fn assigned_task(args: &Args) -> Option<String> {
         return None;
     }
     let Some(list) = args.task_list.as_deref().filter(|s| !s.is_empty()) else {
-        return Some(hook::task_summary(id, None, None));
+        return Some(delivery::task_summary(id, None, None));
     };
     let dir = match &args.claude_dir {
         Some(d) if !d.as_os_str().is_empty() => Ok(d.clone()),
         _ => statedir::claude_config_dir(),
     };
-    match dir.and_then(|d| hook::read_task(&d, list, id)) {
-        Ok(info) => Some(hook::task_summary(id, Some(list), info.as_ref())),
+    match dir.and_then(|d| delivery::read_task(&d, list, id)) {
+        Ok(info) => Some(delivery::task_summary(id, Some(list), info.as_ref())),
         Err(e) => {
             eprintln!("mt-hook: task {id}: {e:#}");
-            Some(hook::task_summary(id, None, None))
+            Some(delivery::task_summary(id, None, None))
         }
     }
 }

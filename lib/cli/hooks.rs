@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::Tool;
+use crate::claude_settings::{self, Source};
 use crate::exit::{self, UNAVAILABLE, fail};
-use crate::settings::{self, Source};
 use crate::statedir;
 
 /// Install mt's hooks into Claude Code settings
@@ -18,7 +18,7 @@ use crate::statedir;
 /// and keeps every other key and entry as it is; running it twice changes
 /// nothing. uninstall removes only mt's entries. print shows the entries.
 #[derive(Debug, Parser)]
-#[command(name = "mt-hooks", version)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     pub action: Action,
@@ -117,8 +117,7 @@ mt's entries are recognised by their command: one of the script names above, in 
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_HOOKS_DIR\tthe hook scripts' directory
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
             ),
             ("SEE ALSO", "mt-hook(1), mt(7)"),
         ],
@@ -126,8 +125,7 @@ CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-hooks", || run(args))
+    tool().main(run)
 }
 
 /// This program's directory (PREFIX/bin), through its real path.
@@ -205,7 +203,7 @@ fn choose(h: &HooksDir) -> Result<Chosen> {
 
 /// Refuse to point Claude Code at scripts that are not there.
 fn check_scripts(dir: &Path) -> Result<()> {
-    for e in settings::ENTRIES {
+    for e in claude_settings::ENTRIES {
         if !dir.join(e.script).is_file() {
             return Err(fail(
                 UNAVAILABLE,
@@ -241,7 +239,7 @@ pub fn run(args: Args) -> Result<u8> {
     match args.action {
         Action::Print(h) => {
             let chosen = choose(&h)?;
-            serde_json::to_writer_pretty(&mut out, &settings::snippet(chosen.source()))?;
+            serde_json::to_writer_pretty(&mut out, &claude_settings::snippet(chosen.source()))?;
             out.write_all(b"\n")?;
         }
         Action::Install(t) => {
@@ -250,9 +248,9 @@ pub fn run(args: Args) -> Result<u8> {
                 check_scripts(dir)?;
             }
             let path = settings_path(&t)?;
-            let mut s = settings::load(&path)?;
-            if settings::install(&mut s, chosen.source())? {
-                settings::save(&path, &s)?;
+            let mut s = claude_settings::load(&path)?;
+            if claude_settings::install(&mut s, chosen.source())? {
+                claude_settings::save(&path, &s)?;
                 writeln!(
                     out,
                     "installed mt's hooks ({}) in {}",
@@ -272,9 +270,9 @@ pub fn run(args: Args) -> Result<u8> {
             // counts as a script of ours.
             let dir = hooks_dir(&t.hooks)?;
             let path = settings_path(&t)?;
-            let mut s = settings::load(&path)?;
-            if settings::uninstall(&mut s, &dir)? {
-                settings::save(&path, &s)?;
+            let mut s = claude_settings::load(&path)?;
+            if claude_settings::uninstall(&mut s, &dir)? {
+                claude_settings::save(&path, &s)?;
                 writeln!(out, "removed mt's hooks from {}", path.display())?;
             } else {
                 writeln!(out, "no mt hooks in {}", path.display())?;

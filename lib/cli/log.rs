@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use super::{Common, Tool};
 use crate::agent::{self, AgentDir};
-use crate::exit;
+use crate::infra::wake::{Follow, Woke};
 use crate::stream;
-use crate::wake::{Follow, Woke};
 
 /// Show an agent's transcript
 ///
@@ -21,7 +20,7 @@ use crate::wake::{Follow, Woke};
 /// result with tokens and cost, messages sent to the agent (>>), and the
 /// supervisor's start and exit lines, on lines of their own.
 #[derive(Debug, Parser)]
-#[command(name = "mt-log", version)]
+#[command(version)]
 pub struct Args {
     /// Keep printing new events until the agent ends
     #[arg(short, long)]
@@ -61,15 +60,13 @@ Cost of every turn, with jq:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             ("SEE ALSO", "mt-spawn(1), mt-ps(1), mt-files(5), mt(7)"),
         ],
     )
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-log", || run(args))
+    tool().main(run)
 }
 
 /// How often a follower looks again without a change notification.
@@ -85,7 +82,7 @@ impl Tail {
     /// Hand every complete new line to `f`.
     fn read(&mut self, a: &AgentDir, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<()> {
         if self.file.is_none() {
-            match crate::fsutil::open_read(&a.events_path()) {
+            match crate::infra::fsutil::open_read(&a.events_path()) {
                 Ok(file) => self.file = Some(file),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e).context("cannot open events.jsonl"),

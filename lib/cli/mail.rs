@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Tool;
-use crate::exit::{self, DATAERR, NO, OK, USAGE, fail};
+use crate::exit::{DATAERR, NO, OK, USAGE, fail};
 use crate::mailbox::{Mailbox, MemberUpdate, NewMessage};
 
 /// Send and read Claude Code agent-teams messages
@@ -21,7 +21,7 @@ use crate::mailbox::{Mailbox, MemberUpdate, NewMessage};
 /// so messages written at the same time by mt and by Claude Code are all
 /// kept. It also adds members to the team's config.json and lists them.
 #[derive(Debug, Parser)]
-#[command(name = "mt-mail", version)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -48,7 +48,7 @@ pub struct ClaudeArgs {
 }
 
 fn parse_wait(s: &str) -> Result<Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
+    crate::infra::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 impl ClaudeArgs {
@@ -209,11 +209,7 @@ Team and agent names are 1 to 128 characters of A-Z a-z 0-9 _ -: the names Claud
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
-MT_TEAM\tdefault team
-MT_AGENT\tdefault sender, and whose inbox read reads
-MT_LOCK_WAIT\tlongest wait for a busy lock (5s)
-MT_FSYNC\t0 skips syncing replaced files",
+                "MT_FSYNC\t0 skips syncing replaced files",
             ),
             ("SEE ALSO", "mt-task(1), mt-post(1), mt(7)"),
         ],
@@ -221,8 +217,7 @@ MT_FSYNC\t0 skips syncing replaced files",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-mail", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

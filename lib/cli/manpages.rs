@@ -76,17 +76,107 @@ pub fn man_pages(dir: &Path) -> Result<()> {
         // page title) and `mt-task claim` (bin name: synopsis).
         cmd.build();
         let mut text = page(&cmd)?;
+        let env = env_lines(&cmd);
+        let mut env_done = env.is_empty();
         for (title, body) in tool.sections {
+            if !env_done && matches!(*title, "ENVIRONMENT" | "SEE ALSO") {
+                text.push_str(".SH \"ENVIRONMENT\"\n");
+                text.push_str(&roff(&environment(
+                    &env,
+                    body_of(tool.sections, "ENVIRONMENT"),
+                )));
+                env_done = true;
+            }
+            if *title == "ENVIRONMENT" {
+                continue;
+            }
             // An empty title continues the previous section.
             if !title.is_empty() {
                 text.push_str(&format!(".SH \"{title}\"\n"));
             }
             text.push_str(&roff(body));
         }
+        if !env_done {
+            text.push_str(".SH \"ENVIRONMENT\"\n");
+            text.push_str(&roff(&environment(&env, "")));
+        }
         write_page(dir, tool.name, &text)?;
         sub_pages(dir, &cmd)?;
     }
     Ok(())
+}
+
+/// The hand-written text of section `title`, if any.
+fn body_of(sections: &[(&str, &'static str)], title: &str) -> &'static str {
+    sections
+        .iter()
+        .find(|(t, _)| *t == title)
+        .map(|(_, b)| *b)
+        .unwrap_or("")
+}
+
+/// One ENVIRONMENT line per variable an option of `cmd` or of its
+/// subcommands reads (clap's `env`), made from the option's definition:
+/// (variable, text). The man pages list these, so no page repeats them by
+/// hand.
+pub fn env_lines(cmd: &clap::Command) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut visit = vec![cmd];
+    while let Some(c) = visit.pop() {
+        for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
+            let Some(var) = a.get_env().map(|v| v.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if out.iter().any(|(v, _)| *v == var) {
+                continue;
+            }
+            let flag = match (a.get_short(), a.get_long()) {
+                (Some(s), Some(l)) => format!("-{s}/--{l}"),
+                (None, Some(l)) => format!("--{l}"),
+                (Some(s), None) => format!("-{s}"),
+                (None, None) => a.get_id().to_string(),
+            };
+            let help = a
+                .get_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let default: Vec<String> = a
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let mut text = format!("as {flag}");
+            if !help.is_empty() {
+                text.push_str(&format!(": {help}"));
+            }
+            if !default.is_empty() {
+                text.push_str(&format!(" (default {})", default.join(",")));
+            }
+            out.push((var, text));
+        }
+        visit.extend(c.get_subcommands());
+    }
+    out
+}
+
+/// The ENVIRONMENT section: the options' variables, then what the tool's
+/// own text adds (variables without an option, notes); a hand-written line
+/// for a variable an option already names is left out.
+fn environment(env: &[(String, String)], extra: &str) -> String {
+    let mut text: String = env.iter().map(|(v, t)| format!("{v}\t{t}\n")).collect();
+    for line in extra.lines() {
+        let term = line.split_once('\t').map(|(t, _)| t);
+        if term.is_some_and(|t| env.iter().any(|(v, _)| v == t)) {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
 }
 
 /// The pages of `parent`'s visible subcommands, and of theirs.
@@ -160,6 +250,24 @@ mod tests {
         assert!(r.starts_with(".PP\nFirst line.\nsame para\n.TP\n\\fB0\\fR\nok\n"));
         assert!(r.contains(".nf\n.RS 4\n$ mt\\-post hi\n.RE\n.fi\n"));
         assert!(r.contains("\\&.dot"));
+    }
+
+    #[test]
+    fn environment_comes_from_the_options() {
+        let post = tools().into_iter().find(|t| t.name == "mt-post").unwrap();
+        let env = env_lines(&post.command());
+        for var in ["MT_DIR", "MT_CHANNEL", "MT_AGENT", "MT_SEGMENT_BYTES"] {
+            assert!(env.iter().any(|(v, _)| v == var), "{var}: {env:?}");
+        }
+        let chan = &env.iter().find(|(v, _)| v == "MT_CHANNEL").unwrap().1;
+        assert!(
+            chan.contains("-c/--channel") && chan.contains("general"),
+            "{chan}"
+        );
+        // Hand-written text keeps what no option says, never a repeat.
+        let text = environment(&env, "MT_CHANNEL\trepeated\nMT_FSYNC\t0 skips the sync");
+        assert!(!text.contains("repeated"));
+        assert!(text.contains("MT_FSYNC\t0 skips the sync"));
     }
 
     #[test]

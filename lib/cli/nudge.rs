@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::agent::{self, Nudged};
-use crate::exit::{self, DATAERR, NO, fail};
+use crate::exit::{DATAERR, NO, fail};
 
 /// Send a message to an agent
 ///
@@ -19,7 +19,7 @@ use crate::exit::{self, DATAERR, NO, fail};
 /// the background (as mt-spawn NAME --resume --detach would) and gets the
 /// message first.
 #[derive(Debug, Parser)]
-#[command(name = "mt-nudge", version)]
+#[command(version)]
 pub struct Args {
     /// Agent name
     #[arg(value_name = "NAME")]
@@ -56,7 +56,6 @@ Hand a stopped agent the CI log; it resumes its session to read it:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             (
                 "SEE ALSO",
                 "mt-spawn(1), mt-ps(1), mt-log(1), mt-files(5), mt(7)",
@@ -66,8 +65,7 @@ Hand a stopped agent the CI log; it resumes its session to read it:
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-nudge", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

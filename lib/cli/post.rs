@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::channel::{Appender, DEFAULT_MAX_MESSAGE, Draft, Reader, WriteOptions};
-use crate::exit::{self, CANTCREAT, Coded, DATAERR, fail};
-use crate::fsutil;
+use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
+use crate::infra::fsutil;
 use crate::names;
 use crate::record::TYPES;
 use crate::statedir::StateDir;
@@ -20,17 +20,10 @@ use crate::statedir::StateDir;
 /// all of standard input is one message (one trailing newline is dropped).
 /// Words written @name become the record's mentions.
 #[derive(Debug, Parser)]
-#[command(name = "mt-post", version)]
+#[command(version)]
 pub struct Args {
-    /// Channel to post to (created by its first post)
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Sender name
     #[arg(long, env = "MT_AGENT", default_value = "lead", value_name = "NAME")]
@@ -68,7 +61,7 @@ pub struct Args {
 
     /// Segment roll-over size in bytes
     #[arg(long, env = "MT_SEGMENT_BYTES", value_name = "BYTES")]
-    pub segment_bytes: Option<u64>,
+    pub segment_bytes: Option<String>,
 
     /// Do not wait for the data to reach the disk (same as MT_FSYNC=0)
     #[arg(long)]
@@ -108,23 +101,14 @@ Import many messages at once:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tdefault channel (general)
-MT_AGENT\tdefault sender (lead)
-MT_FSYNC\t0 skips the data sync
-MT_SEGMENT_BYTES\tsegment roll-over size (32 MiB)
-MT_MAX_MESSAGE_BYTES\tlargest message (1 MiB)",
-            ),
+            ("ENVIRONMENT", "MT_FSYNC\t0 skips the data sync"),
             ("SEE ALSO", "mt-read(1), mt-channels(1), mt-files(5), mt(7)"),
         ],
     )
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-post", || run(args))
+    tool().main(run)
 }
 
 fn check_content(content: &str, max: usize) -> Result<()> {
@@ -308,7 +292,7 @@ fn check_line(line: &[u8], len: usize, max: usize) -> Result<Option<&str>> {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     names::check("sender", &args.from)?;
     if let Some(id) = &args.reply_to
         && (id.is_empty()
@@ -351,7 +335,7 @@ pub fn run(args: Args) -> Result<u8> {
     check_content(&content, args.max_bytes).context("the message")?;
     let opts = write_options(&args)?;
     let state = args.common.state()?;
-    let mut app = Appender::open(&state, &args.channel, opts)?;
+    let mut app = Appender::open(&state, &args.channel.channel, opts)?;
     let line = app.append(&Draft { content, ..draft })?;
     app.commit()?;
     if args.json {
@@ -365,11 +349,8 @@ pub fn run(args: Args) -> Result<u8> {
 
 fn write_options(args: &Args) -> Result<WriteOptions> {
     let mut opts = WriteOptions::from_env()?;
-    if let Some(n) = args.segment_bytes {
-        if n == 0 {
-            return Err(fail(DATAERR, "--segment-bytes must be positive"));
-        }
-        opts.segment_bytes = n;
+    if let Some(n) = args.segment_bytes.as_deref().filter(|v| !v.is_empty()) {
+        opts.segment_bytes = crate::channel::parse_segment_bytes(n)?;
     }
     if args.no_sync {
         opts.fsync = false;
@@ -387,7 +368,7 @@ fn post_lines(args: &Args, mut draft: Draft) -> Result<u8> {
     };
     let opts = write_options(args)?;
     let state = args.common.state()?;
-    let mut app = Appender::open(&state, &args.channel, opts)?;
+    let mut app = Appender::open(&state, &args.channel.channel, opts)?;
     let first = app.next_seq();
     let mut messages = spool.into_reader()?;
     let mut line = Vec::new();
@@ -404,7 +385,7 @@ fn post_lines(args: &Args, mut draft: Draft) -> Result<u8> {
     let last = app.next_seq() - 1;
     app.commit()?;
     if args.json {
-        print_stored(&state, &args.channel, first, last)?;
+        print_stored(&state, &args.channel.channel, first, last)?;
     }
     Ok(0)
 }

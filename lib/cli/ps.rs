@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::agent;
-use crate::exit::{self, NO, OK};
+use crate::exit::{NO, OK};
+use crate::infra::time;
 use crate::stream;
-use crate::time;
 
 /// List agents and what they are doing
 ///
@@ -19,7 +19,7 @@ use crate::time;
 /// idle, exited or failed as the supervisor recorded it, or lost when the
 /// record says running but no supervisor holds the agent's liveness lock.
 #[derive(Debug, Parser)]
-#[command(name = "mt-ps", version)]
+#[command(version)]
 pub struct Args {
     /// One JSON object per agent, with full values
     #[arg(long)]
@@ -58,7 +58,6 @@ Agents that need attention, with jq:
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             (
                 "SEE ALSO",
                 "mt-spawn(1), mt-log(1), mt-stop(1), mt-files(5), mt(7)",
@@ -68,8 +67,7 @@ Agents that need attention, with jq:
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-ps", || run(args))
+    tool().main(run)
 }
 
 /// One agent as mt-ps shows it.

@@ -11,11 +11,11 @@ use std::time::Duration;
 use super::{Common, Tool};
 use crate::channel::{self, Item, Position, Reader};
 use crate::cursor;
-use crate::exit::{self, NO, OK};
+use crate::exit::{NO, OK};
+use crate::infra::wake::{Follow, Woke};
 use crate::names;
 use crate::record;
 use crate::statedir::StateDir;
-use crate::wake::{Follow, Woke};
 
 /// Print a channel's messages
 ///
@@ -24,21 +24,13 @@ use crate::wake::{Follow, Woke};
 /// the whole channel. --all, --last and --since select records without
 /// touching any cursor.
 #[derive(Debug, Parser)]
-#[command(name = "mt-read", version)]
+#[command(version)]
 pub struct Args {
-    /// Channel to read
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
-    /// Read as this reader, from its cursor
-    #[arg(long = "as", env = "MT_AGENT", value_name = "NAME")]
-    pub reader: Option<String>,
+    #[command(flatten)]
+    pub reader: super::AsArg,
 
     /// Print unread records but leave the cursor where it is
     #[arg(long)]
@@ -101,20 +93,13 @@ Malformed lines are skipped with a warning on standard error. A record still bei
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tdefault channel (general)
-MT_AGENT\tdefault reader identity",
-            ),
             ("SEE ALSO", "mt-post(1), mt-channels(1), mt-files(5), mt(7)"),
         ],
     )
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-read", || run(args))
+    tool().main(run)
 }
 
 /// How often a follower rescans even without a change notification.
@@ -137,10 +122,10 @@ impl<W: Write> Printer<W> {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     let selecting = args.all || args.last.is_some() || args.since.is_some();
-    let reader = match &args.reader {
+    let reader = match &args.reader.name {
         Some(r) if !selecting => Some(names::check("reader", r)?.to_string()),
         _ => None,
     };
@@ -148,12 +133,14 @@ pub fn run(args: Args) -> Result<u8> {
         out: BufWriter::with_capacity(64 << 10, io::stdout().lock()),
         json: args.json,
     };
-    let chan_dir = state.channel(&args.channel);
+    let chan_dir = state.channel(&args.channel.channel);
     if !chan_dir.is_dir() {
         if !args.follow {
             return Ok(if args.quiet { NO } else { OK });
         }
-        wait_for_dir(&chan_dir)?;
+        if !wait_for_dir(&chan_dir, io::stdout().as_fd()) {
+            return Ok(OK);
+        }
     }
     match reader {
         Some(agent) => read_cursor(&state, &args, &agent, &mut p),
@@ -161,16 +148,25 @@ pub fn run(args: Args) -> Result<u8> {
     }
 }
 
-/// Sleep-poll until a channel exists; inotify cannot watch what is not there.
-fn wait_for_dir(dir: &std::path::Path) -> Result<()> {
+/// Poll until a channel exists (inotify cannot watch what is not there),
+/// watching `output` meanwhile: false when its reader went away.
+fn wait_for_dir(dir: &std::path::Path, output: std::os::fd::BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     while !dir.is_dir() {
-        std::thread::sleep(Duration::from_millis(50));
+        let mut fds = [PollFd::new(output, PollFlags::empty())];
+        let _ = poll(&mut fds, PollTimeout::from(50u8));
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+        {
+            return false;
+        }
     }
-    Ok(())
+    true
 }
 
 fn read_selection<W: Write>(state: &StateDir, args: &Args, p: &mut Printer<W>) -> Result<u8> {
-    let name = &args.channel;
+    let name = &args.channel.channel;
     let mut reader = if let Some(n) = args.last {
         let end = channel::end_position(state, name)?;
         if args.quiet {
@@ -212,7 +208,7 @@ fn read_cursor<W: Write>(
     agent: &str,
     p: &mut Printer<W>,
 ) -> Result<u8> {
-    let name = &args.channel;
+    let name = &args.channel.channel;
     let mut reader: Option<(Reader, Position)> = None;
     // One batch: under the agent's lock, start from the saved cursor (another
     // reader as the same agent may have moved it), print, flush, then save.

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Common, Tool};
-use crate::exit;
+use crate::coord::reap::{self, Options};
 use crate::names;
-use crate::reap::{self, Options};
 
 /// Report lost and stuck agents; restart them or stop idle ones on request
 ///
@@ -22,10 +21,10 @@ use crate::reap::{self, Options};
 /// --idle-stop stops agents idle for that long with no open task. Prints
 /// one line per agent it acted on.
 #[derive(Debug, Parser)]
-#[command(name = "mt-reap", version)]
+#[command(version)]
 pub struct Args {
     /// Silence after which a starting or working agent is stuck
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration)]
     pub stuck_after: Duration,
 
     /// Resume lost agents; stop and resume stuck ones (on the run after the
@@ -34,23 +33,16 @@ pub struct Args {
     pub restart: bool,
 
     /// Stop agents idle for longer than this that have no open task
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub idle_stop: Option<Duration>,
 
     /// Time between SIGTERM and SIGKILL when stopping an agent (for
     /// --idle-stop, also between closing stdin and SIGTERM)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::duration)]
     pub grace: Duration,
 
-    /// Channel for the reports
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Print what would be done; change nothing
     #[arg(long)]
@@ -58,10 +50,6 @@ pub struct Args {
 
     #[command(flatten)]
     pub common: Common,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {
@@ -103,9 +91,7 @@ What would happen with a short threshold:
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel for the reports (general)
-CLAUDE_CODE_TASK_LIST_ID\ttask list for --idle-stop's open task check (default: mt-PROJECT, see mt-task(1)); an agent's own list comes first
+                "CLAUDE_CODE_TASK_LIST_ID\ttask list for --idle-stop's open task check (default: mt-PROJECT, see mt-task(1)); an agent's own list comes first
 CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
             ),
             (
@@ -117,19 +103,18 @@ CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-reap", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     let opts = Options {
         stuck_after: args.stuck_after,
         restart: args.restart,
         idle_stop: args.idle_stop,
         grace: args.grace,
-        channel: args.channel,
+        channel: args.channel.channel,
         dry_run: args.dry_run,
     };
     // Not locked for the whole run: resumed supervisors are forked from here.

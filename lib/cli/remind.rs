@@ -6,11 +6,11 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::exit::{self, DATAERR, TEMPFAIL, fail};
+use crate::coord::remind::{self, NewReminder, Stage, Store, When};
+use crate::exit::{DATAERR, TEMPFAIL, fail};
+use crate::infra::time;
 use crate::names;
-use crate::remind::{self, NewReminder, Stage, Store, When};
 use crate::statedir::StateDir;
-use crate::time;
 
 /// Set, list, cancel and fire reminders
 ///
@@ -22,7 +22,7 @@ use crate::time;
 /// completed. mt-remind check fires what is due; a rule of mt-watch runs it.
 /// A reminder fires exactly once, however many checks run at the same time.
 #[derive(Debug, Parser)]
-#[command(name = "mt-remind", version)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -77,15 +77,8 @@ pub struct AddArgs {
     #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
     pub task_list: Option<String>,
 
-    /// Channel the reminder is posted to
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Agent that gets the nudge
     #[arg(long, default_value = "lead", value_name = "NAME")]
@@ -146,11 +139,7 @@ Fire what is due every 30 seconds, and as soon as a task changes (mt-watch rules
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tdefault channel (general)
-MT_AGENT\twho sets a reminder (lead)
-CLAUDE_CODE_TASK_LIST_ID\tthe task list of --when all-tasks-done (default: mt-PROJECT, see mt-task(1))
-CLAUDE_CONFIG_DIR\tClaude Code's directory, holding tasks/ (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory, holding tasks/ (~/.claude)
 MT_REMIND_NOW\tfor tests only: an RFC 3339 time taken as the current time",
             ),
             ("SEE ALSO", "mt-watch(1), mt-post(1), mt-files(5), mt(7)"),
@@ -159,8 +148,7 @@ MT_REMIND_NOW\tfor tests only: an RFC 3339 time taken as the current time",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-remind", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -203,7 +191,7 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 fn add(state: &StateDir, store: &Store, a: AddArgs) -> Result<u8> {
-    names::check("channel", &a.channel)?;
+    names::check("channel", &a.channel.channel)?;
     names::check("agent", &a.to)?;
     names::check("sender", &a.from)?;
     let message = a.message.join(" ");
@@ -228,7 +216,7 @@ fn add(state: &StateDir, store: &Store, a: AddArgs) -> Result<u8> {
     let r = store.add(NewReminder {
         message,
         when,
-        channel: a.channel,
+        channel: a.channel.channel,
         to: a.to,
         from: a.from,
     })?;
@@ -263,29 +251,25 @@ fn list(store: &Store, json: bool, all: bool) -> Result<u8> {
             out.write_all(b"\n")?;
         }
     } else if !items.is_empty() {
-        let w = items
+        use super::Column;
+        let cols = [
+            Column::left("ID", 2),
+            Column::left("STATE", 9),
+            Column::left("WHEN", 4),
+            Column::left("MESSAGE", 0),
+        ];
+        let cells: Vec<Vec<String>> = items
             .iter()
-            .map(|(_, r)| r.id.len())
-            .max()
-            .unwrap_or(2)
-            .max(2);
-        let whens: Vec<String> = items.iter().map(|(_, r)| r.when.to_string()).collect();
-        let ww = whens.iter().map(|s| s.len()).max().unwrap_or(4).max(4);
-        writeln!(
-            out,
-            "{:<w$}  {:<9}  {:<ww$}  MESSAGE",
-            "ID", "STATE", "WHEN"
-        )?;
-        for ((stage, r), when) in items.iter().zip(&whens) {
-            writeln!(
-                out,
-                "{:<w$}  {:<9}  {:<ww$}  {}",
-                r.id,
-                stage.dir(),
-                when,
-                crate::names::printable(&r.message)
-            )?;
-        }
+            .map(|(stage, r)| {
+                vec![
+                    r.id.clone(),
+                    stage.dir().to_string(),
+                    r.when.to_string(),
+                    crate::names::printable(&r.message).into_owned(),
+                ]
+            })
+            .collect();
+        super::write_table(&mut out, &cols, &cells)?;
     }
     out.flush()?;
     Ok(0)

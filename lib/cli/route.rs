@@ -5,9 +5,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::exit;
+use crate::coord::route::{self, Options};
 use crate::names;
-use crate::route::{self, Options};
 
 /// Deliver @mentions to the agents they name
 ///
@@ -25,17 +24,10 @@ use crate::route::{self, Options};
 /// for interactive sessions only. @all reaches every running agent but the
 /// sender. One line per action on standard output.
 #[derive(Debug, Parser)]
-#[command(name = "mt-route", version)]
+#[command(version)]
 pub struct Args {
-    /// Channel to route
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Resume a mentioned agent that is stopped (the default)
     #[arg(long, overrides_with = "no_resume")]
@@ -111,10 +103,7 @@ Also reach the members of a Claude Code agent team:
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel to route (general)
-MT_TEAM\tagent team of --team
-CLAUDE_CONFIG_DIR\tClaude Code's directory, for team inboxes (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory, for team inboxes (~/.claude)
 MT_AGENT_CMD\tnot read: a resumed agent runs the program it was started with",
             ),
             (
@@ -126,24 +115,23 @@ MT_AGENT_CMD\tnot read: a resumed agent runs the program it was started with",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-route", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let team = args.team.filter(|t| !t.is_empty());
     if let Some(t) = &team {
         names::check_claude("team", t)?;
     }
     let state = args.common.state()?;
     if args.skip_existing {
-        let seq = route::skip_existing(&state, &args.channel)?;
+        let seq = route::skip_existing(&state, &args.channel.channel)?;
         println!("skipped through #{seq}");
         return Ok(0);
     }
     let opts = Options {
-        channel: args.channel,
+        channel: args.channel.channel,
         resume: !args.no_resume,
         team,
         dry_run: args.dry_run,

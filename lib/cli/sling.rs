@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::dispatch::{self, Options, Outcome};
+use crate::coord::dispatch::{self, Options, Outcome};
 use crate::exit::{self, NO, fail};
 use crate::names;
 use crate::statedir::claude_config_dir;
@@ -21,7 +21,7 @@ use crate::tasks::{self, NewTask, TaskList};
 /// channel, and prints the name. A blocked task is created and left pending
 /// for mt-dispatch to start once its blockers are done.
 #[derive(Debug, Parser)]
-#[command(name = "mt-sling", version)]
+#[command(version)]
 pub struct Args {
     /// What is to be done (the words are joined by spaces)
     #[arg(value_name = "TITLE", required = true)]
@@ -39,9 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "ID,…", value_delimiter = ',')]
     pub blocked_by: Vec<String>,
 
-    /// Task list (default: $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT)
-    #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
-    pub list: Option<String>,
+    #[command(flatten)]
+    pub list: super::ListArg,
 
     /// Use this agent name instead of one from the pool
     #[arg(long, value_name = "NAME")]
@@ -52,15 +51,8 @@ pub struct Args {
     #[arg(long, env = "MT_POOL", value_name = "NAMES")]
     pub pool: Option<String>,
 
-    /// Channel of the agent and of the record
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     /// Agent program (default: claude)
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
@@ -116,12 +108,7 @@ A demo without Claude Code:
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel of the agent and the record (general)
-MT_POOL\tagent names to pick from
-MT_AGENT_CMD\tagent program (claude)
-CLAUDE_CODE_TASK_LIST_ID\ttask list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
+                "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
             ),
             (
@@ -133,12 +120,11 @@ MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-sling", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let title = args.title.join(" ");
     let blocked_by = args
         .blocked_by
@@ -152,13 +138,13 @@ pub fn run(args: Args) -> Result<u8> {
         Some(n) => dispatch::pool(&state, Some(n))?,
         None => dispatch::pool(&state, args.pool.as_deref())?,
     };
-    let list_name = tasks::list_name(args.list.as_deref(), Some(&state))?;
+    let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let list = TaskList::new(&claude_config_dir()?, &list_name)?;
     let o = Options {
         list,
         pool,
         model: args.model,
-        channel: args.channel,
+        channel: args.channel.channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
         from: "mt-sling".into(),

@@ -20,7 +20,7 @@ use crate::spawn::{self, Options};
 /// agent and exits with its exit code. The prompt is --prompt, or standard
 /// input when --prompt is absent.
 #[derive(Debug, Parser)]
-#[command(name = "mt-spawn", version)]
+#[command(version)]
 pub struct Args {
     /// Agent name (a-z 0-9 . _ -)
     #[arg(value_name = "NAME")]
@@ -65,7 +65,7 @@ pub struct Args {
 
     /// Close the agent's stdin (letting it end) after this long without
     /// activity, e.g. 10m
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub idle_exit: Option<std::time::Duration>,
 
     /// Run the agent under bubblewrap: only its working directory, the git
@@ -91,10 +91,6 @@ pub struct Args {
     /// Further arguments for the agent program, after --
     #[arg(last = true, value_name = "EXTRA_ARGS")]
     pub extra: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {
@@ -134,12 +130,7 @@ agents/NAME/running.lock\theld by the supervisor while the agent runs",
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel for status records (general)
-MT_AGENT_CMD\tagent program (claude)
-CLAUDE_CODE_TASK_LIST_ID\ttask list given to the agent
-
-The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept.",
+                "The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept.",
             ),
             (
                 "SETTINGS AND PERMISSIONS",
@@ -160,8 +151,12 @@ In claude -p nobody answers a permission prompt: a tool call that is not allowed
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-spawn", || run(args))
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == spawn::DETACHED_FLAG) {
+        exit::set_tool("mt-spawn");
+        return ExitCode::from(spawn::detached_main(&argv[2..]));
+    }
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use super::{Common, Tool};
 use crate::agent;
-use crate::exit::{self, NO, TEMPFAIL, fail};
-use crate::time;
+use crate::exit::{NO, TEMPFAIL, fail};
 
 /// Stop agents
 ///
@@ -27,11 +26,11 @@ use crate::time;
 /// ends a headless session cleanly (exit code 0); an agent still running
 /// after the grace gets SIGTERM, then SIGKILL after a second grace.
 #[derive(Debug, Parser)]
-#[command(name = "mt-stop", version)]
+#[command(version)]
 pub struct Args {
     /// Time between SIGTERM and SIGKILL (with --soft, also between closing
     /// stdin and SIGTERM)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::duration)]
     pub grace: Duration,
 
     /// Close the agent's stdin first and let it exit on its own
@@ -48,10 +47,6 @@ pub struct Args {
     /// Agents to stop: names, or patterns such as 'w*' or 'w[0-9]'
     #[arg(value_name = "NAME", required_unless_present = "all")]
     pub names: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {
@@ -81,7 +76,7 @@ Stop every agent whose name starts with w, and then all the others:
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory\nMT_AGENT\twho is stopping (recorded in the status)",
+                "MT_AGENT\twho is stopping (recorded in the status)",
             ),
             (
                 "SEE ALSO",
@@ -92,8 +87,7 @@ Stop every agent whose name starts with w, and then all the others:
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-stop", || run(args))
+    tool().main(run)
 }
 
 /// Who is stopping: `$MT_AGENT`, else `lead`.

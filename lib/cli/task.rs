@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use super::mail::ClaudeArgs;
 use super::{Common, Tool};
 use crate::channel::{self, Draft};
-use crate::exit::{self, NO, OK, USAGE, fail};
+use crate::exit::{NO, OK, USAGE, fail};
 use crate::names;
 use crate::tasks::{self, Claim, Listing, NewTask, Status, Task, TaskList, TaskUpdate};
 
@@ -20,7 +20,7 @@ use crate::tasks::{self, Claim, Listing, NewTask, Status, Task, TaskList, TaskUp
 /// locks, so claiming is atomic against other mt-task processes and against
 /// Claude Code's own task tools.
 #[derive(Debug, Parser)]
-#[command(name = "mt-task", version)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -262,13 +262,7 @@ A task is blocked while a task in its blockedBy is not completed (a missing one 
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "CLAUDE_CODE_TASK_LIST_ID\tdefault task list
-CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
-MT_AGENT\tdefault claimer, and sender of --announce records
-MT_CHANNEL\tchannel for --announce (general)
-MT_DIR\tstate directory, for --announce and the default list
-MT_LOCK_WAIT\tlongest wait for a busy lock (5s)
-MT_FSYNC\t0 skips syncing replaced files",
+                "MT_FSYNC\t0 skips syncing replaced files",
             ),
             ("SEE ALSO", "mt-mail(1), mt-post(1), mt(7)"),
         ],
@@ -279,8 +273,7 @@ MT_FSYNC\t0 skips syncing replaced files",
 pub const TASK_LIST_DEFAULT: &str = "The task list is --list, else $CLAUDE_CODE_TASK_LIST_ID, else mt-PROJECT, where PROJECT is the name of the directory holding the state directory, skipping .git: for the state directory REPO/.git/mt of a repository REPO, the list is mt-REPO, shared by all its worktrees (characters other than A-Z a-z 0-9 _ - become -). mt-task, mt-sling, mt-dispatch, mt-remind, mt-reap and the @change tasks rules of mt-watch all use this rule; agents started by mt-sling and mt-dispatch get the list as CLAUDE_CODE_TASK_LIST_ID.";
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-task", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

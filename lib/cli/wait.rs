@@ -8,17 +8,16 @@ use std::time::Duration;
 use super::{Common, Tool};
 use crate::agent;
 use crate::exit::{self, NO, TEMPFAIL};
-use crate::time;
 
 /// Wait for agents to end
 ///
 /// Blocks on each agent's liveness lock (no polling) until every named
 /// agent has ended. For one agent, exits with that agent's exit code.
 #[derive(Debug, Parser)]
-#[command(name = "mt-wait", version)]
+#[command(version)]
 pub struct Args {
     /// Give up after this long (exit 75)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub timeout: Option<Duration>,
 
     #[command(flatten)]
@@ -27,10 +26,6 @@ pub struct Args {
     /// Agents to wait for
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {
@@ -54,15 +49,13 @@ Fail a script when an agent fails or takes too long:
 75\tthe timeout passed first",
             ),
             ("", super::EXIT_COMMON),
-            ("ENVIRONMENT", "MT_DIR\tstate directory"),
             ("SEE ALSO", "mt-spawn(1), mt-ps(1), mt-stop(1), mt(7)"),
         ],
     )
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-wait", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

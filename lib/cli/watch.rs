@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Common, Tool};
-use crate::exit::{self, CANTCREAT, NO, fail};
-use crate::fsutil;
+use crate::exit::{CANTCREAT, NO, fail};
+use crate::infra::fsutil;
 use crate::names;
 use crate::statedir::StateDir;
 use crate::watch::engine::{self, Options};
@@ -26,7 +26,7 @@ pub const DEFAULT_RULES: &str = include_str!("../../share/examples/rules");
 /// catches what notifications missed. One watcher runs per state directory,
 /// and a rule is never started while its previous run is still going.
 #[derive(Debug, Parser)]
-#[command(name = "mt-watch", version)]
+#[command(version)]
 pub struct Args {
     /// Rules file (default: <state dir>/watch/rules)
     #[arg(long, value_name = "FILE")]
@@ -54,22 +54,15 @@ pub struct Args {
     #[arg(long)]
     pub no_notify: bool,
 
-    /// Channel that failures are posted to; also MT_CHANNEL for the commands
-    #[arg(
-        short,
-        long,
-        env = "MT_CHANNEL",
-        default_value = "general",
-        value_name = "NAME"
-    )]
-    pub channel: String,
+    #[command(flatten)]
+    pub channel: super::ChannelArg,
 
     #[command(flatten)]
     pub common: Common,
 }
 
 fn parse_rescan(s: &str) -> Result<Duration, String> {
-    let d = crate::time::parse_duration(s).map_err(|e| e.to_string())?;
+    let d = crate::infra::time::parse_duration(s).map_err(|e| e.to_string())?;
     if d < Duration::from_millis(10) {
         return Err("the rescan period must be at least 10ms".into());
     }
@@ -140,9 +133,7 @@ share/systemd, share/cron and share/launchd hold units for both ways.",
             ),
             (
                 "ENVIRONMENT",
-                "MT_DIR\tstate directory
-MT_CHANNEL\tchannel for failure reports (general)
-CLAUDE_CODE_TASK_LIST_ID\tthe task list of @change tasks (default: mt-PROJECT, see mt-task(1))
+                "CLAUDE_CODE_TASK_LIST_ID\tthe task list of @change tasks (default: mt-PROJECT, see mt-task(1))
 CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WATCH_NOW\tfor tests only: an RFC 3339 time the watcher takes as the current time when deciding what is due",
             ),
@@ -157,12 +148,11 @@ SIGHUP\treread the rules file",
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-watch", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel)?;
+    names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
     let rules_path = match &args.rules {
         Some(p) => std::path::absolute(p)?,
@@ -179,7 +169,7 @@ pub fn run(args: Args) -> Result<u8> {
             dry_run: args.dry_run,
             rescan: args.rescan,
             notify: !args.no_notify,
-            channel: args.channel,
+            channel: args.channel.channel,
         },
     )
 }

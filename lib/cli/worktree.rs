@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::exit;
 use crate::worktree::{self, AddOptions, GcAction, GcOptions, RmOptions, short_ref};
 
 /// Manage one git worktree per agent
@@ -20,7 +19,7 @@ use crate::worktree::{self, AddOptions, GcAction, GcOptions, RmOptions, short_re
 /// whose agent is running. Merged means every commit is in the base's current
 /// tip, whether it got there by fast-forward or by a merge commit.
 #[derive(Debug, Parser)]
-#[command(name = "mt-worktree", version)]
+#[command(version)]
 pub struct Args {
     /// Repository to manage: any directory inside it, a linked worktree
     /// included (default: the current directory)
@@ -90,13 +89,9 @@ pub enum Cmd {
         dry_run: bool,
         /// Keep worktrees with git activity (commit, index update) more
         /// recent than this, e.g. one just added for an agent about to start
-        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = super::duration)]
         min_age: std::time::Duration,
     },
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn tool() -> Tool {
@@ -143,19 +138,13 @@ See what gc would do, then do it (a watcher rule might run the second line):
 2\tusage error",
             ),
             ("", super::EXIT_COMMON),
-            (
-                "ENVIRONMENT",
-                "MT_WORKTREES\tdirectory that holds new worktrees (NAME below it)
-MT_DIR\tstate directory, where agent liveness locks are (default: <git common dir>/mt)",
-            ),
             ("SEE ALSO", "git-worktree(1), mt-spawn(1), mt-watch(1), mt(7)"),
         ],
     )
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    exit::main("mt-worktree", || run(args))
+    tool().main(run)
 }
 
 pub fn run(args: Args) -> Result<u8> {

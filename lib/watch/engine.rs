@@ -27,10 +27,10 @@ use super::scan;
 use super::state::{RuleState, StateFile};
 use crate::channel::{self, Draft};
 use crate::exit::{TEMPFAIL, UNAVAILABLE, fail};
+use crate::infra::time;
+use crate::infra::wake::Waker;
 use crate::statedir::StateDir;
-use crate::time;
-use crate::wake::Waker;
-use crate::{fsutil, lock};
+use crate::{infra::fsutil, infra::lock};
 
 /// How the watcher was asked to run.
 #[derive(Debug, Clone)]
@@ -349,12 +349,12 @@ fn start_notify(opts: &mut Options, log: &mut Log) -> Option<Waker> {
     match Waker::new() {
         Ok(w) => Some(w),
         Err(e) => {
-            opts.rescan = opts.rescan.min(crate::wake::DEGRADED);
+            opts.rescan = opts.rescan.min(crate::infra::wake::DEGRADED);
             let msg = format!(
                 "{e:#}; rescanning every {}",
-                crate::time::format_duration(opts.rescan)
+                crate::infra::time::format_duration(opts.rescan)
             );
-            if !crate::wake::inotify_off() {
+            if !crate::infra::wake::inotify_off() {
                 eprintln!("mt-watch: {msg}");
             }
             log.line("mt-watch", &msg);

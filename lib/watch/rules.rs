@@ -205,7 +205,7 @@ fn parse_line(line: &str, n: usize, ctx: &Context<'_>) -> Result<(Rule, bool), S
     let (spec, trigger, rest) = match tok {
         "@every" => {
             let (d, rest) = word(rest).ok_or("@every needs a duration, like @every 30s")?;
-            let iv = crate::time::parse_duration(d).map_err(|e| e.to_string())?;
+            let iv = crate::infra::time::parse_duration(d).map_err(|e| e.to_string())?;
             if iv.is_zero() {
                 return Err("@every needs a duration above zero".into());
             }
@@ -349,7 +349,7 @@ mod tests {
         let Trigger::Cron(c) = &rules[0].trigger else {
             panic!()
         };
-        let t0 = crate::time::parse_stamp("2026-01-01T10:30:00Z").unwrap();
+        let t0 = crate::infra::time::parse_stamp("2026-01-01T10:30:00Z").unwrap();
         let next = next_cron(c, t0).unwrap();
         assert!(next > t0 && next - t0 <= chrono::Duration::hours(1));
     }

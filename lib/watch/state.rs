@@ -9,7 +9,7 @@ use std::io;
 use std::path::Path;
 
 use crate::exit::{DATAERR, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RuleState {
@@ -56,7 +56,7 @@ pub struct StateFile {
 impl StateFile {
     /// Read the state; a missing file is an empty state.
     pub fn load(path: &Path) -> Result<StateFile> {
-        let text = match crate::fsutil::read_regular(path) {
+        let text = match crate::infra::fsutil::read_regular(path) {
             Ok(t) => String::from_utf8_lossy(&t).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StateFile::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),

@@ -28,7 +28,11 @@ fn settings_file(t: &Team, name: &str, hooks: &Value) -> PathBuf {
 
 /// The settings mt gives a headless agent: mt-hook itself for every event.
 fn agent_settings(t: &Team) -> PathBuf {
-    settings_file(t, "agent.json", &mt::settings::hooks_for_agent(&mt_hook()))
+    settings_file(
+        t,
+        "agent.json",
+        &mt::claude_settings::hooks_for_agent(&mt_hook()),
+    )
 }
 
 /// `claude -p` as agent `york` with `settings`, stream-json out.
@@ -340,9 +344,9 @@ fn a_failing_hook_never_blocks_a_real_session() {
 /// (`@york ping N.`, for N up to `upto`), then runs mt-hook: every Stop
 /// finds something new, as on a busy channel. `stops` counts the calls.
 fn chatty_settings(t: &Team, upto: u32) -> PathBuf {
-    let counter = mt::settings::shell_word(&t.root.join("stops").to_string_lossy());
-    let hook = mt::settings::shell_word(&mt_hook().to_string_lossy());
-    let mut hooks = mt::settings::hooks_for_agent(&mt_hook());
+    let counter = mt::claude_settings::shell_word(&t.root.join("stops").to_string_lossy());
+    let hook = mt::claude_settings::shell_word(&mt_hook().to_string_lossy());
+    let mut hooks = mt::claude_settings::hooks_for_agent(&mt_hook());
     hooks["hooks"]["Stop"][0]["hooks"][0]["command"] = format!(
         "n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}; \
          if [ $n -le {upto} ]; then mt-post --from lead \"@york ping $n.\" >/dev/null; fi; \

@@ -1163,7 +1163,7 @@ fn direct_entries_run_through_a_shell() {
     fs::create_dir_all(&odd).unwrap();
     let bin = odd.join("mt-hook");
     fs::copy(crate::support::bin("mt-hook"), &bin).unwrap();
-    let hooks = mt::settings::hooks_for_agent(&bin);
+    let hooks = mt::claude_settings::hooks_for_agent(&bin);
     let events: Vec<&String> = hooks["hooks"].as_object().unwrap().keys().collect();
     assert_eq!(
         events,
@@ -1193,14 +1193,17 @@ fn direct_entries_run_through_a_shell() {
     s.as_object_mut()
         .unwrap()
         .insert("hooks".into(), hooks["hooks"].clone());
-    assert!(mt::settings::uninstall(&mut s, Path::new("/nowhere")).unwrap());
+    assert!(mt::claude_settings::uninstall(&mut s, Path::new("/nowhere")).unwrap());
     assert_eq!(s, json!({"model": "x"}));
     let mut s = hooks.clone();
-    assert!(mt::settings::install(&mut s, Path::new("/p/share/mt/hooks")).unwrap());
-    assert_eq!(s, mt::settings::snippet(Path::new("/p/share/mt/hooks")));
+    assert!(mt::claude_settings::install(&mut s, Path::new("/p/share/mt/hooks")).unwrap());
+    assert_eq!(
+        s,
+        mt::claude_settings::snippet(Path::new("/p/share/mt/hooks"))
+    );
     // Someone's own mt-hook command with flags is theirs.
     let mut s = json!({"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "/x/mt-hook stop --wake all"}]}]}});
-    assert!(!mt::settings::uninstall(&mut s, Path::new("/nowhere")).unwrap());
+    assert!(!mt::claude_settings::uninstall(&mut s, Path::new("/nowhere")).unwrap());
 }
 
 #[test]
@@ -1214,7 +1217,10 @@ fn installer_writes_mt_hook_itself_without_scripts() {
     assert!(out.starts_with("installed mt's hooks"), "{out}");
     let bin = fs::canonicalize(crate::support::bin("mt-hook")).unwrap();
     let v: Value = serde_json::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
-    assert_eq!(v, mt::settings::snippet(mt::settings::Source::Binary(&bin)));
+    assert_eq!(
+        v,
+        mt::claude_settings::snippet(mt::claude_settings::Source::Binary(&bin))
+    );
     assert_eq!(
         v["hooks"]["Stop"][0]["hooks"][0]["command"],
         format!("{} stop", bin.display())
@@ -1243,7 +1249,10 @@ fn installer_writes_mt_hook_itself_without_scripts() {
     assert_eq!(v["hooks"], expected_hooks(&dir));
     ok(&hooks_cmd(&e, &["install", "--settings", &path]));
     let v: Value = serde_json::from_str(&fs::read_to_string(&f).unwrap()).unwrap();
-    assert_eq!(v, mt::settings::snippet(mt::settings::Source::Binary(&bin)));
+    assert_eq!(
+        v,
+        mt::claude_settings::snippet(mt::claude_settings::Source::Binary(&bin))
+    );
     ok(&hooks_cmd(&e, &["uninstall", "--settings", &path]));
     assert_eq!(fs::read_to_string(&f).unwrap(), "{}\n");
     // An older install, PostToolUse for the task tools only, is replaced.

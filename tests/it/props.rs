@@ -45,13 +45,13 @@ proptest! {
     #[test]
     fn durations_round_trip(ms in 0u64..10_000_000_000) {
         let d = std::time::Duration::from_millis(ms);
-        let text = mt::time::format_duration(d);
-        prop_assert_eq!(mt::time::parse_duration(&text).unwrap(), d, "{}", text);
+        let text = mt::infra::time::format_duration(d);
+        prop_assert_eq!(mt::infra::time::parse_duration(&text).unwrap(), d, "{}", text);
     }
 
     #[test]
     fn duration_parser_never_panics(s in "\\PC{0,12}") {
-        let _ = mt::time::parse_duration(&s);
+        let _ = mt::infra::time::parse_duration(&s);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! reads as "block"), or reaches a file name unchecked.
 
 use crate::support::{cases, json, json_ish_bytes, json_object, repo, tool};
+use mt::delivery::{self as hook, Payload};
 use mt::exit::{DATAERR, code_of};
-use mt::hook::{self, Payload};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::fs;

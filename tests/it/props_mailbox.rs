@@ -113,7 +113,7 @@ proptest! {
                 prop_assert_eq!(list.len(), 1);
             }
         }
-        prop_assert!(!mt::dirlock::lock_path(&path).exists(), "lock released");
+        prop_assert!(!mt::infra::dirlock::lock_path(&path).exists(), "lock released");
     }
 
     /// Sending onto an inbox in Claude Code's own layout

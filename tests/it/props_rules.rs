@@ -42,7 +42,7 @@ fn trigger() -> impl Strategy<Value = String> {
     prop_oneof![
         (1u64..10_000_000).prop_map(|ms| format!(
             "@every {}",
-            mt::time::format_duration(std::time::Duration::from_millis(ms))
+            mt::infra::time::format_duration(std::time::Duration::from_millis(ms))
         )),
         prop::sample::select(vec![
             "@hourly",

@@ -3,7 +3,7 @@
 //! idempotent, and the hook commands survive the shell that runs them.
 
 use crate::support::{cases, json};
-use mt::settings::{self, ENTRIES};
+use mt::claude_settings::{self as settings, ENTRIES};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::path::Path;

@@ -617,7 +617,7 @@ fn only_the_watcher_starts_a_shell() {
     // its user configured (MT_FAKE_RUN, with the message in the
     // environment, never in the command line).
     let watch = |f: &&String| f.starts_with("lib/watch/engine.rs:");
-    let fake = |f: &&String| f.starts_with("lib/cli/fake_agent.rs:");
+    let fake = |f: &&String| f.starts_with("lib/fake_agent.rs:");
     let others: Vec<&String> = found.iter().filter(|f| !watch(f) && !fake(f)).collect();
     assert!(others.is_empty(), "a shell outside mt-watch: {others:#?}");
     assert_eq!(

@@ -28,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::exit::{CANTCREAT, Coded, TEMPFAIL, fail};
-use crate::time::format_duration;
+use crate::infra::time::format_duration;
 
 /// A lock directory older than this (by mtime) is stale.
 pub const STALE: Duration = Duration::from_secs(10);

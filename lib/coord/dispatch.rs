@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::agent::{self, AgentDir};
 use crate::channel::{self, Draft};
 use crate::exit::{self, DATAERR, NO, fail};
-use crate::lock;
+use crate::infra::lock;
 use crate::names;
 use crate::spawn;
 use crate::statedir::StateDir;

@@ -38,6 +38,20 @@ pub fn new_id(millis: u64) -> String {
     String::from_utf8(out.to_vec()).expect("ascii")
 }
 
+/// The creation time (milliseconds since the epoch) an id carries.
+pub fn millis_of(id: &str) -> Option<u64> {
+    if id.len() != 26 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for c in id.bytes().take(10) {
+        let d = ALPHABET.iter().position(|&a| a == c.to_ascii_uppercase())?;
+        v = (v << 5) | d as u64;
+    }
+    // 10 characters hold 50 bits; the time is the low 48.
+    Some(v & 0xffff_ffff_ffff)
+}
+
 /// A random version-4 UUID, as Claude Code session ids are written.
 pub fn new_uuid() -> String {
     let a = random_u64(3);
@@ -70,6 +84,12 @@ mod tests {
         let set: std::collections::HashSet<_> = (0..10_000).map(|_| new_id(5)).collect();
         assert_eq!(set.len(), 10_000);
         assert_eq!(a.len(), 26);
+    }
+
+    #[test]
+    fn time_of_an_id() {
+        assert_eq!(millis_of(&new_id(1_234_567)), Some(1_234_567));
+        assert_eq!(millis_of("x"), None);
     }
 
     #[test]

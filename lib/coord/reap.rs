@@ -28,7 +28,7 @@ use crate::channel::{self, Draft};
 use crate::exit::{NO, fail};
 use crate::statedir::StateDir;
 use crate::tasks::{Status as TaskStatus, TaskList};
-use crate::{fsutil, lock, spawn, time};
+use crate::{infra::fsutil, infra::lock, infra::time, spawn};
 
 /// The sender of mt-reap's records.
 pub const FROM: &str = "mt-reap";
@@ -118,7 +118,7 @@ pub fn reap(state: &StateDir, o: &Options, each: &mut dyn FnMut(&Action)) -> Res
         let res = check(state, o, &a, &info, now, each);
         if let Err(e) = res {
             // One agent's trouble does not keep the others from a look.
-            eprintln!("mt-reap: {}: {e:#}", info.name);
+            crate::exit::warn(format_args!("{}: {e:#}", info.name));
         }
     }
     Ok(())
@@ -135,12 +135,6 @@ fn check(
     let Some(st) = &info.status else {
         return Ok(());
     };
-    let say = |each: &mut dyn FnMut(&Action), what: String| {
-        each(&Action {
-            agent: info.name.clone(),
-            what,
-        })
-    };
     let active = agent::last_activity(st);
     if st.state.is_live() && !info.running {
         return lost(state, o, a, now, active, each);
@@ -151,108 +145,173 @@ fn check(
     let silent = active
         .map(|t| (now - t).to_std().unwrap_or_default())
         .unwrap_or_default();
+    let seen = Seen {
+        info,
+        st,
+        now,
+        active,
+        silent,
+    };
     match st.state {
         State::Starting | State::Working if silent > o.stuck_after => {
-            if !st.open_tool_calls.is_empty() {
-                return Ok(());
-            }
-            if let Some(rl) = &st.rate_limit
-                && rl.status == "rejected"
-                && rl
-                    .resets_at
-                    .as_deref()
-                    .and_then(time::parse_stamp)
-                    .is_some_and(|r| r > now)
-            {
-                return Ok(());
-            }
-            let since = active.map(time::stamp).unwrap_or_default();
-            let quiet = format!(
-                "stuck: no event for {} while {}, no tool call open",
+            stuck(state, o, a, &seen, each)
+        }
+        State::Idle => idle(state, o, a, &seen, each),
+        _ => Ok(()),
+    }
+}
+
+/// What `check` found out about a running agent.
+struct Seen<'a> {
+    info: &'a Info,
+    st: &'a crate::agent::Status,
+    now: DateTime<Utc>,
+    /// Its last activity, and how long ago that was.
+    active: Option<DateTime<Utc>>,
+    silent: std::time::Duration,
+}
+
+impl Seen<'_> {
+    fn say(&self, each: &mut dyn FnMut(&Action), what: String) {
+        each(&Action {
+            agent: self.info.name.clone(),
+            what,
+        })
+    }
+}
+
+/// A working agent silent for longer than `--stuck-after`: report it once,
+/// then (with `--restart`) stop and resume it.
+fn stuck(
+    state: &StateDir,
+    o: &Options,
+    a: &AgentDir,
+    seen: &Seen<'_>,
+    each: &mut dyn FnMut(&Action),
+) -> Result<()> {
+    let Seen {
+        info,
+        st,
+        now,
+        active,
+        ..
+    } = *seen;
+    let say = |each: &mut dyn FnMut(&Action), what: String| seen.say(each, what);
+    if !st.open_tool_calls.is_empty() {
+        return Ok(());
+    }
+    if let Some(rl) = &st.rate_limit
+        && rl.status == "rejected"
+        && rl
+            .resets_at
+            .as_deref()
+            .and_then(time::parse_stamp)
+            .is_some_and(|r| r > now)
+    {
+        return Ok(());
+    }
+    let since = active.map(time::stamp).unwrap_or_default();
+    let quiet = format!(
+        "stuck: no event for {} while {}, no tool call open",
+        ago(now, active),
+        st.state.as_str()
+    );
+    let marker = read_marker(a);
+    if marker.stuck_since != since {
+        if o.dry_run {
+            say(each, format!("{quiet}; would report"));
+            return Ok(());
+        }
+        post(
+            state,
+            o,
+            &format!(
+                "{} looks stuck: no event for {} while {}, and no tool call or subagent open",
+                info.name,
                 ago(now, active),
                 st.state.as_str()
-            );
-            let marker = read_marker(a);
-            if marker.stuck_since != since {
-                if o.dry_run {
-                    say(each, format!("{quiet}; would report"));
-                    return Ok(());
-                }
-                post(
-                    state,
-                    o,
-                    &format!(
-                        "{} looks stuck: no event for {} while {}, and no tool call or subagent open",
-                        info.name,
-                        ago(now, active),
-                        st.state.as_str()
-                    ),
-                    "stuck",
-                    &info.name,
-                )?;
-                write_marker(
-                    a,
-                    &Marker {
-                        stuck_since: since,
-                        reported_at: time::stamp(now),
-                    },
-                )?;
-                say(each, format!("{quiet}; reported"));
-            } else if o.restart {
-                if o.dry_run {
-                    say(each, format!("{quiet}; would restart"));
-                    return Ok(());
-                }
-                let left = agent::stop(state, std::slice::from_ref(a), o.grace, FROM)?;
-                if !left.is_empty() {
-                    return Err(fail(
-                        crate::exit::TEMPFAIL,
-                        "still running after SIGKILL; not restarted",
-                    ));
-                }
-                let _ = std::fs::remove_file(marker_path(a));
-                let note = format!(
-                    "mt-reap: you were silent for {} with no tool call open, so your session was stopped and resumed. Carry on where you left off.",
-                    ago(now, active)
-                );
-                resume(state, &info.name, note)?;
-                post(
-                    state,
-                    o,
-                    &format!("{} was stuck; stopped and resumed", info.name),
-                    "restart",
-                    &info.name,
-                )?;
-                say(each, format!("{quiet}; restarted"));
-            }
+            ),
+            "stuck",
+            &info.name,
+        )?;
+        write_marker(
+            a,
+            &Marker {
+                stuck_since: since,
+                reported_at: time::stamp(now),
+            },
+        )?;
+        say(each, format!("{quiet}; reported"));
+    } else if o.restart {
+        if o.dry_run {
+            say(each, format!("{quiet}; would restart"));
+            return Ok(());
         }
-        State::Idle => {
-            let Some(limit) = o.idle_stop else {
-                return Ok(());
-            };
-            if silent <= limit {
-                return Ok(());
-            }
-            if open_task(state, &info.name, info.meta.as_ref()).is_some() {
-                return Ok(());
-            }
-            if info.status.as_ref().is_some_and(|s| s.background_tasks > 0) {
-                return Ok(());
-            }
-            let what = format!("idle for {} with no open task", ago(now, active));
-            if o.dry_run {
-                say(each, format!("{what}; would stop"));
-                return Ok(());
-            }
-            // Soft: an idle session ends cleanly when its stdin closes.
-            let left = agent::stop_with(state, std::slice::from_ref(a), o.grace, FROM, true)?;
-            if !left.is_empty() {
-                return Err(fail(crate::exit::TEMPFAIL, "still running after SIGKILL"));
-            }
-            say(each, format!("{what}; stopped"));
+        let left = agent::stop(state, std::slice::from_ref(a), o.grace, FROM)?;
+        if !left.is_empty() {
+            return Err(fail(
+                crate::exit::TEMPFAIL,
+                "still running after SIGKILL; not restarted",
+            ));
         }
-        _ => {}
+        let _ = std::fs::remove_file(marker_path(a));
+        let note = format!(
+            "mt-reap: you were silent for {} with no tool call open, so your session was stopped and resumed. Carry on where you left off.",
+            ago(now, active)
+        );
+        resume(state, &info.name, note)?;
+        post(
+            state,
+            o,
+            &format!("{} was stuck; stopped and resumed", info.name),
+            "restart",
+            &info.name,
+        )?;
+        say(each, format!("{quiet}; restarted"));
     }
+    Ok(())
+}
+
+/// An idle agent with no open task, silent for longer than `--idle-stop`:
+/// stop it softly.
+fn idle(
+    state: &StateDir,
+    o: &Options,
+    a: &AgentDir,
+    seen: &Seen<'_>,
+    each: &mut dyn FnMut(&Action),
+) -> Result<()> {
+    let Seen {
+        info,
+        now,
+        active,
+        silent,
+        ..
+    } = *seen;
+    let say = |each: &mut dyn FnMut(&Action), what: String| seen.say(each, what);
+    let Some(limit) = o.idle_stop else {
+        return Ok(());
+    };
+    if silent <= limit {
+        return Ok(());
+    }
+    if open_task(state, &info.name, info.meta.as_ref()).is_some() {
+        return Ok(());
+    }
+    if info.status.as_ref().is_some_and(|s| s.background_tasks > 0) {
+        return Ok(());
+    }
+    let what = format!("idle for {} with no open task", ago(now, active));
+    if o.dry_run {
+        say(each, format!("{what}; would stop"));
+        return Ok(());
+    }
+    // Soft: an idle session ends cleanly when its stdin closes.
+    let left = agent::stop_with(state, std::slice::from_ref(a), o.grace, FROM, true)?;
+    if !left.is_empty() {
+        return Err(fail(crate::exit::TEMPFAIL, "still running after SIGKILL"));
+    }
+    say(each, format!("{what}; stopped"));
     Ok(())
 }
 

@@ -1,5 +1,13 @@
-//! Claude Code hooks: what mt reads from a hook's standard input, what it
-//! prints back, and which channel messages it hands to an agent when.
+//! Delivery into a Claude Code session at its hook events: what mt reads
+//! from a hook's standard input, what it prints back, and which channel
+//! messages it hands to an agent when. This is the library of `mt-hook`,
+//! which Claude Code runs at each event.
+//!
+//! Three modules touch hooks; their names say which side they are on:
+//! `delivery` (this one) runs *inside* a hook and delivers messages;
+//! `claude_settings` edits Claude Code's settings.json files, where hook
+//! entries are registered; `cli::hooks` is `mt-hooks`, the command that
+//! installs or removes those entries.
 //!
 //! Delivery shares the reader cursor of mt-read (`cursors/<agent>/<channel>.json`)
 //! under the same per-agent lock, so a message that one hook (or mt-read)
@@ -52,11 +60,11 @@ use std::path::{Path, PathBuf};
 use crate::channel::{Position, Reader};
 use crate::cursor;
 use crate::exit::{DATAERR, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
+use crate::infra::time;
 use crate::names;
 use crate::record::View;
 use crate::statedir::StateDir;
-use crate::time;
 
 // ---------------------------------------------------------------------------
 // Input
@@ -276,12 +284,12 @@ fn stop_path(state: &StateDir, agent: &str, channel: &str) -> PathBuf {
 fn load_stop(path: &Path) -> Result<StopState> {
     match fsutil::read_regular(path) {
         Ok(t) => Ok(serde_json::from_slice(&t).unwrap_or_else(|e| {
-            eprintln!("mt-hook: ignoring {} ({e})", path.display());
+            crate::exit::warn(format_args!("ignoring {} ({e})", path.display()));
             StopState::default()
         })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StopState::default()),
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-            eprintln!("mt-hook: ignoring {} ({e})", path.display());
+            crate::exit::warn(format_args!("ignoring {} ({e})", path.display()));
             Ok(StopState::default())
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -436,41 +444,8 @@ impl<'a> Inbox<'a> {
             cur
         };
 
-        let mut scan = Scan::default();
         let mut reader = Reader::resume(state, channel, start)?;
-        reader.read_available(&mut |it| {
-            let v = &it.view;
-            let own = v.from == agent;
-            let mentioned = v.mentions_name(agent);
-            let seen = mentioned && v.seq <= scan_mark.seq;
-            let wanted = !own && !seen && (wake == Wake::All || mentioned);
-            let mut settled = own || seen;
-            if wanted {
-                scan.newest_wanted = v.seq;
-                let b = &mut scan.batch;
-                let line = (b.more == 0 && b.lines.len() < self.limits.messages)
-                    .then(|| render(v, channel, self.limits.bytes));
-                match line {
-                    // The first message always goes (cut if need be), so a
-                    // huge one cannot hold up everything behind it.
-                    Some(line)
-                        if b.lines.is_empty() || scan.bytes + line.len() <= self.limits.bytes =>
-                    {
-                        scan.bytes += line.len() + 1;
-                        b.lines.push(line);
-                        scan.last_delivered = v.seq;
-                        settled = true;
-                    }
-                    _ => b.more += 1,
-                }
-            }
-            if settled && !scan.gap {
-                scan.settled_through = v.seq;
-            } else if !settled {
-                scan.gap = true;
-            }
-            Ok(true)
-        })?;
+        let scan = self.scan(&mut reader, wake, scan_mark)?;
         let end = reader.position();
         if end.seq < st.seq.max(st.blocked_through) {
             // The channel was reset under the Stop state: drop the marks
@@ -517,20 +492,12 @@ impl<'a> Inbox<'a> {
 
         // The Stop hook on mentions: every mention up to the new mark is
         // delivered (vacuously so for a pass that found none).
-        if wake == Wake::Mentions && stop.is_some() {
-            let (mark_seq, bounded) = if scan.batch.more > 0 {
-                (scan.last_delivered, true)
-            } else {
-                (end.seq, false)
-            };
-            if mark_seq > scan_mark.seq && mark_seq > new_cursor {
-                let mark = if bounded {
-                    position_after(state, channel, start, mark_seq)?
-                } else {
-                    end
-                };
-                (st.seq, st.segment, st.offset) = (mark.seq, mark.segment, mark.offset);
-            }
+        if wake == Wake::Mentions
+            && stop.is_some()
+            && let Some(mark) =
+                self.mention_mark(&scan, start, end, scan_mark.seq.max(new_cursor))?
+        {
+            (st.seq, st.segment, st.offset) = (mark.seq, mark.segment, mark.offset);
         }
         let deliver = !scan.batch.is_empty();
         if stop.is_some() {
@@ -541,6 +508,73 @@ impl<'a> Inbox<'a> {
         }
         pending.batch = deliver.then_some(scan.batch);
         Ok(pending)
+    }
+
+    /// Read what is new from `reader`: which records to deliver now (within
+    /// the limits), and how far the records need nothing more.
+    fn scan(&self, reader: &mut Reader, wake: Wake, scan_mark: Position) -> Result<Scan> {
+        let (agent, channel) = (self.agent, self.channel);
+        let mut scan = Scan::default();
+        reader.read_available(&mut |it| {
+            let v = &it.view;
+            let own = v.from == agent;
+            let mentioned = v.mentions_name(agent);
+            let seen = mentioned && v.seq <= scan_mark.seq;
+            let wanted = !own && !seen && (wake == Wake::All || mentioned);
+            let mut settled = own || seen;
+            if wanted {
+                scan.newest_wanted = v.seq;
+                let b = &mut scan.batch;
+                let line = (b.more == 0 && b.lines.len() < self.limits.messages)
+                    .then(|| render(v, channel, self.limits.bytes));
+                match line {
+                    // The first message always goes (cut if need be), so a
+                    // huge one cannot hold up everything behind it.
+                    Some(line)
+                        if b.lines.is_empty() || scan.bytes + line.len() <= self.limits.bytes =>
+                    {
+                        scan.bytes += line.len() + 1;
+                        b.lines.push(line);
+                        scan.last_delivered = v.seq;
+                        settled = true;
+                    }
+                    _ => b.more += 1,
+                }
+            }
+            if settled && !scan.gap {
+                scan.settled_through = v.seq;
+            } else if !settled {
+                scan.gap = true;
+            }
+            Ok(true)
+        })?;
+        Ok(scan)
+    }
+
+    /// The Stop hook's new scan mark on mentions, when it moves past
+    /// `floor`: every mention up to it is delivered (vacuously so for a pass
+    /// that found none); when the batch was cut short, only up to the last
+    /// record delivered.
+    fn mention_mark(
+        &self,
+        scan: &Scan,
+        start: Position,
+        end: Position,
+        floor: u64,
+    ) -> Result<Option<Position>> {
+        let (mark_seq, bounded) = if scan.batch.more > 0 {
+            (scan.last_delivered, true)
+        } else {
+            (end.seq, false)
+        };
+        if mark_seq <= floor {
+            return Ok(None);
+        }
+        Ok(Some(if bounded {
+            position_after(self.state, self.channel, start, mark_seq)?
+        } else {
+            end
+        }))
     }
 }
 

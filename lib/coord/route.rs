@@ -355,7 +355,7 @@ impl Run<'_> {
     /// time for this name in this run; routing goes on.
     fn failed(&mut self, rec: &Rec, to: &str, e: &anyhow::Error) -> Result<Outcome> {
         let error = format!("{e:#}");
-        eprintln!("mt-route: #{} {} -> {to}: {error}", rec.seq, rec.from);
+        crate::exit::warn(format_args!("#{} {} -> {to}: {error}", rec.seq, rec.from));
         self.summary.failed += 1;
         let code = match exit::code_of(e) {
             c if c > exit::USAGE => c,

@@ -1,4 +1,7 @@
-//! Claude Code settings files: adding and removing mt's hook entries.
+//! Claude Code settings files (settings.json): adding and removing mt's hook
+//! entries, and the settings mt gives an agent it starts. Named after the
+//! file it edits, not after hooks: the hook handler is `delivery`, the
+//! installer command `cli::hooks` (mt-hooks).
 //!
 //! A settings file is a JSON object; its `hooks` object maps an event name to
 //! a list of matcher groups, each with a list of handlers:
@@ -27,7 +30,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
 
 /// One hook mt installs.
 #[derive(Debug, Clone, Copy)]

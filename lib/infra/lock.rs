@@ -8,7 +8,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::exit::{CANTCREAT, Coded, TEMPFAIL, fail};
-use crate::fsutil;
+use crate::infra::fsutil;
 
 fn open(path: &Path) -> Result<File> {
     fsutil::options()

@@ -35,7 +35,7 @@ use crate::channel::{self, Draft};
 use crate::exit::{DATAERR, NO, fail};
 use crate::statedir::StateDir;
 use crate::tasks::{self, TaskList};
-use crate::{agent, fsutil, lock, time};
+use crate::{agent, infra::fsutil, infra::lock, infra::time};
 
 /// The test-only clock: `MT_REMIND_NOW` (RFC 3339) fixes the time.
 pub const NOW_VAR: &str = "MT_REMIND_NOW";
@@ -369,7 +369,7 @@ impl Store {
             Err(e) if crate::exit::code_of(&e) == NO => {}
             // The record is on the channel; a lost nudge is not worth
             // firing twice for.
-            Err(e) => eprintln!("mt-remind: cannot nudge {}: {e:#}", r.to),
+            Err(e) => crate::exit::warn(format_args!("cannot nudge {}: {e:#}", r.to)),
         }
         r.fired_at = Some(time::now_stamp());
         write_reminder(&self.path(Stage::Fired, &r.id), &r)?;
