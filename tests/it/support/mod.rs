@@ -109,6 +109,7 @@ pub fn may_skip() -> bool {
 
 /// Skip the calling test, saying why, or fail it where skipping is not
 /// allowed (`may_skip`).
+#[track_caller]
 pub fn skip(why: &str) {
     assert!(
         may_skip(),
