@@ -336,13 +336,20 @@ impl AgentDir {
     /// supervisor's doorbell (after the rename, so its rescan finds the
     /// message). Returns its path.
     pub fn deliver(&self, text: &str) -> Result<PathBuf> {
+        self.deliver_as(text, Durability::Synced)
+    }
+
+    /// `deliver`; with `Durability::Deferred` the message is not synced
+    /// here, and the caller syncs (`fsutil::sync_filesystem`) before it
+    /// counts the message as delivered.
+    pub fn deliver_as(&self, text: &str, durability: Durability) -> Result<PathBuf> {
         let name = inbox_name();
         let tmp = self.inbox("tmp").join(&name);
         let new = self.inbox("new").join(&name);
         let res = (|| -> io::Result<()> {
             let mut f = fsutil::options().write(true).create_new(true).open(&tmp)?;
             f.write_all(text.as_bytes())?;
-            if fsutil::fsync_enabled() {
+            if durability == Durability::Synced && fsutil::fsync_enabled() {
                 f.sync_data()?;
             }
             fs::rename(&tmp, &new)
@@ -744,6 +751,25 @@ pub enum Nudged {
 /// session is resumed in the background (detached) when `resume` is set.
 /// Exit 1 when there is no such agent and no inbox of that name.
 pub fn nudge(state: &StateDir, name: &str, text: &str, resume: bool) -> Result<Nudged> {
+    nudge_as(state, name, text, resume, Durability::Synced)
+}
+
+/// Whether a delivery syncs its message itself, or leaves that to a caller
+/// delivering many at once (one sync for the lot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Synced,
+    Deferred,
+}
+
+/// `nudge`, with the message synced now or by the caller (`Durability`).
+pub fn nudge_as(
+    state: &StateDir,
+    name: &str,
+    text: &str,
+    resume: bool,
+    durability: Durability,
+) -> Result<Nudged> {
     let a = AgentDir::new(state, name)?;
     // An inbox without an agent (made by hand, e.g. for the lead) still
     // takes messages.
@@ -754,7 +780,7 @@ pub fn nudge(state: &StateDir, name: &str, text: &str, resume: bool) -> Result<N
         return Err(fail(DATAERR, "refusing an empty message"));
     }
     a.ensure(state)?;
-    a.deliver(text)?;
+    a.deliver_as(text, durability)?;
     if a.running()? {
         return Ok(Nudged::Delivered);
     }

@@ -19,19 +19,22 @@
 //!
 //! One pass over what is new: records are read in batches, each mention is
 //! delivered as its record comes, and the cursor is saved after each batch,
-//! under the reader's lock, once every mention in it was handled. A crash
-//! re-routes at most the batch in flight (at-least-once, never lost). A
+//! under the reader's lock, once every mention in it was handled. The
+//! batch's nudges are written without a sync each and made durable by one
+//! syncfs(2) just before the cursor moves. A crash re-routes at most the
+//! batch in flight (at-least-once, never lost). A
 //! mention that cannot be delivered (its agent does not start, its inbox
 //! cannot be written) is reported on stderr and, once per name and run, in
 //! a `system` record; routing goes on with the next one.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 
-use crate::agent::{self, AgentDir, Nudged};
+use crate::agent::{self, AgentDir, Durability, Nudged};
 use crate::channel::{self, Draft, Reader};
 use crate::cursor;
-use crate::exit;
+use crate::exit::{self, Coded};
+use crate::infra::fsutil;
 use crate::mailbox::{Mailbox, NewMessage};
 use crate::record::{self, View};
 use crate::statedir::StateDir;
@@ -190,6 +193,7 @@ pub fn route(state: &StateDir, o: &Options, each: &mut dyn FnMut(&Action)) -> Re
         running: None,
         failed: BTreeSet::new(),
         summary: Summary::default(),
+        unsynced: false,
     };
     loop {
         let batch = next_batch(&mut reader)?;
@@ -203,6 +207,13 @@ pub fn route(state: &StateDir, o: &Options, each: &mut dyn FnMut(&Action)) -> Re
         }
         run.summary.records += batch.len() as u64;
         if !o.dry_run {
+            if std::mem::take(&mut run.unsynced) {
+                // The batch's nudges were written unsynced: one sync for all
+                // of them before the cursor moves past their records.
+                fsutil::sync_filesystem(state.root())
+                    .with_context(|| format!("cannot sync {}", state.root().display()))
+                    .code(exit::CANTCREAT)?;
+            }
             cursor::save(state, READER, &o.channel, reader.position())?;
         }
     }
@@ -232,6 +243,8 @@ struct Run<'a> {
     /// Names whose delivery failed in this run.
     failed: BTreeSet<String>,
     summary: Summary,
+    /// Nudges of the current batch were written without a sync.
+    unsynced: bool,
 }
 
 impl Run<'_> {
@@ -324,7 +337,8 @@ impl Run<'_> {
             // again); its supervisor, when one runs, finds it in the inbox.
             if !self.o.dry_run {
                 a.ensure(self.state)?;
-                a.deliver(text)?;
+                a.deliver_as(text, Durability::Deferred)?;
+                self.unsynced = true;
             }
             let why = format!("delivery to {} failed earlier in this run", a.name);
             return Ok(Outcome::Waiting(why));
@@ -341,14 +355,17 @@ impl Run<'_> {
                 Outcome::Waiting(format!("{} is not running (--no-resume)", a.name))
             });
         }
-        Ok(match agent::nudge(self.state, &a.name, text, resume)? {
-            Nudged::Delivered => Outcome::Nudged,
-            Nudged::Resumed => Outcome::Resumed,
-            Nudged::Waiting(why) if !resume && a.exists() => {
-                Outcome::Waiting(format!("{why} (--no-resume)"))
-            }
-            Nudged::Waiting(why) => Outcome::Waiting(why),
-        })
+        self.unsynced = true;
+        Ok(
+            match agent::nudge_as(self.state, &a.name, text, resume, Durability::Deferred)? {
+                Nudged::Delivered => Outcome::Nudged,
+                Nudged::Resumed => Outcome::Resumed,
+                Nudged::Waiting(why) if !resume && a.exists() => {
+                    Outcome::Waiting(format!("{why} (--no-resume)"))
+                }
+                Nudged::Waiting(why) => Outcome::Waiting(why),
+            },
+        )
     }
 
     /// A delivery failed: say so on stderr, and on the channel the first

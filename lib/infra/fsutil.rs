@@ -255,6 +255,17 @@ pub fn fsync_enabled() -> bool {
     std::env::var_os("MT_FSYNC").is_none_or(|v| v != "0")
 }
 
+/// Sync the whole file system holding `path` with one syncfs(2) (unless
+/// `MT_FSYNC=0`): the data and names of many small files written without a
+/// sync of their own, at the cost of one call.
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    if !fsync_enabled() {
+        return Ok(());
+    }
+    let f = File::open(path)?;
+    nix::unistd::syncfs(&f).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

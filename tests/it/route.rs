@@ -505,3 +505,81 @@ fn a_supervised_agent_never_gets_a_team_inbox_message() {
     let kim = read_json(&team.join("inboxes/kim.json"));
     assert_eq!(kim.as_array().unwrap().len(), 1);
 }
+
+/// The nudges of a batch are written without a sync each and synced with
+/// one syncfs(2) before the cursor moves past their records; MT_FSYNC=0
+/// syncs nothing.
+#[test]
+fn a_batch_of_nudges_is_synced_once_before_the_cursor_moves() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("MT_REQUIRE_CLAUDE").is_none(),
+            "strace is required in CI"
+        );
+        eprintln!("SKIPPED: strace is not installed");
+        return;
+    }
+    let e = Env::new();
+    let names: Vec<String> = (0..6).map(|i| format!("w{i}")).collect();
+    for n in &names {
+        inbox_only(&e, n);
+        e.post("park", &format!("@{n} a job for you"));
+    }
+    let trace = |fsync: Option<&str>| {
+        let log = e.root.join("route.strace");
+        let route = e.cmd("mt-route");
+        let mut s = std::process::Command::new("strace");
+        s.args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&log)
+        .arg(route.get_program())
+        .current_dir(&e.repo);
+        for (k, v) in route.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        match fsync {
+            Some(v) => s.env("MT_FSYNC", v),
+            None => s.env_remove("MT_FSYNC"),
+        };
+        let o = s.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        fs::read_to_string(&log).unwrap()
+    };
+    let log = trace(None);
+    let calls: Vec<&str> = log.lines().collect();
+    let syncfs: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].contains("syncfs("))
+        .collect();
+    assert_eq!(syncfs.len(), 1, "one syncfs for the batch:\n{log}");
+    let per_file = calls
+        .iter()
+        .filter(|l| l.contains("fdatasync(") || l.contains("fsync("))
+        .count();
+    assert!(per_file < names.len(), "a sync per nudge:\n{log}");
+    // The cursor's rename comes after the sync.
+    let cursor = (0..calls.len())
+        .rfind(|&i| calls[i].contains("rename") && calls[i].contains("\"general.json\""))
+        .unwrap_or_else(|| panic!("the cursor was saved:\n{log}"));
+    assert!(syncfs[0] < cursor, "{log}");
+    for n in &names {
+        assert_eq!(e.inbox(n).len(), 1, "{n}");
+    }
+    // With MT_FSYNC=0, nothing is synced.
+    for n in &names {
+        e.post("park", &format!("@{n} another"));
+    }
+    let log = trace(Some("0"));
+    assert!(!log.contains("sync"), "{log}");
+}
