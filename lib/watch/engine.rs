@@ -169,6 +169,17 @@ pub fn run(state: &StateDir, opts: Options) -> Result<u8> {
     eng.main_loop()
 }
 
+/// The pid of the watcher running for `state`, if one holds its lock (0
+/// when the holder has not written its pid yet).
+pub fn running(state: &StateDir) -> Result<Option<u32>> {
+    let path = state.watch().join("LOCK");
+    if !lock::is_held(&path)? {
+        return Ok(None);
+    }
+    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+    Ok(Some(pid.trim().parse().unwrap_or(0)))
+}
+
 /// One watcher per state directory: the lock is held for the whole run.
 fn take_lock(state: &StateDir) -> Result<File> {
     let path = state.watch().join("LOCK");
