@@ -22,6 +22,7 @@ pub mod permissions;
 pub mod record;
 pub mod spawn;
 pub mod statedir;
+pub mod status;
 pub mod stream;
 pub mod supervise;
 pub mod tasks;

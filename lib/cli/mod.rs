@@ -22,6 +22,7 @@ pub mod remind;
 pub mod route;
 pub mod sling;
 pub mod spawn;
+pub mod status;
 pub mod stop;
 pub mod task;
 pub mod wait;
@@ -271,6 +272,7 @@ pub fn tools() -> Vec<Tool> {
         stop::tool(),
         log::tool(),
         wait::tool(),
+        status::tool(),
         fake_agent::tool(),
         route::tool(),
         reap::tool(),

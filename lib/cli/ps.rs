@@ -98,7 +98,9 @@ pub fn row_json(r: &Row) -> Value {
     v
 }
 
-fn age(stamp: Option<&str>) -> String {
+/// How long ago `stamp` was, in its largest unit (`3s`, `5m`, `2h`); `-`
+/// when there is none.
+pub fn age(stamp: Option<&str>) -> String {
     let Some(t) = stamp.and_then(time::parse_stamp) else {
         return "-".into();
     };

@@ -32,6 +32,7 @@ mod route;
 mod security;
 mod sling;
 mod spawn;
+mod status;
 mod task;
 mod watch;
 mod worktree;
