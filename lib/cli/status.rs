@@ -82,12 +82,53 @@ A state directory that does not exist yet is a team with nothing started: every 
             ("TASK LIST", super::task::TASK_LIST_DEFAULT),
             (
                 "OUTPUT",
-                "With --json, one object: state_dir; at (when it was gathered); agents, each with name, state, running, task, input_tokens, output_tokens, cost_usd, last_event_at, rate_limit (null, or the rejection not yet reset: status, resets_at, kind, at) and error (why a failed or lost agent failed); totals with agents, running, states (count per state), input_tokens, output_tokens, cost_usd and rate_limited; tasks (null when the list could not be read) with list, pending, in_progress, completed, other (unknown statuses), skipped (files that do not parse), active and blocked, each task with id, subject, owner and blocked_by (the blockers not completed); reader; channels, each with name, unread, last_seq and last_activity; worktrees (null outside a repository) with unmerged, worktrees as mt-worktree list --json shows them, and branches, each with name, base and unmerged (commits not in the base, null when that cannot be told); watcher with running and pid; reminders (null when they could not be read) with pending (a count) and due, each reminder as mt-remind list --json shows it; errors, the sections that could not be read, each with section, error and code.",
+                "With --json, one object on one line, with every row (--limit does not apply):
+state_dir, at\tthe state directory, and when the overview was gathered (RFC 3339).
+agents\tone object per agent: name, state (as mt-ps shows it), running (its supervisor holds the liveness lock), task, input_tokens, output_tokens, cost_usd, last_event_at (else the start), rate_limit (null, or the rejection not yet reset: status, resets_at, kind, at) and error (why a failed or lost agent failed, else null).
+totals\tagents, running, states (how many agents in each state), input_tokens, output_tokens, cost_usd, rate_limited.
+tasks\tlist, and how many tasks are pending, in_progress, completed, other (a status mt does not know) and skipped (a file that does not parse); active (in progress) and blocked (pending, with a blocker not completed), each task with id, subject, owner and blocked_by (its blockers not completed). Null when the list could not be read.
+reader, channels\tthe reader, and per channel with something unread (every channel with --all): name, unread, last_seq, last_activity.
+worktrees\tunmerged: the worktrees with commits not in their base or uncommitted changes, as mt-worktree list --json shows them; branches: mt branches without a worktree holding commits not in their base, with name, base and unmerged (null when the base does not resolve). Null outside a git repository.
+watcher\trunning, and pid (null when not running).
+reminders\tpending (how many have not fired) and due (each as mt-remind list --json shows it, with its stage). Null when they could not be read.
+errors\tthe sections that could not be read: section, error, code (the exit code it carries).",
+            ),
+            (
+                "FILES",
+                "Everything is read, nothing is written; no lock is waited for.
+agents/NAME/\tstatus.json, meta.json and the liveness lock running.lock, as mt-ps(1) reads them.
+channels/, cursors/READER/\tthe newest record of each channel and the reader's cursors.
+watch/LOCK\theld by the running mt-watch, which writes its pid in it.
+reminders/pending/, reminders/firing/\tthe reminders not fired yet.
+$CLAUDE_CONFIG_DIR/tasks/LIST/\tthe task list.",
             ),
             (
                 "EXAMPLES",
                 "The team at a glance, refreshed every two seconds:
   $ watch -n 2 mt-status
+  AGENTS     3: 1 failed, 2 idle
+  NAME   STATE   TASK  LAST     TOKENS     COST  NOTE
+  park   idle    -       1m   1.2k/340  $0.1211  rate limited until 14:05
+  quinn  failed  7       2h       10/5  $0.0100  exit
+  york   idle    12      3s   2.5k/800  $0.2400
+  total                      3.7k/1.1k  $0.3711  2 running, 1 rate limited
+
+  TASKS      mt-repo: 1 pending, 1 in progress, 1 completed
+  ID  STATE        OWNER  BLOCKED BY  SUBJECT
+  12  in progress  york   -           Write the parser
+  13  blocked      -      12          Review the parser
+
+  MESSAGES   3 unread for lead
+  UNREAD  LAST  CHANNEL
+       3    1m  general
+
+  WORKTREES  1 with work not in their base
+  NAME  BRANCH   AHEAD  CHANGES  AGENT  BASE
+  york  mt/york      2        1  -      main
+
+  WATCHER    not running (start it with mt-watch; --init writes rules)
+
+  REMINDERS  none pending
 
 Who is held back by a rate limit, and what the team has cost so far:
   $ mt-status --json | jq -r '.agents[] | select(.rate_limit) | .name'
@@ -100,7 +141,8 @@ In a script, start the watcher when it is not running:
                 "EXIT STATUS",
                 "0\tsuccess, also for a state directory that does not exist yet
 2\tusage error
-65\tan invalid reader name; or a section could not be read because a file does not parse (the rest is shown, the section is named on standard error and in errors)",
+
+When a section cannot be read, the others are still shown, the section is named on standard error (mt-status: SECTION: why) and in errors, and the exit status is that of its error, as below (65 for a file that does not parse).",
             ),
             ("", super::EXIT_COMMON),
             (
@@ -418,7 +460,7 @@ impl Screen<'_> {
             .map(|s| {
                 vec![
                     s.name.clone(),
-                    s.branch.as_deref().map_or("(detached)".into(), |b| text(b)),
+                    s.branch.as_deref().map_or("(detached)".into(), text),
                     count(s.ahead),
                     if s.missing {
                         "missing".into()
