@@ -56,6 +56,32 @@ pub struct ChannelArg {
     pub channel: String,
 }
 
+/// The team's channel for the tools that start agents: `-c`, `$MT_CHANNEL`,
+/// else the settings' `channel`, else general.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TeamChannelArg {
+    /// Channel (a-z 0-9 . _ -; default: the settings' channel, else general)
+    #[arg(short, long, env = "MT_CHANNEL", value_name = "NAME")]
+    pub channel: Option<String>,
+}
+
+impl TeamChannelArg {
+    pub fn resolve(&self, settings: &crate::config::Settings) -> anyhow::Result<String> {
+        let c = match &self.channel {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => settings.text("channel").unwrap_or_else(|| "general".into()),
+        };
+        crate::names::check("channel", &c)?;
+        Ok(c)
+    }
+}
+
+/// The settings' pool of agent names, comma separated, when one is set.
+pub fn settings_pool(settings: &crate::config::Settings) -> Option<String> {
+    let l = settings.list("pool");
+    (!l.is_empty()).then(|| l.join(","))
+}
+
 /// Who a tool acts as (`--as`, `$MT_AGENT`), when it may act as nobody.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AsArg {
