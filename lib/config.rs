@@ -279,9 +279,8 @@ impl Settings {
                 .env
                 .and_then(|v| env(v).filter(|s| !s.trim().is_empty()).map(|s| (v, s)));
             let entry = if let Some((var, text)) = from_env {
-                let value = parse_env(key, &text).map_err(|e| {
-                    fail(CONFIG, format!("${var}: {e}"))
-                })?;
+                let value =
+                    parse_env(key, &text).map_err(|e| fail(CONFIG, format!("${var}: {e}")))?;
                 Entry {
                     key,
                     value: Some(value),
@@ -308,7 +307,9 @@ impl Settings {
             } else {
                 Entry {
                     key,
-                    value: key.default.map(|d| parse_env(key, d).expect("valid default")),
+                    value: key
+                        .default
+                        .map(|d| parse_env(key, d).expect("valid default")),
                     source: Source::Default,
                 }
             };
@@ -401,7 +402,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(&'static str, Value, usize)
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let keys: FileKeys = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(s.start)).unwrap_or(1);
-        let msg = e.message().trim_end_matches(".").replace("\n", " ").replace("unknown field", "unknown key");
+        let msg = e
+            .message()
+            .trim_end_matches(".")
+            .replace("\n", " ")
+            .replace("unknown field", "unknown key");
         fail(CONFIG, format!("{}:{line}: {msg}", path.display()))
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -491,7 +496,10 @@ pub fn parse_env(key: &Key, text: &str) -> Result<Value, String> {
         )),
         Kind::Count => match text.trim().parse::<u64>() {
             Ok(n) if n > 0 => Ok(Value::Count(n)),
-            _ => Err(format!("{}: {text:?} is not a whole number above 0", key.name)),
+            _ => Err(format!(
+                "{}: {text:?} is not a whole number above 0",
+                key.name
+            )),
         },
     }
 }
@@ -588,9 +596,15 @@ mod tests {
 
     #[test]
     fn values_and_their_lines() {
-        let v = p("# team\nmodel = \"opus\"\n\npool = [\"ada\", \"bo\"]\nmax-agents = 3\nrules = \"r\"\n").unwrap();
+        let v = p(
+            "# team\nmodel = \"opus\"\n\npool = [\"ada\", \"bo\"]\nmax-agents = 3\nrules = \"r\"\n",
+        )
+        .unwrap();
         assert_eq!(v[0], ("model", Value::Text("opus".into()), 2));
-        assert_eq!(v[1], ("pool", Value::List(vec!["ada".into(), "bo".into()]), 4));
+        assert_eq!(
+            v[1],
+            ("pool", Value::List(vec!["ada".into(), "bo".into()]), 4)
+        );
         assert_eq!(v[2], ("max-agents", Value::Count(3), 5));
         assert_eq!(v[3], ("rules", Value::Path("/x/r".into()), 6));
     }
@@ -600,7 +614,9 @@ mod tests {
         let e = p("model = \"a\"\nmodle = \"b\"\n").unwrap_err().to_string();
         assert!(e.starts_with("/x/config.toml:2:"), "{e}");
         assert!(e.contains("modle"), "{e}");
-        let e = p("model = \"a\"\n\nmax-agents = \"x\"\n").unwrap_err().to_string();
+        let e = p("model = \"a\"\n\nmax-agents = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/x/config.toml:3:"), "{e}");
         let e = p("permission-mode = \"yolo\"\n").unwrap_err().to_string();
         assert!(e.starts_with("/x/config.toml:1: permission-mode:"), "{e}");
@@ -626,7 +642,10 @@ mod tests {
         assert_eq!(s.text("channel").as_deref(), Some("ec"));
         assert_eq!(s.entry("channel").source, Source::Env("MT_CHANNEL"));
         assert_eq!(s.text("profile").as_deref(), Some("gp"));
-        assert_eq!(s.entry("profile").source.to_string(), format!("{}:3", g.display()));
+        assert_eq!(
+            s.entry("profile").source.to_string(),
+            format!("{}:3", g.display())
+        );
         assert_eq!(s.text("agent-cmd").as_deref(), Some("claude"));
         assert_eq!(s.entry("agent-cmd").source, Source::Default);
         assert_eq!(s.text("model"), Some("p".into()));

@@ -68,7 +68,11 @@ pub fn compose(role: Role, project_dir: Option<&Path>) -> Result<String> {
             CONFIG,
             format!(
                 "the {} prompt is {} bytes with {}; at most {MAX_PROMPT_BYTES} fit on a command line",
-                if role == Role::Lead { "lead" } else { "coworker" },
+                if role == Role::Lead {
+                    "lead"
+                } else {
+                    "coworker"
+                },
                 text.len(),
                 role.file_name()
             ),

@@ -116,7 +116,13 @@ pub fn run(args: Args) -> Result<u8> {
         .unwrap_or_else(|| settings.count("max-agents").unwrap_or(4) as usize);
     let state = args.common.state()?;
     dispatch::check_repo()?;
-    let pool = dispatch::pool(&state, args.pool.clone().or_else(|| super::settings_pool(&settings)).as_deref())?;
+    let pool = dispatch::pool(
+        &state,
+        args.pool
+            .clone()
+            .or_else(|| super::settings_pool(&settings))
+            .as_deref(),
+    )?;
     let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let o = Options {
         list: TaskList::new(&claude_config_dir()?, &list_name)?,

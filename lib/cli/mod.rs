@@ -6,6 +6,7 @@ use clap::CommandFactory;
 use std::path::PathBuf;
 
 pub mod channels;
+pub mod config;
 pub mod dispatch;
 pub mod fake_agent;
 pub mod hook;
@@ -302,6 +303,7 @@ pub fn tools() -> Vec<Tool> {
         reap::tool(),
         sling::tool(),
         dispatch::tool(),
+        config::tool(),
     ]
 }
 

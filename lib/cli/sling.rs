@@ -136,7 +136,13 @@ pub fn run(args: Args) -> Result<u8> {
     dispatch::check_repo()?;
     let pool = match &args.name {
         Some(n) => dispatch::pool(&state, Some(n))?,
-        None => dispatch::pool(&state, args.pool.clone().or_else(|| super::settings_pool(&settings)).as_deref())?,
+        None => dispatch::pool(
+            &state,
+            args.pool
+                .clone()
+                .or_else(|| super::settings_pool(&settings))
+                .as_deref(),
+        )?,
     };
     let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let list = TaskList::new(&claude_config_dir()?, &list_name)?;
