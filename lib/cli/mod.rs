@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod fake_agent;
 pub mod hook;
 pub mod hooks;
+pub mod lead;
 pub mod log;
 pub mod mail;
 pub mod manpages;
@@ -304,6 +305,7 @@ pub fn tools() -> Vec<Tool> {
         sling::tool(),
         dispatch::tool(),
         config::tool(),
+        lead::tool(),
     ]
 }
 
