@@ -118,3 +118,81 @@ fn mt_lead_starts_the_lead_with_its_prompt_and_one_watcher() {
     assert_eq!(watchers(&t), vec![first]);
     pty.type_text("/exit\r");
 }
+
+/// A coworker from `mt-sling` given nothing but the settings files (no
+/// flags, no variables): the project file names the program, the pool and
+/// the channel, the global one the model; the coworker prompt reaches the
+/// session, and it edits, commits and marks its task done.
+#[test]
+fn a_coworker_from_the_settings_files_alone_does_its_task() {
+    fn work(wt: &std::path::Path, prompt: &str) -> Vec<crate::support::api::Step> {
+        use crate::support::api::Step;
+        let n: String = prompt
+            .split("This is task ")
+            .nth(1)
+            .unwrap_or("")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        vec![
+            Step::tool(
+                "Write",
+                serde_json::json!({"file_path": wt.join("widget.txt"), "content": "widget\n"}),
+            ),
+            Step::bash("git add widget.txt && git commit -qm 'add the widget'"),
+            Step::bash(format!("mt-task done {n}")),
+            Step::bash("mt-post 'the widget is in'"),
+            Step::text("done"),
+        ]
+    }
+    let Some(t) = Team::new("a_coworker_from_the_settings_files_alone", Script::new()) else {
+        return;
+    };
+    let wt = t.root.join("repo.worktrees/quill");
+    let w = wt.clone();
+    t.api
+        .set_script(Script::new().on_with("Build the widget", move |_, p| work(&w, p)));
+    std::fs::create_dir_all(t.repo.join(".mt")).unwrap();
+    std::fs::write(
+        t.repo.join(".mt/config.toml"),
+        format!(
+            "# the team\nagent-cmd = {:?}\npool = [\"quill\"]\nchannel = \"build\"\n",
+            t.claude.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let global = t.home.join(".config/mt");
+    std::fs::create_dir_all(&global).unwrap();
+    std::fs::write(global.join("config.toml"), "model = \"claude-sonnet-4-5\"\n").unwrap();
+    std::fs::write(global.join("COWORKER.md"), "House rule: COWORKER-NOTE-3\n").unwrap();
+
+    let o = t
+        .cmd("mt-sling")
+        .args(["Build the widget"])
+        .env_remove("MT_AGENT_CMD")
+        .env_remove("MT_CHANNEL")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "quill");
+    let meta = t.meta("quill");
+    assert_eq!(meta["agent_cmd"], t.claude.to_str().unwrap());
+    assert_eq!(meta["model"], "claude-sonnet-4-5");
+    assert_eq!(meta["channel"], "build");
+
+    let q = t.api.wait_for("the coworker's turn", PATIENCE, |q| {
+        q.is_turn() && q.sees("Build the widget")
+    });
+    assert!(q.sees("You are a coworker in a team run through mt"), "{}", q.all_text());
+    assert!(q.sees("COWORKER-NOTE-3"), "{}", q.all_text());
+    assert_eq!(q.body["model"], "claude-sonnet-4-5");
+    wait_for("the task done", || {
+        t.ok("mt-task", &["show", "1", "--json"]).contains("\"completed\"")
+    });
+    let log = t.git(&["log", "--format=%s", "mt/quill"]);
+    assert!(log.contains("add the widget"), "{log}");
+    wait_for("the post on #build", || {
+        t.ok("mt-read", &["-c", "build", "--all", "--as", "x"])
+            .contains("the widget is in")
+    });
+}
