@@ -404,10 +404,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(&'static str, Value, usize)
         let line = e.span().map(|s| line_of(s.start)).unwrap_or(1);
         let msg = e
             .message()
-            .trim_end_matches(".")
-            .replace("\n", " ")
-            .replace("unknown field", "unknown key");
-        fail(CONFIG, format!("{}:{line}: {msg}", path.display()))
+            .trim_end_matches('.')
+            .replace('\n', " ")
+            .replace("unknown field", "unknown key")
+            .replace("i64", "a whole number")
+            .replace("a sequence", "a list");
+        // A value of the wrong kind: say whose.
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim())
+            .filter(|k| KEYS.iter().any(|x| x.name == *k) && msg.starts_with("invalid"));
+        match key {
+            Some(k) => fail(CONFIG, format!("{}:{line}: {k}: {msg}", path.display())),
+            None => fail(CONFIG, format!("{}:{line}: {msg}", path.display())),
+        }
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
@@ -549,9 +561,7 @@ pub fn write_key(path: &Path, name: &str, value: Option<&str>) -> Result<()> {
         .parse()
         .map_err(|e| fail(CONFIG, format!("{}: {e}", path.display())))?;
     match value {
-        None => {
-            doc.remove(name);
-        }
+        None => remove_keeping_comments(doc.as_table_mut(), name),
         Some(v) => {
             let parsed = parse_env(key, v).map_err(|e| fail(CONFIG, format!("{name}: {e}")))?;
             doc[name] = match parsed {
@@ -574,8 +584,49 @@ pub fn write_key(path: &Path, name: &str, value: Option<&str>) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| fail(CONFIG, format!("cannot create {}: {e}", dir.display())))?;
     }
+    use std::os::unix::fs::PermissionsExt;
+    // A settings file is shared like any other file of a project; keep the
+    // mode it had.
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
     crate::infra::fsutil::write_atomic(path, out.as_bytes(), true)
-        .with_context(|| format!("cannot write {}", path.display()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+/// Remove `name`, handing the comments above it to the key after it: a
+/// comment above the first key is as often the file's as the key's.
+fn remove_keeping_comments(table: &mut toml_edit::Table, name: &str) {
+    let keys: Vec<String> = table.iter().map(|(k, _)| k.to_string()).collect();
+    let Some(pos) = keys.iter().position(|k| k == name) else {
+        return;
+    };
+    let prefix = |t: &toml_edit::Table, k: &str| -> String {
+        t.key(k)
+            .and_then(|k| k.leaf_decor().prefix())
+            .and_then(|p| p.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let comments = prefix(table, name);
+    table.remove(name);
+    if comments.trim().is_empty() {
+        return;
+    }
+    if let Some(next) = keys.get(pos + 1) {
+        let joined = comments + &prefix(table, next);
+        if let Some(mut k) = table.key_mut(next) {
+            k.leaf_decor_mut().set_prefix(joined);
+        }
+    } else {
+        let trailing = table
+            .decor()
+            .suffix()
+            .and_then(|s| s.as_str())
+            .unwrap_or("")
+            .to_string();
+        table.decor_mut().set_suffix(comments + &trailing);
+    }
 }
 
 pub fn unknown_key(name: &str) -> anyhow::Error {

@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<u8> {
     let mt_hook = crate::spawn::mt_hook_program()?;
     let list = crate::tasks::list_name(None, Some(&state))?;
 
-    let mut env: Vec<(String, OsString)> = vec![
+    let env: Vec<(String, OsString)> = vec![
         ("MT_AGENT".into(), args.name.clone().into()),
         ("MT_DIR".into(), state.root().as_os_str().to_owned()),
         ("MT_CHANNEL".into(), channel.clone().into()),

@@ -60,7 +60,11 @@ fn mt_lead_starts_the_lead_with_its_prompt_and_one_watcher() {
     std::fs::create_dir_all(&global).unwrap();
     std::fs::write(global.join("LEAD.md"), "Global lead note: GLOBAL-LEAD-7\n").unwrap();
     std::fs::create_dir_all(t.repo.join(".mt")).unwrap();
-    std::fs::write(t.repo.join(".mt/LEAD.md"), "Project lead note: PROJECT-LEAD-9\n").unwrap();
+    std::fs::write(
+        t.repo.join(".mt/LEAD.md"),
+        "Project lead note: PROJECT-LEAD-9\n",
+    )
+    .unwrap();
     std::fs::write(t.repo.join(".mt/config.toml"), "channel = \"crew\"\n").unwrap();
     t.post("york", "@lead the parser is ready for review");
     // The channel the settings name, since MT_CHANNEL is not set.
@@ -78,9 +82,9 @@ fn mt_lead_starts_the_lead_with_its_prompt_and_one_watcher() {
     pty.type_text("plan the day");
     std::thread::sleep(std::time::Duration::from_millis(300));
     pty.type_text("\r");
-    let q = t
-        .api
-        .wait_for("the lead's first turn", PATIENCE, |q| q.is_turn() && q.sees("plan the day"));
+    let q = t.api.wait_for("the lead's first turn", PATIENCE, |q| {
+        q.is_turn() && q.sees("plan the day")
+    });
     let text = q.all_text();
     // The lead prompt: built in, then global, then the project's.
     let builtin = text.find("You lead a team of coworkers through mt");
@@ -93,7 +97,10 @@ fn mt_lead_starts_the_lead_with_its_prompt_and_one_watcher() {
     assert!(builtin < g && g < p, "order: built in, global, project");
     // mt's session context, through the hooks of --settings, on the
     // settings' channel, with what is unread there.
-    assert!(text.contains("the lead of this repository's mt team"), "{text}");
+    assert!(
+        text.contains("the lead of this repository's mt team"),
+        "{text}"
+    );
     assert!(text.contains("#crew"), "{text}");
     assert!(text.contains("crew channel works"), "{text}");
     // Nothing was written into the user's or the project's settings.
@@ -163,7 +170,11 @@ fn a_coworker_from_the_settings_files_alone_does_its_task() {
     .unwrap();
     let global = t.home.join(".config/mt");
     std::fs::create_dir_all(&global).unwrap();
-    std::fs::write(global.join("config.toml"), "model = \"claude-sonnet-4-5\"\n").unwrap();
+    std::fs::write(
+        global.join("config.toml"),
+        "model = \"claude-sonnet-4-5\"\n",
+    )
+    .unwrap();
     std::fs::write(global.join("COWORKER.md"), "House rule: COWORKER-NOTE-3\n").unwrap();
 
     let o = t
@@ -183,11 +194,16 @@ fn a_coworker_from_the_settings_files_alone_does_its_task() {
     let q = t.api.wait_for("the coworker's turn", PATIENCE, |q| {
         q.is_turn() && q.sees("Build the widget")
     });
-    assert!(q.sees("You are a coworker in a team run through mt"), "{}", q.all_text());
+    assert!(
+        q.sees("You are a coworker in a team run through mt"),
+        "{}",
+        q.all_text()
+    );
     assert!(q.sees("COWORKER-NOTE-3"), "{}", q.all_text());
     assert_eq!(q.body["model"], "claude-sonnet-4-5");
     wait_for("the task done", || {
-        t.ok("mt-task", &["show", "1", "--json"]).contains("\"completed\"")
+        t.ok("mt-task", &["show", "1", "--json"])
+            .contains("\"completed\"")
     });
     let log = t.git(&["log", "--format=%s", "mt/quill"]);
     assert!(log.contains("add the widget"), "{log}");

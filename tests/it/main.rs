@@ -11,6 +11,7 @@
 mod support;
 
 mod channel;
+mod config;
 mod defects;
 mod faults;
 mod faults_writers;

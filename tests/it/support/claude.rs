@@ -152,7 +152,7 @@ impl Team {
 
     /// The environment every command gets.
     fn setup(&self, c: &mut Command) {
-        for k in INHERITED {
+        for k in INHERITED.iter().chain(super::SETTINGS_ENV) {
             c.env_remove(k);
         }
         let path = std::env::var_os("PATH").unwrap_or_default();
