@@ -18,6 +18,7 @@ mod faults_writers;
 mod guarantees;
 mod hooks;
 mod layout;
+mod lead;
 mod mail;
 mod man;
 mod props;
