@@ -25,6 +25,13 @@ fn screen(e: &Env, args: &[&str]) -> String {
     out
 }
 
+/// The screen as `screen` checks it, run in `dir`.
+fn screen_in(e: &Env, dir: &std::path::Path) -> String {
+    let out = e.cmd("mt-status").current_dir(dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 /// The --json object, which must be one line that parses.
 fn json(e: &Env, args: &[&str]) -> Value {
     let mut a = vec!["--json"];
@@ -347,6 +354,28 @@ fn worktrees_with_work_not_in_the_base_are_listed() {
         .collect();
     assert_eq!(old_row, ["-", "mt/old", "1", "-", "-", "main"], "{s}");
     assert!(!s.contains("clean"), "{s}");
+
+    // From outside the repository: the one holding the state directory,
+    // and with neither, no section at all.
+    let inside = e.repo.join(".git/mt");
+    let from = |state: &std::path::Path| -> Value {
+        let out = e
+            .cmd("mt-status")
+            .arg("--json")
+            .env("MT_DIR", state)
+            .current_dir(&e.root)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    fs::create_dir_all(&inside).unwrap();
+    assert_eq!(
+        names(&from(&inside)["worktrees"]["unmerged"]),
+        ["park", "york"]
+    );
+    assert_eq!(from(&e.state)["worktrees"], Value::Null);
+    assert!(!screen_in(&e, &e.root).contains("WORKTREES"));
 
     // Merged and committed: nothing left to show.
     e.git(&e.repo, &["merge", "-q", "mt/york", "mt/old"]);
