@@ -10,6 +10,7 @@
 
 mod support;
 
+mod archive;
 mod channel;
 mod defects;
 mod faults;
@@ -30,6 +31,7 @@ mod reap;
 mod remind;
 mod route;
 mod security;
+mod selection;
 mod sling;
 mod spawn;
 mod task;
