@@ -290,8 +290,21 @@ fn thread_starts_at_its_root_and_follows_new_replies() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let mut next = || json_lines(&lines.next().unwrap().unwrap()).remove(0)["seq"].clone();
+    // Lines arrive through a thread, so a missing one fails the test
+    // instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            let _ = tx.send(l.unwrap());
+        }
+    });
+    let next = || {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the follower printed the record");
+        json_lines(&line).remove(0)["seq"].clone()
+    };
     assert_eq!(next(), 2001);
     assert_eq!(next(), 2002);
     post(&e, "general", "unrelated", None);
