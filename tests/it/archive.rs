@@ -13,7 +13,9 @@ use std::thread;
 use std::time::Duration;
 
 fn json_lines(s: &str) -> Vec<Value> {
-    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn seqs(s: &str) -> Vec<u64> {
@@ -53,7 +55,12 @@ fn files(e: &Env, chan: &str) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn archived_channels_leave_listings_refuse_posts_and_stay_readable() {
     let e = Env::new();
-    for (chan, msg) in [("general", "g1"), ("old", "o1"), ("old", "o2"), ("dev", "d1")] {
+    for (chan, msg) in [
+        ("general", "g1"),
+        ("old", "o1"),
+        ("old", "o2"),
+        ("dev", "d1"),
+    ] {
         e.ok("mt-post", &["-c", chan, msg]);
     }
     // york has read one record of old.
@@ -143,10 +150,7 @@ fn archived_channels_leave_listings_refuse_posts_and_stay_readable() {
     e.ok("mt-channels", &["unarchive", "old"]);
     assert!(!e.state.join("channels/old/ARCHIVED").exists());
     e.ok("mt-channels", &["unarchive", "old"]);
-    assert_eq!(
-        seqs(&e.ok("mt-post", &["-c", "old", "--json", "o4"])),
-        [4]
-    );
+    assert_eq!(seqs(&e.ok("mt-post", &["-c", "old", "--json", "o4"])), [4]);
     assert_eq!(
         seqs(&e.ok("mt-read", &["-c", "old", "--as", "york", "--json"])),
         [4]
@@ -167,16 +171,24 @@ fn archive_names_are_checked_and_missing_channels_reported() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(text(&o.stderr), "mt-channels: no channel nope\n");
     assert!(!e.state.join("channels/nope").exists(), "nothing created");
-    assert_eq!(names(&e.ok("mt-channels", &["--json", "--archived"])), ["a", "b"]);
+    assert_eq!(
+        names(&e.ok("mt-channels", &["--json", "--archived"])),
+        ["a", "b"]
+    );
     // A bad name anywhere: nothing is touched.
     let o = e.run("mt-channels", &["unarchive", "a", "../b"]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
     assert!(text(&o.stderr).starts_with("mt-channels: invalid channel name"));
-    assert_eq!(names(&e.ok("mt-channels", &["--json", "--archived"])), ["a", "b"]);
+    assert_eq!(
+        names(&e.ok("mt-channels", &["--json", "--archived"])),
+        ["a", "b"]
+    );
     // A command takes names, and no listing options.
     assert_eq!(e.run("mt-channels", &["archive"]).status.code(), Some(2));
     assert_eq!(
-        e.run("mt-channels", &["--json", "archive", "a"]).status.code(),
+        e.run("mt-channels", &["--json", "archive", "a"])
+            .status
+            .code(),
         Some(2)
     );
 }
@@ -287,7 +299,10 @@ fn archive_under_concurrent_posts_loses_nothing() {
 
     let acked = posted.values().filter(|s| s.is_some()).count();
     let refused = posted.len() - acked;
-    assert!(rounds > 0 && refused > 0 && acked > 0, "{rounds} {refused} {acked}");
+    assert!(
+        rounds > 0 && refused > 0 && acked > 0,
+        "{rounds} {refused} {acked}"
+    );
     let all = json_lines(&e.ok("mt-read", &["--all", "--json"]));
     let total = 1 + acked;
     assert_eq!(all.len(), total, "exactly the acknowledged posts");

@@ -10,7 +10,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
 fn json_lines(s: &str) -> Vec<Value> {
-    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn seqs(s: &str) -> Vec<u64> {
@@ -27,13 +29,7 @@ fn stamp(t: DateTime<Utc>) -> String {
 /// Write a channel's segments directly: `records` as (seq, timestamp), in
 /// segments of `per` records, with `junk` lines put after the record of
 /// each seq it names.
-fn write_channel(
-    e: &Env,
-    chan: &str,
-    records: &[(u64, DateTime<Utc>)],
-    per: usize,
-    junk: &[u64],
-) {
+fn write_channel(e: &Env, chan: &str, records: &[(u64, DateTime<Utc>)], per: usize, junk: &[u64]) {
     let dir = e.state.join("channels").join(chan);
     fs::create_dir_all(&dir).unwrap();
     for part in records.chunks(per) {
@@ -106,7 +102,11 @@ fn since_a_duration_or_time_selects_by_timestamp_without_reading_older_segments(
     // An RFC 3339 time, the time of a record included.
     let (got, _) = since(&e, "c", &stamp(at(2950)));
     assert_eq!(got, (2950..=n + 2).collect::<Vec<_>>());
-    let (got, _) = since(&e, "c", &stamp(at(2950) + chrono::Duration::milliseconds(1)));
+    let (got, _) = since(
+        &e,
+        "c",
+        &stamp(at(2950) + chrono::Duration::milliseconds(1)),
+    );
     assert_eq!(got, (2951..=n + 2).collect::<Vec<_>>());
     // A bare number is still a seq.
     let (got, _) = since(&e, "c", "2990");
@@ -123,10 +123,18 @@ fn since_a_duration_or_time_selects_by_timestamp_without_reading_older_segments(
 
     // New posts come after the start, and the text form selects alike.
     e.ok("mt-post", &["-c", "c", "fresh"]);
-    assert_eq!(since(&e, "c", "30m").0, (n - 29..=n + 3).collect::<Vec<_>>());
+    assert_eq!(
+        since(&e, "c", "30m").0,
+        (n - 29..=n + 3).collect::<Vec<_>>()
+    );
     let out = e.ok("mt-read", &["-c", "c", "--since", "30m"]);
     assert_eq!(out.lines().count(), 33, "{out}");
-    assert!(out.lines().next().unwrap().contains(&format!("#{} old: m{}", n - 29, n - 29)));
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .contains(&format!("#{} old: m{}", n - 29, n - 29))
+    );
     // A selection touches no cursor.
     e.ok("mt-read", &["-c", "c", "--as", "york", "--since", "1h"]);
     assert!(!e.state.join("cursors/york/c.json").exists());
@@ -149,7 +157,15 @@ fn since_on_channels_written_by_mt_post() {
 fn since_refuses_what_is_neither_a_seq_a_duration_nor_a_time() {
     let e = Env::new();
     e.ok("mt-post", &["hi"]);
-    for bad in ["1x", "yesterday", "1h30", "", "25:99", "1.5h", "99999999999999999999999"] {
+    for bad in [
+        "1x",
+        "yesterday",
+        "1h30",
+        "",
+        "25:99",
+        "1.5h",
+        "99999999999999999999999",
+    ] {
         let o = e.run("mt-read", &["--since", bad]);
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
         let err = text(&o.stderr);
@@ -184,7 +200,12 @@ fn thread_shows_exactly_the_record_and_its_replies() {
     let c = post(&e, "general", "question c", None);
     let d = post(&e, "general", "answer to c", Some(id(&c)));
     post(&e, "general", "answer to the answer to a", Some(id(&b)));
-    post(&e, "general", "answer to nothing", Some("01NOTANIDATALL0000000000XX"));
+    post(
+        &e,
+        "general",
+        "answer to nothing",
+        Some("01NOTANIDATALL0000000000XX"),
+    );
     post(&e, "general", "second answer to a", Some(id(&a)));
     post(&e, "general", "answer to the answer to c", Some(id(&d)));
     post(&e, "dev", "an answer to a elsewhere", Some(id(&a)));
@@ -200,7 +221,10 @@ fn thread_shows_exactly_the_record_and_its_replies() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].ends_with("#4 lead: question c"), "{out}");
-    assert!(lines[2].ends_with("#9 lead: answer to the answer to c"), "{out}");
+    assert!(
+        lines[2].ends_with("#9 lead: answer to the answer to c"),
+        "{out}"
+    );
     assert!(!e.state.join("cursors").exists());
     // -q: is there such a thread.
     let q = |args: &[&str]| {
@@ -228,7 +252,10 @@ fn thread_of_a_missing_or_bad_id_is_an_error() {
         &format!("id {other} on channel general"),
     );
     missing(&["--thread", "2"], "seq 2 on channel general");
-    missing(&["-c", "dev", "--thread", id(&a)], &format!("id {} on channel dev", id(&a)));
+    missing(
+        &["-c", "dev", "--thread", id(&a)],
+        &format!("id {} on channel dev", id(&a)),
+    );
     assert!(!e.state.join("channels/dev").exists(), "nothing created");
     for bad in ["a b", "x\u{1b}[2J", ""] {
         let o = e.run("mt-read", &["--thread", bad]);
@@ -250,7 +277,9 @@ fn thread_finds_a_root_its_id_time_does_not_place() {
     // Record 1's id carries the latest time an id can hold.
     let root = "7ZZZZZZZZZ0000000000000000";
     let path = e.state.join("channels/odd/00000000000000000001.jsonl");
-    let data = fs::read_to_string(&path).unwrap().replace("\"R1\"", &format!("\"{root}\""));
+    let data = fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"R1\"", &format!("\"{root}\""));
     fs::write(&path, data).unwrap();
     post(&e, "odd", "late answer", Some(root));
     assert_eq!(
@@ -269,7 +298,12 @@ fn thread_starts_at_its_root_and_follows_new_replies() {
         .stdin(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let body: String = (0..2000).map(|i| format!("filler {i}\n")).collect();
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
     // Time moves on past the filler's last millisecond before the root.
     std::thread::sleep(std::time::Duration::from_millis(5));
