@@ -335,7 +335,8 @@ fn main() {
     // `cargo bench --bench channel -- since` runs the benchmarks whose
     // names hold a given word.
     let words: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let benches: [(&str, fn(&Path)); 5] = [
+    type Bench = (&'static str, fn(&Path));
+    let benches: [Bench; 5] = [
         ("post", bench_post),
         ("read_cursor", bench_read_cursor),
         ("since_time", bench_since_time),
