@@ -51,6 +51,8 @@ pub struct Meta {
     /// The `permissions` object of the agent's Claude Code settings (see
     /// `permissions`), kept so a resume starts with the same.
     pub permissions: Option<serde_json::Value>,
+    /// The auth profile's name (`mt-profile`); its key stays in its file.
+    pub profile: Option<String>,
     pub created: String,
 }
 
@@ -74,6 +76,7 @@ struct ListedMeta {
     extra_args: Vec<String>,
     sandbox: bool,
     idle_exit_ms: Option<u64>,
+    profile: Option<String>,
     created: String,
 }
 
@@ -94,6 +97,7 @@ impl From<ListedMeta> for Meta {
             sandbox: m.sandbox,
             idle_exit_ms: m.idle_exit_ms,
             permissions: None,
+            profile: m.profile,
             created: m.created,
         }
     }

@@ -19,6 +19,7 @@ pub mod infra;
 pub mod mailbox;
 pub mod names;
 pub mod permissions;
+pub mod profile;
 pub mod record;
 pub mod spawn;
 pub mod statedir;

@@ -65,6 +65,9 @@ pub struct Options {
     pub agent_cmd: Option<String>,
     /// Permission mode, extra allowances or a profile file.
     pub permissions: crate::permissions::Choice,
+    /// Auth profile (`mt-profile`); none: `$MT_PROFILE`, else the default
+    /// one, on a fresh start; what meta.json recorded on a resume.
+    pub profile: Option<String>,
 }
 
 /// Everything the supervisor needs for one agent.
@@ -81,6 +84,8 @@ pub struct Plan {
     pub bwrap: Option<PathBuf>,
     /// Status to start from (totals of earlier runs when resuming).
     pub status: Status,
+    /// The environment the agent's auth profile gives, read at this start.
+    pub auth: crate::profile::AgentAuth,
 }
 
 /// The worktree for agent `name` in the repository around the current
@@ -132,6 +137,10 @@ pub fn agent_env(meta: &Meta, state_root: &Path) -> Vec<(String, OsString)> {
     }
     if let Some(l) = &meta.task_list {
         env.push(("CLAUDE_CODE_TASK_LIST_ID".into(), l.into()));
+    }
+    if let Some(p) = &meta.profile {
+        // The name only: agents it starts use the same account.
+        env.push((crate::profile::ENV.into(), p.into()));
     }
     if meta.sandbox
         && meta.permissions.as_ref().and_then(crate::permissions::mode) == Some("bypassPermissions")
@@ -308,6 +317,8 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
     let meta = new_meta(&state, &o, base, session_id, worktree, cwd)?;
     crate::names::check("channel", &meta.channel)?;
     check_bypass(&meta)?;
+    // Before anything is written: an unknown profile starts nothing.
+    let auth = crate::profile::AgentAuth::of(meta.profile.as_deref())?;
     let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
     let bwrap = if meta.sandbox {
         Some(find_program("bwrap").ok_or_else(|| {
@@ -331,6 +342,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
             idle_exit,
             bwrap,
             status,
+            auth,
         },
         held,
     ))
@@ -440,6 +452,14 @@ fn new_meta(
             None
         }),
         permissions: Some(permissions),
+        profile: if o.resume {
+            o.profile.or(base.profile.clone())
+        } else {
+            match o.profile {
+                Some(p) => Some(p),
+                None => crate::profile::chosen()?,
+            }
+        },
         created: if o.resume && !base.created.is_empty() {
             base.created.clone()
         } else {
@@ -600,6 +620,8 @@ pub fn recorded_plan(root: &Path, name: &str, resume: bool, prompt: String) -> R
     let missing = |what: &str| fail(exit::SOFTWARE, format!("{name} has no {what}"));
     let meta = agent.read_meta()?.ok_or_else(|| missing("meta.json"))?;
     let status = agent.read_status()?.ok_or_else(|| missing("status.json"))?;
+    // Read again here, so the key goes from its file to the agent only.
+    let auth = crate::profile::AgentAuth::of(meta.profile.as_deref())?;
     let bwrap = if meta.sandbox {
         Some(
             find_program("bwrap")
@@ -617,6 +639,7 @@ pub fn recorded_plan(root: &Path, name: &str, resume: bool, prompt: String) -> R
         prompt: Some(prompt).filter(|p| !p.trim().is_empty()),
         bwrap,
         status,
+        auth,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod mail;
 pub mod manpages;
 pub mod nudge;
 pub mod post;
+pub mod profile;
 pub mod ps;
 pub mod read;
 pub mod reap;
@@ -266,6 +267,7 @@ pub fn tools() -> Vec<Tool> {
         watch::tool(),
         remind::tool(),
         spawn::tool(),
+        profile::tool(),
         ps::tool(),
         nudge::tool(),
         stop::tool(),

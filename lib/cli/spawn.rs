@@ -85,6 +85,12 @@ pub struct Args {
     #[command(flatten)]
     pub permissions: PermissionArgs,
 
+    /// Auth profile (see mt-profile(1); default: $MT_PROFILE, else the
+    /// default profile). On --resume the agent keeps its own unless this
+    /// is given
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
     #[command(flatten)]
     pub common: Common,
 
@@ -195,6 +201,7 @@ pub fn run(args: Args) -> Result<u8> {
         extra_args: args.extra,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
+        profile: args.profile,
     };
     if args.detach {
         spawn::spawn_detached(&state, opts)?;
