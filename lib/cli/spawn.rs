@@ -114,6 +114,9 @@ Start one from a prompt file, with a role and a model, and wait for it:
 Let an agent end on its own after ten quiet minutes:
   $ mt-spawn york -d --idle-exit 10m --prompt 'Watch the CI and report'
 
+Start one on a second account (see mt-profile(1)):
+  $ mt-spawn kent -d --profile work --prompt 'Write the docs'
+
 Continue a stopped agent's session:
   $ mt-spawn york --resume -d --prompt 'Carry on with the tests'",
             ),
@@ -131,12 +134,15 @@ agents/NAME/running.lock\theld by the supervisor while the agent runs",
                 "Without --detach, the agent's exit code (128+N when killed by signal N). With --detach:
 0\tthe agent has started
 1\tthe agent is already running
-2\tusage error",
+2\tusage error
+65\talso: an unknown auth profile, or one that does not parse (nothing is started)",
             ),
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept.",
+                "The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept, unless the agent has an auth profile.
+
+MT_PROFILE\tthe auth profile of a new agent when --profile is not given (else the default profile of mt-profile use). With a profile, the caller's ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL, CLAUDE_CODE_OAUTH_TOKEN and CLAUDE_CODE_USE_* are removed and the profile's CLAUDE_CONFIG_DIR, or ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL, set in the agent's process environment only (never in settings.json); the agent gets MT_PROFILE=NAME. The profile is read at every start, resumes included. See mt-profile(1).",
             ),
             (
                 "SETTINGS AND PERMISSIONS",
@@ -150,7 +156,7 @@ In claude -p nobody answers a permission prompt: a tool call that is not allowed
             ),
             (
                 "SEE ALSO",
-                "mt-ps(1), mt-nudge(1), mt-stop(1), mt-log(1), mt-wait(1), mt-files(5), mt(7)",
+                "mt-ps(1), mt-nudge(1), mt-stop(1), mt-log(1), mt-wait(1), mt-profile(1), mt-files(5), mt(7)",
             ),
         ],
     )
