@@ -134,10 +134,13 @@ agents/NAME/running.lock\theld by the supervisor while the agent runs",
                 "Without --detach, the agent's exit code (128+N when killed by signal N). With --detach:
 0\tthe agent has started
 1\tthe agent is already running
-2\tusage error
-65\talso: an unknown auth profile, or one that does not parse (nothing is started)",
+2\tusage error",
             ),
             ("", super::EXIT_COMMON),
+            (
+                "",
+                "Exit 65 also for an unknown auth profile or one that does not parse; nothing is started then.",
+            ),
             (
                 "ENVIRONMENT",
                 "The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept, unless the agent has an auth profile.
