@@ -120,9 +120,9 @@ Rotate a key; running agents pick it up at their next start:
 
 Which profiles exist and who uses them:
   $ mt-profile list
-  NAME  KIND        WHERE                     AGENTS  DEFAULT
-  gw    api-key     https://llm.example.com   2 (1 running)  yes
-  work  config-dir  /home/me/.claude-work     1 (1 running)",
+  NAME  KIND        WHERE                    AGENTS         DEFAULT
+  gw    api-key     https://llm.example.com  2 (1 running)  yes
+  work  config-dir  /home/me/.claude-work    1 (1 running)",
             ),
             (
                 "EXIT STATUS",
