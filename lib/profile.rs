@@ -117,7 +117,8 @@ struct Stored {
     base_url: Option<String>,
 }
 
-const HEADER: &str = "# An mt auth profile (see mt-profile(1)). Keep it private: it may hold a key.\n";
+const HEADER: &str =
+    "# An mt auth profile (see mt-profile(1)). Keep it private: it may hold a key.\n";
 
 /// The file of profile `name` (checked).
 pub fn path(name: &str) -> Result<PathBuf> {
@@ -431,7 +432,10 @@ pub fn read_key(r: impl io::Read) -> Result<String> {
     let text = String::from_utf8(buf).map_err(|_| fail(DATAERR, "the API key is not UTF-8"))?;
     let key = text.lines().next().unwrap_or("").trim().to_string();
     if text.trim().lines().count() > 1 {
-        return Err(fail(DATAERR, "expected one line (the API key) on standard input"));
+        return Err(fail(
+            DATAERR,
+            "expected one line (the API key) on standard input",
+        ));
     }
     check_key(&key)?;
     Ok(key)
@@ -439,13 +443,10 @@ pub fn read_key(r: impl io::Read) -> Result<String> {
 
 /// A directory as a profile stores it: absolute and existing.
 pub fn config_dir_arg(d: &Path) -> Result<PathBuf> {
-    let abs = std::fs::canonicalize(d)
-        .map_err(|e| fail(DATAERR, format!("{}: {e}", d.display())))?;
+    let abs =
+        std::fs::canonicalize(d).map_err(|e| fail(DATAERR, format!("{}: {e}", d.display())))?;
     if !abs.is_dir() {
-        return Err(fail(
-            DATAERR,
-            format!("{} is not a directory", d.display()),
-        ));
+        return Err(fail(DATAERR, format!("{} is not a directory", d.display())));
     }
     Ok(abs)
 }

@@ -134,16 +134,19 @@ pub fn pick_profile(
     profiles: &[String],
     now: chrono::DateTime<chrono::Utc>,
 ) -> std::result::Result<String, chrono::DateTime<chrono::Utc>> {
-    let of = |i: &&agent::Info, p: &str| {
-        i.meta.as_ref().and_then(|m| m.profile.as_deref()) == Some(p)
-    };
+    let of =
+        |i: &&agent::Info, p: &str| i.meta.as_ref().and_then(|m| m.profile.as_deref()) == Some(p);
     let mut best: Option<(usize, &String)> = None;
     let mut first_reset: Option<chrono::DateTime<chrono::Utc>> = None;
     for p in profiles {
         let limited = infos
             .iter()
             .filter(|i| of(i, p))
-            .filter_map(|i| i.status.as_ref().and_then(crate::coord::reap::rejected_until))
+            .filter_map(|i| {
+                i.status
+                    .as_ref()
+                    .and_then(crate::coord::reap::rejected_until)
+            })
             .filter(|r| *r > now)
             .max();
         if let Some(r) = limited {

@@ -391,7 +391,10 @@ fn lost(
 
 /// When the rejected rate limit in `st` resets, if it shows one.
 pub fn rejected_until(st: &crate::agent::Status) -> Option<DateTime<Utc>> {
-    let rl = st.rate_limit.as_ref().filter(|rl| rl.status == "rejected")?;
+    let rl = st
+        .rate_limit
+        .as_ref()
+        .filter(|rl| rl.status == "rejected")?;
     rl.resets_at.as_deref().and_then(time::parse_stamp)
 }
 
@@ -443,10 +446,7 @@ fn limit_reset(
         say(format!("{what}; would {verb}"));
         return Ok(());
     }
-    let claim = fsutil::options()
-        .write(true)
-        .create_new(true)
-        .open(&marker);
+    let claim = fsutil::options().write(true).create_new(true).open(&marker);
     match claim {
         Ok(mut f) => {
             use std::io::Write;
@@ -456,8 +456,9 @@ fn limit_reset(
         // Another reaper has it.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("cannot create {}", marker.display())));
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot create {}", marker.display()))
+            );
         }
     }
     forget_older_limits(a, &marker);

@@ -142,7 +142,11 @@ fn api_key_profile_reaches_only_the_agents_environment() {
     let list = e.ok("mt-profile", &["list", "--json"]);
     let v: Value = serde_json::from_str(list.trim()).unwrap();
     assert_eq!(
-        (v["name"].as_str(), v["kind"].as_str(), v["running"].as_u64()),
+        (
+            v["name"].as_str(),
+            v["kind"].as_str(),
+            v["running"].as_u64()
+        ),
         (Some("gw"), Some("api-key"), Some(1))
     );
     assert_eq!(v["agents"], serde_json::json!(["york"]));
@@ -184,7 +188,9 @@ fn config_dir_profile_default_and_mt_profile() {
     let list = e.run("mt-profile", &["list"]);
     let table = text(&list.stdout);
     assert!(
-        table.lines().any(|l| l.starts_with("work ") && l.ends_with("yes")),
+        table
+            .lines()
+            .any(|l| l.starts_with("work ") && l.ends_with("yes")),
         "{table}"
     );
     e.wait_idle("york");
@@ -223,7 +229,10 @@ fn config_dir_profile_default_and_mt_profile() {
     e.ok("mt-stop", &["york"]);
     let o = spawn_with(&e, "york", &["--resume", "--prompt", "again"], &[]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
-    assert_eq!(e.run("mt-profile", &["remove", "work"]).status.code(), Some(65));
+    assert_eq!(
+        e.run("mt-profile", &["remove", "work"]).status.code(),
+        Some(65)
+    );
 }
 
 #[test]
@@ -234,9 +243,15 @@ fn bad_profiles_are_refused_without_showing_a_key() {
     let o = add_key(&e, "gw", KEY, &["--base-url", "ftp://x"]);
     assert_eq!(o.status.code(), Some(65));
     assert_eq!(add_key(&e, "../x", KEY, &[]).status.code(), Some(65));
-    let o = e.run("mt-profile", &["add", "w", "--config-dir", "/nonexistent/dir"]);
+    let o = e.run(
+        "mt-profile",
+        &["add", "w", "--config-dir", "/nonexistent/dir"],
+    );
     assert_eq!(o.status.code(), Some(65));
-    let o = e.run("mt-profile", &["add", "w", "--config-dir", "/tmp", "--base-url", "http://x"]);
+    let o = e.run(
+        "mt-profile",
+        &["add", "w", "--config-dir", "/tmp", "--base-url", "http://x"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(!config(&e).join("profiles").exists() || profiles_in(&e).is_empty());
 
@@ -247,10 +262,16 @@ fn bad_profiles_are_refused_without_showing_a_key() {
         format!("api_key = \"{KEY}\nbase_url = 3\n"),
     )
     .unwrap();
-    let o = e.run("mt-spawn", &["york", "-d", "--profile", "broken", "--prompt", "go"]);
+    let o = e.run(
+        "mt-spawn",
+        &["york", "-d", "--profile", "broken", "--prompt", "go"],
+    );
     assert_eq!(o.status.code(), Some(65));
     let err = text(&o.stderr);
-    assert!(err.contains("broken.toml: does not parse (line 1)"), "{err}");
+    assert!(
+        err.contains("broken.toml: does not parse (line 1)"),
+        "{err}"
+    );
     let o = e.run("mt-profile", &["list"]);
     assert_eq!(o.status.code(), Some(0));
     let all = format!("{err}{}{}", text(&o.stdout), text(&o.stderr));
@@ -267,7 +288,10 @@ fn profiles_in(e: &Env) -> Vec<PathBuf> {
 fn dispatch_spreads_agents_over_profiles_and_leaves_out_limited_ones() {
     let e = Env::with_repo();
     for p in ["a", "b"] {
-        assert_eq!(add_key(&e, p, &format!("{KEY}-{p}"), &[]).status.code(), Some(0));
+        assert_eq!(
+            add_key(&e, p, &format!("{KEY}-{p}"), &[]).status.code(),
+            Some(0)
+        );
     }
     for t in ["one", "two", "three"] {
         e.ok("mt-task", &["create", t]);
@@ -293,7 +317,9 @@ fn dispatch_spreads_agents_over_profiles_and_leaves_out_limited_ones() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    wait_for("b's limit", || e.status("lim")["rate_limit"]["status"] == "rejected");
+    wait_for("b's limit", || {
+        e.status("lim")["rate_limit"]["status"] == "rejected"
+    });
     e.ok("mt-task", &["create", "four"]);
     let out = e.ok("mt-dispatch", &["--profiles", "a,b", "--max", "10"]);
     assert_eq!(out, "hale took task 4: four\n");

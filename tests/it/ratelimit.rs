@@ -124,7 +124,10 @@ fn stopped_agent_is_resumed_exactly_once_after_the_reset_never_before() {
     let got = notes(&receipts);
     assert_eq!(got.len(), 1, "{got:?}");
     let at_ns: u128 = got[0]["at_ns"].as_str().unwrap().parse().unwrap();
-    assert!(at_ns >= reset as u128 * 1_000_000_000, "resumed before the reset");
+    assert!(
+        at_ns >= reset as u128 * 1_000_000_000,
+        "resumed before the reset"
+    );
     assert!(
         got[0]["text"]
             .as_str()
@@ -218,11 +221,17 @@ fn idle_agent_is_nudged_and_an_agent_stopped_on_request_is_left_alone() {
     assert_eq!(e.ok("mt-reap", &[]), "");
     assert_eq!(e.ok("mt-reap", &["--restart"]), "");
     let dry = reap(&e, &receipts, &["--dry-run"]);
-    assert!(dry.starts_with("idle: usage limit") && dry.ends_with("; would nudge\n"), "{dry}");
+    assert!(
+        dry.starts_with("idle: usage limit") && dry.ends_with("; would nudge\n"),
+        "{dry}"
+    );
     assert!(notes(&receipts).is_empty());
 
     let out = reap(&e, &receipts, &[]);
-    assert!(out.starts_with("idle: usage limit") && out.ends_with("; nudged\n"), "{out}");
+    assert!(
+        out.starts_with("idle: usage limit") && out.ends_with("; nudged\n"),
+        "{out}"
+    );
     wait_for("the note", || notes(&receipts).len() == 1);
     for _ in 0..5 {
         assert_eq!(reap(&e, &receipts, &[]), "");
