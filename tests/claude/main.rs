@@ -10,3 +10,4 @@ mod support;
 
 mod claude;
 mod claude_hooks;
+mod claude_profile;
