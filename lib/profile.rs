@@ -7,9 +7,9 @@
 //! the key is read from the file at every start and never lands in the
 //! state directory.
 //!
-//! The default profile is kept in `profiles/default` (one name) behind
-//! `default_name` and `set_default`, the one place to change when it moves
-//! into the settings file.
+//! The default profile is the `profile` setting (see `config`): the
+//! global settings file's, unless `$MT_PROFILE` or the project's settings
+//! name another.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::exit::{CANTCREAT, Coded, DATAERR, UNAVAILABLE, fail};
+use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
 use crate::infra::fsutil;
 use crate::names;
 
@@ -41,31 +41,9 @@ pub const AUTH_VARS: &[&str] = &[
     "CLAUDE_CODE_USE_FOUNDRY",
 ];
 
-/// mt's configuration directory: `$MT_CONFIG_HOME`, else
-/// `$XDG_CONFIG_HOME/mt` (an absolute one, as the XDG rules say), else
-/// `$HOME/.config/mt`.
-pub fn config_home() -> Result<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(p) = var("MT_CONFIG_HOME") {
-        return Ok(PathBuf::from(p));
-    }
-    if let Some(p) = var("XDG_CONFIG_HOME").map(PathBuf::from)
-        && p.is_absolute()
-    {
-        return Ok(p.join("mt"));
-    }
-    match var("HOME") {
-        Some(h) => Ok(PathBuf::from(h).join(".config").join("mt")),
-        None => Err(fail(
-            UNAVAILABLE,
-            "cannot find mt's configuration directory: none of MT_CONFIG_HOME, XDG_CONFIG_HOME, HOME is set",
-        )),
-    }
-}
-
 /// The profiles directory, `<config home>/profiles`.
 pub fn dir() -> Result<PathBuf> {
-    Ok(config_home()?.join("profiles"))
+    Ok(crate::config::config_home()?.join("profiles"))
 }
 
 /// How a profile authenticates.
@@ -300,58 +278,32 @@ pub fn names() -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn default_path() -> Result<PathBuf> {
-    Ok(dir()?.join("default"))
+/// The global settings file, where `mt-profile use` writes.
+fn global_settings() -> Result<PathBuf> {
+    Ok(crate::config::config_home()?.join("config.toml"))
 }
 
-/// The default profile's name, if one is set (`mt-profile use`).
+/// The default profile: the `profile` key of the global settings file.
 pub fn default_name() -> Result<Option<String>> {
-    let p = default_path()?;
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
-    };
-    let name = text.trim();
-    if name.is_empty() {
-        return Ok(None);
-    }
-    names::check("profile", name)
-        .with_context(|| format!("in {}", p.display()))
-        .map(|n| Some(n.to_string()))
+    let s = crate::config::Settings::from_files(Some(&global_settings()?), None, &|_| None)?;
+    Ok(s.text("profile"))
 }
 
-/// Set (or with `None` clear) the default profile.
+/// Set (or with `None` clear) the default profile, in the global
+/// settings file.
 pub fn set_default(name: Option<&str>) -> Result<()> {
-    let p = default_path()?;
-    match name {
-        Some(n) => {
-            names::check("profile", n)?;
-            ensure_dir()?;
-            fsutil::write_atomic(&p, format!("{n}\n").as_bytes(), fsutil::fsync_enabled())
-        }
-        None => match std::fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e)
-                .with_context(|| format!("cannot remove {}", p.display()))
-                .code(CANTCREAT),
-        },
+    if let Some(n) = name {
+        names::check("profile", n)?;
     }
+    crate::config::write_key(&global_settings()?, "profile", name)
 }
 
-/// The profile a new agent gets when none is named: `$MT_PROFILE`, else
-/// the default, else none. Without a configuration directory (no HOME)
-/// there is no default.
-pub fn chosen() -> Result<Option<String>> {
-    if let Some(n) = std::env::var(ENV).ok().filter(|s| !s.is_empty()) {
-        names::check("profile", &n)?;
-        return Ok(Some(n));
-    }
-    if config_home().is_err() {
-        return Ok(None);
-    }
-    default_name()
+/// The profile a new agent gets when none is named, and where that comes
+/// from (`env`, `project`, `global`): the `profile` setting.
+pub fn in_force() -> Result<Option<(String, &'static str)>> {
+    let s = crate::config::Settings::load()?;
+    let layer = s.entry("profile").source.layer();
+    Ok(s.text("profile").map(|n| (n, layer)))
 }
 
 /// What an agent's process environment gets from its profile: variables

@@ -59,7 +59,8 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Make NAME the default profile of new agents
+    /// Make NAME the default profile of new agents (the profile setting of
+    /// the global settings file)
     Use {
         #[arg(value_name = "NAME", required_unless_present = "none")]
         name: Option<String>,
@@ -85,13 +86,13 @@ pub fn tool() -> Tool {
             (
                 "COMMANDS",
                 "add NAME (--config-dir DIR | --api-key-stdin [--base-url URL]) [--force]\tStore a profile. --config-dir takes an existing Claude Code directory (made absolute); log in to it first with CLAUDE_CONFIG_DIR=DIR claude. --api-key-stdin reads the key from the first line of standard input, so it never appears in a command line or in the shell's history; --base-url names an Anthropic-compatible endpoint. A profile of that name is refused (exit 1) unless --force, which replaces it: agents read their profile at every start, so this rotates a key for every agent using it.
-list [--json]\tOne line per profile: NAME, KIND (config-dir or api-key), WHERE (the directory, the base URL, or default endpoint), AGENTS (agents of the state directory started with it, and how many run) and DEFAULT (yes for the default, MT_PROFILE for the one $MT_PROFILE names). With --json one object per line: name, kind, config_dir, base_url, default, chosen (what a new agent gets now), agents, running. Never a key.
-use NAME | use --none\tMake NAME the default profile of new agents, or clear the default.
-remove NAME [--force]\tDelete the profile (and the default, if it was that). Refused (exit 1) while an agent of the state directory that uses it runs, since its next resume would fail; --force removes it anyway.",
+list [--json]\tOne line per profile: NAME, KIND (config-dir or api-key), WHERE (the directory, the base URL, or default endpoint), AGENTS (agents of the state directory started with it, and how many run) and DEFAULT (for the profile a new agent gets now: where the profile setting comes from, global, project or env for $MT_PROFILE). With --json one object per line: name, kind, config_dir, base_url, default (true for the profile a new agent gets), from (global, project, env or null), agents, running. Never a key.
+use NAME | use --none\tMake NAME the default profile of new agents, or clear the default: the profile key of the global settings file (as mt-config set --global profile NAME). A warning says so when $MT_PROFILE or the project's settings name another profile, which then wins.
+remove NAME [--force]\tDelete the profile (and the global default, if it was that). Refused (exit 1) while an agent of the state directory that uses it runs, since its next resume would fail; --force removes it anyway.",
             ),
             (
                 "PROFILES AND AGENTS",
-                "mt-spawn --profile NAME, mt-sling --profile NAME and mt-dispatch --profiles A,B,C start agents with a profile; without one, a new agent gets $MT_PROFILE, else the default profile, else none (the caller's own environment, as before profiles). The agent's meta.json records the profile's name only. At every start, resumes included, the supervisor reads the profile file and sets the agent's process environment: CLAUDE_CONFIG_DIR=DIR for a directory; ANTHROPIC_API_KEY and, when given, ANTHROPIC_BASE_URL for a key. The caller's ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL, CLAUDE_CODE_OAUTH_TOKEN, CLAUDE_CODE_USE_BEDROCK, CLAUDE_CODE_USE_VERTEX and CLAUDE_CODE_USE_FOUNDRY are removed first, so nothing of another account wins over the profile. The key never goes into the agent's settings.json, its command line or anything else under the state directory. The agent also gets MT_PROFILE=NAME, so agents it starts use the same profile.
+                "mt-spawn --profile NAME, mt-sling --profile NAME and mt-dispatch --profiles A,B,C start agents with a profile; without one, a new agent gets the profile setting ($MT_PROFILE, else the project's settings, else the global ones; see mt-config(1)), else none (the caller's own environment). The agent's meta.json records the profile's name only. At every start, resumes included, the supervisor reads the profile file and sets the agent's process environment: CLAUDE_CONFIG_DIR=DIR for a directory; ANTHROPIC_API_KEY and, when given, ANTHROPIC_BASE_URL for a key. The caller's ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL, CLAUDE_CODE_OAUTH_TOKEN, CLAUDE_CODE_USE_BEDROCK, CLAUDE_CODE_USE_VERTEX and CLAUDE_CODE_USE_FOUNDRY are removed first, so nothing of another account wins over the profile. The key never goes into the agent's settings.json, its command line or anything else under the state directory. The agent also gets MT_PROFILE=NAME, so agents it starts use the same profile.
 
 A resumed agent keeps its profile unless mt-spawn --resume --profile names another. A session lives in its Claude Code directory: an agent moved to a profile with another directory cannot resume its session there. Claude Code also keeps its task lists and team inboxes in that directory, so agents with a config-dir profile do not share the task list of agents without one.
 
@@ -100,7 +101,7 @@ mt-dispatch --profiles spreads agents over profiles, leaving out a profile while
             (
                 "FILES",
                 "CONFIG/profiles/NAME.toml\tone profile: config_dir = \"DIR\", or api_key = \"KEY\" and optionally base_url = \"URL\"; directory 0700, files 0600, written to a temporary file created 0600 and renamed into place
-CONFIG/profiles/default\tthe default profile's name
+CONFIG/config.toml\tthe global settings, whose profile key is the default profile (see mt-config(1))
 
 CONFIG is $MT_CONFIG_HOME, else $XDG_CONFIG_HOME/mt, else ~/.config/mt. See mt-files(5).",
             ),
@@ -121,7 +122,7 @@ Rotate a key; running agents pick it up at their next start:
 Which profiles exist and who uses them:
   $ mt-profile list
   NAME  KIND        WHERE                    AGENTS         DEFAULT
-  gw    api-key     https://llm.example.com  2 (1 running)  yes
+  gw    api-key     https://llm.example.com  2 (1 running)  global
   work  config-dir  /home/me/.claude-work    1 (1 running)",
             ),
             (
@@ -133,17 +134,17 @@ Which profiles exist and who uses them:
             ("", super::EXIT_COMMON),
             (
                 "",
-                "Exit 65 also for an unknown profile (here and in mt-spawn, mt-sling, mt-dispatch), a profile file that does not parse, an empty key, a base URL that is not http:// or https://, and a --config-dir that is not a directory.",
+                "Exit 65 also for an unknown profile (here and in mt-spawn, mt-sling, mt-dispatch), a profile file that does not parse, an empty key, a base URL that is not http:// or https://, and a --config-dir that is not a directory. Exit 78 for settings files that do not parse (see mt-config(1)).",
             ),
             (
                 "ENVIRONMENT",
                 "MT_CONFIG_HOME\tmt's configuration directory (default: $XDG_CONFIG_HOME/mt, else ~/.config/mt)
 XDG_CONFIG_HOME\tsee MT_CONFIG_HOME
-MT_PROFILE\tthe profile new agents get instead of the default; list marks it",
+MT_PROFILE\tthe profile new agents get, before the settings files; list marks it",
             ),
             (
                 "SEE ALSO",
-                "mt-spawn(1), mt-dispatch(1), mt-reap(1), mt-files(5), mt(7)",
+                "mt-config(1), mt-spawn(1), mt-dispatch(1), mt-reap(1), mt-files(5), mt(7)",
             ),
         ],
     )
@@ -187,12 +188,24 @@ pub fn run(args: Args) -> Result<u8> {
         }
         Cmd::List { json } => list(&args.common, json),
         Cmd::Use { name, none } => {
-            match name.filter(|_| !none) {
-                Some(n) => {
-                    profile::load(&n)?;
-                    profile::set_default(Some(&n))?;
-                }
-                None => profile::set_default(None)?,
+            let name = name.filter(|_| !none);
+            if let Some(n) = &name {
+                profile::load(n)?;
+            }
+            profile::set_default(name.as_deref())?;
+            // Say when something above the global file decides instead.
+            if let Some((p, from)) = profile::in_force()?
+                && from != "global"
+                && name.as_deref() != Some(p.as_str())
+            {
+                let by = if from == "env" {
+                    "$MT_PROFILE names"
+                } else {
+                    "the project's settings name"
+                };
+                crate::exit::warn(format_args!(
+                    "{by} profile {p}, which new agents get instead"
+                ));
             }
             Ok(0)
         }
@@ -240,9 +253,7 @@ fn users(common: &Common) -> Vec<(String, String, bool)> {
 
 fn list(common: &Common, json: bool) -> Result<u8> {
     let names = profile::names()?;
-    let default = profile::default_name()?;
-    let env = std::env::var(profile::ENV).ok().filter(|s| !s.is_empty());
-    let chosen = env.clone().or(default.clone());
+    let chosen = profile::in_force()?;
     let users = users(common);
     let mut out = std::io::stdout().lock();
     let mut rows = Vec::new();
@@ -270,23 +281,20 @@ fn list(common: &Common, json: bool) -> Result<u8> {
             .map(|(_, a, _)| a.as_str())
             .collect();
         let running = users.iter().filter(|(p, _, r)| *p == n && *r).count();
-        let is_default = default.as_deref() == Some(n.as_str());
+        let from = chosen
+            .as_ref()
+            .filter(|(p, _)| *p == n)
+            .map(|(_, from)| *from);
         if json {
             let v = json!({
                 "name": n, "kind": kind, "config_dir": dir, "base_url": url,
-                "default": is_default, "chosen": chosen.as_deref() == Some(n.as_str()),
+                "default": from.is_some(), "from": from,
                 "agents": agents, "running": running,
             });
             writeln!(out, "{v}")?;
             continue;
         }
-        let mark = if env.as_deref() == Some(n.as_str()) {
-            "MT_PROFILE"
-        } else if is_default {
-            "yes"
-        } else {
-            ""
-        };
+        let mark = from.unwrap_or("");
         let used = match (agents.len(), running) {
             (0, _) => "-".to_string(),
             (k, 0) => k.to_string(),

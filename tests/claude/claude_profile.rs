@@ -10,8 +10,10 @@ use std::process::Stdio;
 #[test]
 fn an_api_key_profile_sends_the_session_to_its_base_url() {
     let script = || Script::new().on("hello there", vec![Step::text("hi back")]);
-    let Some(t) = Team::new("an_api_key_profile_sends_the_session_to_its_base_url", script())
-    else {
+    let Some(t) = Team::new(
+        "an_api_key_profile_sends_the_session_to_its_base_url",
+        script(),
+    ) else {
         return;
     };
     // The caller's environment points at t.api; the profile at another.
@@ -38,14 +40,20 @@ fn an_api_key_profile_sends_the_session_to_its_base_url() {
         q.is_turn() && q.sees("hello there")
     });
     assert_eq!(req.api_key.as_deref(), Some("sk-profile-gw"));
-    assert_eq!(req.session.as_deref(), t.status("york")["session_id"].as_str());
+    assert_eq!(
+        req.session.as_deref(),
+        t.status("york")["session_id"].as_str()
+    );
     assert!(
         t.api.requests().is_empty(),
         "the caller's endpoint was asked: {:?}",
         t.api.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
     );
     assert!(
-        other.requests().iter().all(|r| r.api_key.as_deref() == Some("sk-profile-gw")),
+        other
+            .requests()
+            .iter()
+            .all(|r| r.api_key.as_deref() == Some("sk-profile-gw")),
         "a request without the profile's key"
     );
 }

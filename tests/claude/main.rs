@@ -11,3 +11,4 @@ mod support;
 mod claude;
 mod claude_hooks;
 mod claude_profile;
+mod lead;

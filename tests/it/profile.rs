@@ -163,6 +163,20 @@ fn config_dir_profile_default_and_mt_profile() {
     );
     assert_eq!(add_key(&e, "gw", KEY, &[]).status.code(), Some(0));
     e.ok("mt-profile", &["use", "work"]);
+    // The default is the profile setting of the global settings file.
+    let settings = || std::fs::read_to_string(config(&e).join("config.toml")).unwrap_or_default();
+    assert_eq!(settings().trim(), "profile = \"work\"");
+    let o = e
+        .cmd("mt-profile")
+        .env("MT_PROFILE", "gw")
+        .args(["use", "work"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        text(&o.stderr),
+        "mt-profile: $MT_PROFILE names profile gw, which new agents get instead\n"
+    );
 
     // No --profile: the default.
     let o = spawn_with(&e, "york", &["--prompt", "go"], CALLER);
@@ -190,7 +204,7 @@ fn config_dir_profile_default_and_mt_profile() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with("work ") && l.ends_with("yes")),
+            .any(|l| l.starts_with("work ") && l.ends_with("global")),
         "{table}"
     );
     e.wait_idle("york");
@@ -225,7 +239,7 @@ fn config_dir_profile_default_and_mt_profile() {
         text(&o.stderr)
     );
     e.ok("mt-profile", &["remove", "work", "--force"]);
-    assert!(!config(&e).join("profiles/default").exists());
+    assert!(!settings().contains("profile"), "{}", settings());
     e.ok("mt-stop", &["york"]);
     let o = spawn_with(&e, "york", &["--resume", "--prompt", "again"], &[]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));

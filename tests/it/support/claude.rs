@@ -152,7 +152,7 @@ impl Team {
 
     /// The environment every command gets.
     fn setup(&self, c: &mut Command) {
-        for k in INHERITED {
+        for k in INHERITED.iter().chain(super::SETTINGS_ENV) {
             c.env_remove(k);
         }
         let path = std::env::var_os("PATH").unwrap_or_default();
@@ -386,6 +386,17 @@ impl Team {
     /// Start `claude ARGS` interactively in the repository, with Claude
     /// Code's first-run questions (trust, API key) answered up front.
     pub fn interactive(&self, args: &[&str], env: &[(&str, &str)]) -> Pty {
+        let mut c = self.claude_cmd();
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        self.in_pty(c)
+    }
+
+    /// Run `c` (one of mt's tools that starts `claude`, say) in a
+    /// pseudo-terminal of its own, as `interactive` does.
+    pub fn in_pty(&self, mut c: Command) -> Pty {
         use std::os::fd::{AsRawFd, OwnedFd};
         use std::os::unix::process::CommandExt;
         let mut conf: Value =
@@ -403,11 +414,7 @@ impl Team {
         };
         let p = nix::pty::openpty(Some(&size), None).unwrap();
         let slave: OwnedFd = p.slave;
-        let mut c = self.claude_cmd();
-        c.args(args).env("TERM", "xterm-256color");
-        for (k, v) in env {
-            c.env(k, v);
-        }
+        c.env("TERM", "xterm-256color");
         c.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));

@@ -105,7 +105,10 @@ impl Env {
             "MT_PROFILES",
             "MT_CONFIG_HOME",
             "CLAUDE_CODE_TASK_LIST_ID",
-        ] {
+        ]
+        .into_iter()
+        .chain(super::SETTINGS_ENV.iter().copied())
+        {
             c.env_remove(k);
         }
         c
