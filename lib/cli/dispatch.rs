@@ -50,7 +50,8 @@ pub struct Args {
 
     /// Auth profiles to spread the agents over, comma separated: each
     /// agent gets the one with the fewest running agents, leaving out those
-    /// at a usage limit (default: $MT_PROFILE, else the default profile)
+    /// at a usage limit (default: the profile setting, $MT_PROFILE or the
+    /// settings files)
     #[arg(long, env = "MT_PROFILES", value_name = "NAMES", value_delimiter = ',')]
     pub profiles: Vec<String>,
 
@@ -78,7 +79,7 @@ task N waits: every profile is at its usage limit (the first resets at T)\twith 
             ("AGENTS", super::sling::POOL_TEXT),
             (
                 "PROFILES",
-                "With --profiles A,B,C (or $MT_PROFILES) each agent started is given one of these auth profiles (see mt-profile(1)): the one with the fewest running agents of this state directory, the first given on a tie. A profile is left out while any of its agents, running or not, shows in status.json a rate_limit with status rejected and a resets_at still in the future: its account is at a usage limit, which every agent of the profile shares. When all are left out, the task waits and the run ends; a later run starts it once a limit has reset. Without --profiles an agent gets $MT_PROFILE, else the default profile, else none. An unknown profile is an error (65) before anything is claimed.",
+                "With --profiles A,B,C (or $MT_PROFILES) each agent started is given one of these auth profiles (see mt-profile(1)): the one with the fewest running agents of this state directory, the first given on a tie. A profile is left out while any of its agents, running or not, shows in status.json a rate_limit with status rejected and a resets_at still in the future: its account is at a usage limit, which every agent of the profile shares. When all are left out, the task waits and the run ends; a later run starts it once a limit has reset. Without --profiles an agent gets the profile setting ($MT_PROFILE, else the settings files; see mt-config(1)), else none. An unknown profile is an error (65) before anything is claimed.",
             ),
             ("TASK LIST", super::task::TASK_LIST_DEFAULT),
             (

@@ -60,8 +60,8 @@ pub struct Args {
     #[command(flatten)]
     pub permissions: super::PermissionArgs,
 
-    /// Auth profile for the agent (see mt-profile(1); default:
-    /// $MT_PROFILE, else the default profile)
+    /// Auth profile for the agent (see mt-profile(1); default: the profile
+    /// setting, $MT_PROFILE or the settings files)
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
 
@@ -114,7 +114,7 @@ A demo without Claude Code:
                 "ENVIRONMENT",
                 "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
 MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))
-MT_PROFILE\tthe auth profile of the agent when --profile is not given (see mt-profile(1))",
+MT_PROFILE\tthe auth profile of the agent when --profile is not given, before the settings files (see mt-profile(1))",
             ),
             (
                 "SEE ALSO",
