@@ -5,6 +5,7 @@
 use clap::CommandFactory;
 use std::path::PathBuf;
 
+pub mod attach;
 pub mod channels;
 pub mod dispatch;
 pub mod fake_agent;
@@ -271,6 +272,7 @@ pub fn tools() -> Vec<Tool> {
         stop::tool(),
         log::tool(),
         wait::tool(),
+        attach::tool(),
         fake_agent::tool(),
         route::tool(),
         reap::tool(),
