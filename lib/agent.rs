@@ -329,9 +329,8 @@ impl AgentDir {
     /// supervisor died without recording the end: `lost`.
     pub fn shown_state(&self, status: Option<&Status>) -> Result<&'static str> {
         let running = self.running()?;
-        let attached = running
-            && !status.is_some_and(|s| s.state.is_live())
-            && self.attached_path().is_file();
+        let attached =
+            running && !status.is_some_and(|s| s.state.is_live()) && self.attached_path().is_file();
         Ok(match status {
             _ if attached => "attached",
             None if running => "starting",

@@ -154,10 +154,18 @@ pub fn attach(state: &StateDir, o: &Options, say: &mut dyn FnMut(&str)) -> Resul
     ));
 
     let run_id = marker.run_id.clone();
-    let ran = run_program(&state, &meta, &program, &session, &run_id, &mask, &mut |pid| {
-        marker.program_pid = Some(pid);
-        let _ = write_marker(&a, &marker);
-    });
+    let ran = run_program(
+        &state,
+        &meta,
+        &program,
+        &session,
+        &run_id,
+        &mask,
+        &mut |pid| {
+            marker.program_pid = Some(pid);
+            let _ = write_marker(&a, &marker);
+        },
+    );
     end_leftovers(&marker.run_id);
     let _ = fs::remove_file(a.attached_path());
     let code = ran.as_ref().map_or(SOFTWARE, |c| *c);
@@ -437,7 +445,12 @@ fn run_program(
         Some(b) => {
             let writable = spawn::sandbox_writable(&meta.cwd, state.root());
             let mut c = Command::new(b);
-            c.args(spawn::bwrap_args(&meta.cwd, &writable, &program.path, &args));
+            c.args(spawn::bwrap_args(
+                &meta.cwd,
+                &writable,
+                &program.path,
+                &args,
+            ));
             c
         }
         None => {
@@ -471,7 +484,10 @@ fn run_program(
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => UNAVAILABLE,
             _ => SOFTWARE,
         };
-        fail(code, format!("cannot run the agent program {:?}: {e}", program.path))
+        fail(
+            code,
+            format!("cannot run the agent program {:?}: {e}", program.path),
+        )
     })?;
     let pid = Pid::from_raw(child.id() as i32);
     started(pid.as_raw());

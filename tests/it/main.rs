@@ -10,6 +10,7 @@
 
 mod support;
 
+mod attach;
 mod channel;
 mod defects;
 mod faults;
