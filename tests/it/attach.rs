@@ -11,8 +11,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use crate::support::{Env, jsonl, read_json, text, wait_for};
 
-/// A stand-in for the interactive program, writing into `dir`: `args` (one
-/// per line), `env`, `cwd`, `pid`; then `body` (shell), then exit 0.
+/// A stand-in for the interactive program, writing into `dir`: `env`,
+/// `cwd`, `pid`, and last `args` (one per line); then `body` (shell), then
+/// exit 0.
 fn stand_in(e: &Env, body: &str) -> (PathBuf, PathBuf) {
     let dir = e.root.join("program");
     fs::create_dir_all(&dir).unwrap();
@@ -21,8 +22,8 @@ fn stand_in(e: &Env, body: &str) -> (PathBuf, PathBuf) {
     fs::write(
         &script,
         format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {d}/args.tmp && mv {d}/args.tmp {d}/args\n\
-             env > {d}/env\npwd > {d}/cwd\necho $$ > {d}/pid\n{body}\nexit 0\n"
+            "#!/bin/sh\nenv > {d}/env\npwd > {d}/cwd\necho $$ > {d}/pid\n\
+             printf '%s\\n' \"$@\" > {d}/args.tmp && mv {d}/args.tmp {d}/args\n{body}\nexit 0\n"
         ),
     )
     .unwrap();
