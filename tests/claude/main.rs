@@ -8,5 +8,6 @@
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod attach;
 mod claude;
 mod claude_hooks;

@@ -84,7 +84,16 @@ fn events(e: &Env, event: &str) -> Vec<Value> {
         .collect()
 }
 
-fn finish(child: Child) -> Output {
+/// Wait (bounded) for mt-attach to exit; killed when it does not.
+fn finish(mut child: Child) -> Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > crate::support::PATIENCE {
+            let _ = child.kill();
+            panic!("mt-attach did not exit: {:?}", child.wait_with_output());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     child.wait_with_output().unwrap()
 }
 

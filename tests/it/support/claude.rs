@@ -373,8 +373,8 @@ impl Drop for Team {
     }
 }
 
-/// An interactive `claude` in a pseudo-terminal: what it drew, and a way to
-/// type. Killed (with its process group) when dropped.
+/// An interactive `claude` (or a tool running it) in a pseudo-terminal: what
+/// it drew, and a way to type. Killed (with its process group) when dropped.
 pub struct Pty {
     pub pid: i32,
     child: std::process::Child,
@@ -386,6 +386,21 @@ impl Team {
     /// Start `claude ARGS` interactively in the repository, with Claude
     /// Code's first-run questions (trust, API key) answered up front.
     pub fn interactive(&self, args: &[&str], env: &[(&str, &str)]) -> Pty {
+        let mut c = self.claude_cmd();
+        c.args(args);
+        self.in_pty(c, env)
+    }
+
+    /// Start one of mt's tools (`mt-attach`) in a pseudo-terminal, as
+    /// `interactive` starts `claude`.
+    pub fn interactive_tool(&self, tool: &str, args: &[&str], env: &[(&str, &str)]) -> Pty {
+        let mut c = self.cmd(tool);
+        c.args(args);
+        self.in_pty(c, env)
+    }
+
+    /// Run `c` on a new pseudo-terminal, its controlling terminal.
+    fn in_pty(&self, mut c: Command, env: &[(&str, &str)]) -> Pty {
         use std::os::fd::{AsRawFd, OwnedFd};
         use std::os::unix::process::CommandExt;
         let mut conf: Value =
@@ -403,8 +418,7 @@ impl Team {
         };
         let p = nix::pty::openpty(Some(&size), None).unwrap();
         let slave: OwnedFd = p.slave;
-        let mut c = self.claude_cmd();
-        c.args(args).env("TERM", "xterm-256color");
+        c.env("TERM", "xterm-256color");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -496,6 +510,24 @@ impl Pty {
                 .collect::<String>()
                 .contains(&want)
         });
+    }
+}
+
+impl Pty {
+    /// Wait (up to `PATIENCE`) for the program to exit; its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "timed out waiting for the program to exit; screen:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
