@@ -559,4 +559,52 @@ mod tests {
         assert!(headless.ends_with(&mine), "{headless:?}");
         assert!(!mine.iter().any(|a| a == "-p" || a.contains("stream-json")));
     }
+
+    /// Attached: the marker, the lock held, no supervisor running. Every
+    /// way of reading an agent agrees.
+    #[test]
+    fn attached_only_while_the_lock_is_held_and_no_supervisor_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let st = StateDir::at(d.path().join("mt"));
+        let a = AgentDir::new(&st, "york").unwrap();
+        a.ensure(&st).unwrap();
+        let mut status = agent::Status {
+            name: "york".into(),
+            state: agent::State::Exited,
+            ..Default::default()
+        };
+        a.write_status(&status).unwrap();
+        let shown = |a: &AgentDir| {
+            let one = agent::info(&st, "york").unwrap().shown;
+            let many = agent::infos(&st, &["york".into()]).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .shown;
+            assert_eq!(one, many);
+            assert_eq!(
+                one,
+                a.shown_state(a.read_status().unwrap().as_ref()).unwrap()
+            );
+            (one, holder(a).map(|h| h.by))
+        };
+        write_marker(
+            &a,
+            &Attached {
+                by: "alice".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(shown(&a), ("exited", None), "a marker without the lock");
+        let held = lock::exclusive(a.lock_path()).unwrap();
+        assert_eq!(shown(&a), ("attached", Some("alice".into())));
+        status.state = agent::State::Idle;
+        a.write_status(&status).unwrap();
+        assert_eq!(shown(&a), ("idle", None), "a supervisor runs");
+        fs::remove_file(a.attached_path()).unwrap();
+        status.state = agent::State::Exited;
+        a.write_status(&status).unwrap();
+        assert_eq!(shown(&a), ("exited", None), "the lock without a marker");
+        drop(held);
+    }
 }

@@ -27,7 +27,10 @@ fn type_line(pty: &mut crate::support::claude::Pty, line: &str) {
 #[test]
 fn attach_takes_over_a_headless_session_and_hands_it_back() {
     let script = Script::new()
-        .on("review the parser", vec![Step::text("first reply: parser reviewed")])
+        .on(
+            "review the parser",
+            vec![Step::text("first reply: parser reviewed")],
+        )
         .on("typed by alice", vec![Step::text("answer for alice")])
         .on("after the hand back", vec![Step::text("back at work")]);
     let Some(t) = Team::new("attach_takes_over_a_headless_session", script) else {
@@ -89,7 +92,10 @@ fn attach_takes_over_a_headless_session_and_hands_it_back() {
         q.is_turn() && q.sees("after the hand back")
     });
     assert_eq!(q.session.as_deref(), Some(session.as_str()));
-    assert!(q.sees("answer for alice"), "the history of the interactive turn");
+    assert!(
+        q.sees("answer for alice"),
+        "the history of the interactive turn"
+    );
     t.wait("york", "the answer", || {
         t.results("york")
             .iter()

@@ -276,7 +276,12 @@ fn a_busy_agent_finishes_its_turn_before_the_person_attaches() {
     let result = evs.iter().position(|v| v["type"] == "result").unwrap();
     let exit = evs.iter().position(|v| v["subtype"] == "exit").unwrap();
     assert!(result < exit);
-    assert!(evs[result]["result"].as_str().unwrap().ends_with("turn done"));
+    assert!(
+        evs[result]["result"]
+            .as_str()
+            .unwrap()
+            .ends_with("turn done")
+    );
     assert_eq!(evs[exit]["code"], 0);
     let stop = e
         .channel("general")
@@ -314,6 +319,9 @@ fn a_stopped_agent_is_attached_at_once_and_left_stopped_on_request() {
     let e = Env::new();
     let session = idle_agent(&e, "york");
     e.ok("mt-stop", &["york"]);
+    // Settings lost meanwhile are made again from meta.json.
+    let settings = e.agent("york").join("settings.json");
+    fs::remove_file(&settings).unwrap();
     let (program, dir) = stand_in(&e, "");
     let o = attach(&e, &program, &["--no-hand-back", "york"]);
     let err = text(&o.stderr);
@@ -321,9 +329,15 @@ fn a_stopped_agent_is_attached_at_once_and_left_stopped_on_request() {
     assert!(!err.contains("stops once"), "{err}");
     assert!(err.contains("left york stopped"), "{err}");
     assert_eq!(
-        lines_of(&dir.join("args"))[..2],
-        ["--resume", session.as_str()]
+        lines_of(&dir.join("args")),
+        [
+            "--resume",
+            session.as_str(),
+            "--settings",
+            settings.to_str().unwrap()
+        ]
     );
+    assert!(read_json(&settings)["hooks"]["Stop"].is_array());
     assert!(!e.running("york"));
     assert_eq!(ps(&e, "york")["state"], "exited");
     assert!(events(&e, "hand-back").is_empty());
@@ -423,31 +437,35 @@ fn ctrl_c_reaches_the_program_not_mt_attach_and_its_exit_code_is_kept() {
     assert!(e.running("york"));
 }
 
+/// SIGTERM or a hangup (the terminal closed) ends the program with SIGTERM
+/// (Claude Code ignores SIGHUP); the session is handed back.
 #[test]
-fn sigterm_ends_the_program_and_the_session_is_handed_back() {
+fn sigterm_or_sighup_ends_the_program_and_the_session_is_handed_back() {
+    use nix::sys::signal::Signal;
     let e = Env::new();
     idle_agent(&e, "york");
     let d = e.root.join("program");
     let (program, dir) = stand_in(
         &e,
         &format!(
-            "trap 'echo term > {0}/term; exit 7' TERM\ntouch {0}/ready\n\
+            "trap '' HUP\ntrap 'echo term > {0}/term; exit 7' TERM\ntouch {0}/ready\n\
              while :; do sleep 0.02; done",
             d.display()
         ),
     );
-    let child = started(&e, &program, &["york"]);
-    wait_for("the program", || dir.join("ready").is_file());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = finish(child);
-    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
-    assert!(dir.join("term").is_file());
-    assert!(e.running("york"));
-    assert!(!e.agent("york").join("attached.json").exists());
+    for sig in [Signal::SIGTERM, Signal::SIGHUP] {
+        let _ = fs::remove_file(dir.join("ready"));
+        let _ = fs::remove_file(dir.join("term"));
+        let child = started(&e, &program, &["york"]);
+        wait_for("the program", || dir.join("ready").is_file());
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let out = finish(child);
+        assert_eq!(out.status.code(), Some(7), "{sig}: {}", text(&out.stderr));
+        assert!(dir.join("term").is_file());
+        assert!(e.running("york"));
+        assert!(!e.agent("york").join("attached.json").exists());
+        e.wait_idle("york");
+    }
 }
 
 #[test]
@@ -471,10 +489,16 @@ fn a_killed_mt_attach_ends_the_program_and_its_marker_means_nothing() {
     wait_for("the program to end", || dir.join("term").is_file());
     assert!(e.agent("york").join("attached.json").is_file());
     assert_eq!(ps(&e, "york")["state"], "exited");
-    // A nudge resumes it as usual.
+    // A nudge resumes it as usual, and once running it is not attached.
     e.ok("mt-nudge", &["york", "carry on"]);
     wait_for("the nudge", || {
         e.inputs("york").iter().any(|i| i == "carry on")
+    });
+    e.wait_idle("york");
+    assert_eq!(ps(&e, "york")["state"], "idle");
+    e.ok("mt-nudge", &["york", "and more"]);
+    wait_for("the second nudge", || {
+        e.inputs("york").iter().any(|i| i == "and more")
     });
 }
 
