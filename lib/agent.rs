@@ -1044,6 +1044,14 @@ pub fn stop_with(
     let data = serde_json::to_vec(&request)?;
     let mut live = Vec::new();
     for a in agents {
+        // A person has the session on a terminal: theirs to end.
+        if let Some(h) = crate::attach::holder(a) {
+            crate::exit::warn(format_args!(
+                "{} is attached by {} (mt-attach pid {}): not stopped",
+                a.name, h.by, h.pid
+            ));
+            continue;
+        }
         if a.running()? {
             // Tell the supervisor why its agent is about to end, then act.
             fsutil::write_atomic(&a.stop_path(), &data, false)?;

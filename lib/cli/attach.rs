@@ -20,15 +20,18 @@ use crate::exit::{DATAERR, fail};
 /// agent's channel.
 ///
 /// It then runs the agent program interactively on this terminal in the
-/// agent's working directory: `--resume SESSION` with the agent's settings
-/// file (mt's hooks), model, role and extra arguments, in the agent's
-/// environment. While it runs, mt-attach ignores Ctrl-C and Ctrl-\ (the
+/// agent's working directory, resuming its session (--resume SESSION) with
+/// the agent's settings file (mt's hooks), model, role and extra arguments,
+/// in the agent's environment. While it runs, mt-attach ignores Ctrl-C and Ctrl-\ (the
 /// program handles them).
 ///
 /// When the program exits, mt-attach says on the channel that the session is
 /// handed back and starts a headless supervisor on the same session again,
 /// as mt-spawn --resume does, without a prompt: messages that waited in the
 /// inbox are delivered first. With --no-hand-back the agent stays stopped.
+///
+/// While attached, mt-stop leaves the agent alone (with a warning): the
+/// person ends the session.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
@@ -95,7 +98,7 @@ agents/NAME/settings.json\tthe Claude Code settings the program is started with"
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
-                "The program gets the agent's environment, as mt-spawn(1) gives it: the caller's without the variables of a parent Claude Code session, plus MT_AGENT (the agent's name: mt's hooks act for the agent), MT_DIR, MT_CHANNEL, CLAUDE_CODE_ENABLE_TODO_TOOLS, CLAUDE_CODE_TASK_LIST_ID, MT_TASK, and MT_RUN, a marker of this interactive run: whatever the program leaves running when it exits is ended, as when a headless run ends.",
+                "\nThe program gets the agent's environment, as mt-spawn(1) gives it: the caller's without the variables of a parent Claude Code session, plus MT_AGENT (the agent's name: mt's hooks act for the agent), MT_DIR, MT_CHANNEL, CLAUDE_CODE_ENABLE_TODO_TOOLS, CLAUDE_CODE_TASK_LIST_ID, MT_TASK, and MT_RUN, a marker of this interactive run: whatever the program leaves running when it exits is ended, as when a headless run ends.",
             ),
             (
                 "SIGNALS",

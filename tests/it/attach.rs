@@ -182,6 +182,16 @@ fn attach_runs_the_session_interactively_and_hands_it_back() {
         .unwrap()
         .count();
     assert_eq!(waiting, 2);
+    // mt-stop leaves the person's session alone.
+    let o = e.run("mt-stop", &["--grace", "1s", "york"]);
+    assert!(
+        text(&o.stderr).contains("york is attached by alice (mt-attach pid"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(std::path::Path::new(&format!("/proc/{program_pid}")).exists());
+    assert_eq!(ps(&e, "york")["state"], "attached");
+    assert!(!e.agent("york").join("stop.json").exists());
     // One person at a time.
     let o = attach(&e, &program, &["--as", "bob", "york"]);
     assert_eq!(o.status.code(), Some(75));
