@@ -53,12 +53,20 @@ pub struct Meta {
     /// The `permissions` object of the agent's Claude Code settings (see
     /// `permissions`), kept so a resume starts with the same.
     pub permissions: Option<serde_json::Value>,
+    /// The coworker prompt composed at the first start (see `prompts`),
+    /// appended to the system prompt before `role`; kept for resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Worktrees in other repositories the agent may also work in
+    /// (`--add-repo`), given to it with `--add-dir`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_dirs: Vec<PathBuf>,
     pub created: String,
 }
 
-/// meta.json as listings read it: all but the permission profile, which no
-/// listing shows and which costs a thousand agents' `mt-ps` a sixth of its
-/// time to parse. Converting it names every field of [`Meta`], so a new
+/// meta.json as listings read it: all but the permission profile and the
+/// system prompt, which no listing shows and which cost a thousand agents'
+/// `mt-ps` a sixth of its time to parse. Converting it names every field of [`Meta`], so a new
 /// field cannot be forgotten here.
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -76,6 +84,7 @@ struct ListedMeta {
     extra_args: Vec<String>,
     sandbox: bool,
     idle_exit_ms: Option<u64>,
+    add_dirs: Vec<PathBuf>,
     created: String,
 }
 
@@ -96,6 +105,8 @@ impl From<ListedMeta> for Meta {
             sandbox: m.sandbox,
             idle_exit_ms: m.idle_exit_ms,
             permissions: None,
+            system_prompt: None,
+            add_dirs: m.add_dirs,
             created: m.created,
         }
     }

@@ -82,22 +82,17 @@ pub struct Outcome {
     pub handed_back: Option<i32>,
 }
 
-/// The interactive command line after the program name: no `-p`, no
-/// stream-json; the rest as a headless resume has it.
+/// The interactive command line after the program name: the headless
+/// resume's (settings, model, prompts, directories, extra arguments)
+/// without what comes before the session, print mode and stream-json.
 pub fn program_args(meta: &Meta, session: &str, settings: &Path) -> Vec<String> {
-    let mut a = vec![
-        "--resume".to_string(),
-        session.to_string(),
-        "--settings".into(),
-        settings.to_string_lossy().into_owned(),
-    ];
-    if let Some(m) = &meta.model {
-        a.extend(["--model".into(), m.clone()]);
-    }
-    if let Some(r) = &meta.role {
-        a.extend(["--append-system-prompt".into(), r.clone()]);
-    }
-    a.extend(meta.extra_args.iter().cloned());
+    let m = Meta {
+        session_id: session.to_string(),
+        ..meta.clone()
+    };
+    let mut a = spawn::agent_args(&m, true, settings);
+    let at = a.iter().position(|x| x == "--resume").unwrap_or(0);
+    a.drain(..at);
     a
 }
 
@@ -443,7 +438,7 @@ fn run_program(
     let args = program_args(meta, session, &spawn_settings(state, meta)?);
     let mut cmd = match &program.bwrap {
         Some(b) => {
-            let writable = spawn::sandbox_writable(&meta.cwd, state.root());
+            let writable = spawn::sandbox_writable(&meta.cwd, &meta.add_dirs, state.root());
             let mut c = Command::new(b);
             c.args(spawn::bwrap_args(
                 &meta.cwd,
@@ -542,22 +537,19 @@ mod tests {
     fn the_interactive_command_line_is_the_headless_one_without_print_mode() {
         let meta = Meta {
             name: "york".into(),
-            session_id: "S".into(),
+            session_id: "FIRST".into(),
             model: Some("opus".into()),
             role: Some("reviewer".into()),
-            extra_args: vec!["--add-dir".into(), "/x".into()],
+            add_dirs: vec!["/w/docs".into()],
+            extra_args: vec!["--debug".into()],
             ..Meta::default()
         };
         let settings = Path::new("/a/settings.json");
-        let mine = program_args(&meta, "S", settings);
         assert_eq!(
-            mine.join(" "),
+            program_args(&meta, "S", settings).join(" "),
             "--resume S --settings /a/settings.json --model opus \
-             --append-system-prompt reviewer --add-dir /x"
+             --append-system-prompt reviewer --add-dir /w/docs --debug"
         );
-        let headless = spawn::agent_args(&meta, true, settings);
-        assert!(headless.ends_with(&mine), "{headless:?}");
-        assert!(!mine.iter().any(|a| a == "-p" || a.contains("stream-json")));
     }
 
     /// Attached: the marker, the lock held, no supervisor running. Every

@@ -173,6 +173,12 @@ pub fn hooks_for_agent(mt_hook: &Path) -> Value {
     )
 }
 
+/// The hooks `mt-lead` gives the lead's interactive session: the agent's,
+/// and Notification, which only interactive sessions raise.
+pub fn hooks_for_lead(mt_hook: &Path) -> Value {
+    hooks_object(Source::Binary(mt_hook), ENTRIES.iter())
+}
+
 /// Whether a command is `BIN EVENT` as `command` writes it, for an absolute
 /// BIN named mt-hook and one of mt's events.
 fn is_direct(cmd: &str) -> bool {

@@ -15,6 +15,8 @@ pub const UNAVAILABLE: u8 = 69;
 pub const SOFTWARE: u8 = 70;
 pub const CANTCREAT: u8 = 73;
 pub const TEMPFAIL: u8 = 75;
+/// A settings file, profile or variable that is unreadable or invalid.
+pub const CONFIG: u8 = 78;
 
 /// An error that carries the exit code it should end the process with:
 /// either a message of its own (`fail`) or another error it codes

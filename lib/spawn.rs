@@ -65,6 +65,11 @@ pub struct Options {
     pub agent_cmd: Option<String>,
     /// Permission mode, extra allowances or a profile file.
     pub permissions: crate::permissions::Choice,
+    /// Other repositories to work in: a worktree in each, given to the
+    /// agent with `--add-dir`.
+    pub add_repos: Vec<PathBuf>,
+    /// Start without the coworker prompt (see `prompts`).
+    pub no_coworker_prompt: bool,
 }
 
 /// Everything the supervisor needs for one agent.
@@ -111,8 +116,16 @@ pub fn agent_args(meta: &Meta, resume: bool, settings: &Path) -> Vec<String> {
     if let Some(m) = &meta.model {
         a.extend(["--model".into(), m.clone()]);
     }
-    if let Some(r) = &meta.role {
-        a.extend(["--append-system-prompt".into(), r.clone()]);
+    let appended: Vec<&str> = [&meta.system_prompt, &meta.role]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim_end())
+        .collect();
+    if !appended.is_empty() {
+        a.extend(["--append-system-prompt".into(), appended.join("\n\n")]);
+    }
+    for d in &meta.add_dirs {
+        a.extend(["--add-dir".into(), d.to_string_lossy().into_owned()]);
     }
     a.extend(meta.extra_args.iter().cloned());
     a
@@ -198,14 +211,18 @@ pub fn bwrap_args(
     v
 }
 
-/// What the sandbox leaves writable: the working directory, the
-/// repository's git directory (commits from a worktree write there), the
-/// state directory, Claude Code's configuration, and /tmp. Missing paths are
+/// What the sandbox leaves writable: the working directory and the
+/// worktrees of `--add-repo`, their repositories' git directories (commits
+/// from a worktree write there), the state directory, Claude Code's
+/// configuration, and /tmp. Missing paths are
 /// left out (bwrap refuses to bind them).
-pub fn sandbox_writable(cwd: &Path, state_root: &Path) -> Vec<PathBuf> {
-    let mut w = vec![cwd.to_path_buf()];
-    if let Some(g) = crate::statedir::discover_git(cwd) {
-        w.push(g.common_dir);
+pub fn sandbox_writable(cwd: &Path, extra: &[PathBuf], state_root: &Path) -> Vec<PathBuf> {
+    let mut w = Vec::new();
+    for dir in std::iter::once(cwd).chain(extra.iter().map(PathBuf::as_path)) {
+        w.push(dir.to_path_buf());
+        if let Some(g) = crate::statedir::discover_git(dir) {
+            w.push(g.common_dir);
+        }
     }
     w.push(state_root.to_path_buf());
     if let Ok(c) = crate::statedir::claude_config_dir() {
@@ -401,12 +418,35 @@ fn new_meta(
     worktree: Option<PathBuf>,
     cwd: PathBuf,
 ) -> Result<Meta> {
-    let o = o.clone();
+    let mut o = o.clone();
+    // A fresh start takes what the options leave open from the settings
+    // files; a resume from what the last start recorded.
+    let settings = if o.resume {
+        None
+    } else {
+        Some(crate::config::Settings::load()?)
+    };
+    if let Some(s) = &settings {
+        apply_settings(&mut o, s);
+    }
     let permissions = crate::permissions::resolve(
         &o.permissions,
         base.permissions.as_ref().filter(|_| o.resume),
         &cwd,
     )?;
+    let system_prompt = match &settings {
+        Some(_) if !o.no_coworker_prompt => Some(crate::prompts::compose(
+            crate::prompts::Role::Coworker,
+            crate::config::project_dir(&cwd).as_deref(),
+        )?),
+        Some(_) => None,
+        None => base.system_prompt.clone(),
+    };
+    let add_dirs = if o.add_repos.is_empty() && o.resume {
+        base.add_dirs.clone()
+    } else {
+        other_worktrees(&o.name, &o.add_repos)?
+    };
     let pick = |new: Option<String>, old: Option<String>| new.or(old);
     Ok(Meta {
         name: o.name.clone(),
@@ -440,12 +480,50 @@ fn new_meta(
             None
         }),
         permissions: Some(permissions),
+        system_prompt,
+        add_dirs,
         created: if o.resume && !base.created.is_empty() {
             base.created.clone()
         } else {
             time::now_stamp()
         },
     })
+}
+
+/// Fill what the flags and variables left open from the settings files.
+fn apply_settings(o: &mut Options, s: &crate::config::Settings) {
+    let set = |key: &str| s.is_set(key).then(|| s.text(key)).flatten();
+    o.model = o.model.take().or_else(|| set("model"));
+    o.channel = o.channel.take().or_else(|| set("channel"));
+    o.agent_cmd = o.agent_cmd.take().or_else(|| set("agent-cmd"));
+    let p = &mut o.permissions;
+    if p.mode.is_none() && p.allow.is_empty() && p.file.is_none() {
+        p.mode = set("permission-mode");
+        p.allow = s.list("allow");
+        p.file = s.path("permissions");
+    }
+}
+
+/// A worktree for agent `name` in each of `repos` (made when missing).
+fn other_worktrees(name: &str, repos: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for repo in repos {
+        let repo = std::fs::canonicalize(repo)
+            .map_err(|e| fail(DATAERR, format!("--add-repo {}: {e}", repo.display())))?;
+        if crate::statedir::discover_git(&repo).is_none() {
+            return Err(fail(
+                DATAERR,
+                format!("--add-repo {}: not inside a git repository", repo.display()),
+            ));
+        }
+        let wt = crate::worktree::add(&crate::worktree::AddOptions {
+            name: name.into(),
+            repo: Some(repo),
+            ..Default::default()
+        })?;
+        out.push(wt.path);
+    }
+    Ok(out)
 }
 
 /// The status a start begins from: `starting`, with the totals of earlier
@@ -827,7 +905,7 @@ mod tests {
         std::fs::create_dir_all(cwd.join("sub")).unwrap();
         let st = d.path().join("mt");
         std::fs::create_dir_all(&st).unwrap();
-        let w = sandbox_writable(&cwd.join("sub"), &st);
+        let w = sandbox_writable(&cwd.join("sub"), &[], &st);
         // Everything needed is covered, and no bind is inside another.
         for need in [cwd.join("sub"), st.clone(), PathBuf::from("/tmp")] {
             assert!(w.iter().any(|p| need.starts_with(p)), "{need:?} in {w:?}");

@@ -277,7 +277,7 @@ fn command(plan: &Plan, run_id: &str) -> Command {
     let args = spawn::agent_args(meta, plan.resume, &plan.agent.settings_path());
     let mut cmd = match &plan.bwrap {
         Some(bwrap) => {
-            let writable = spawn::sandbox_writable(&meta.cwd, plan.state.root());
+            let writable = spawn::sandbox_writable(&meta.cwd, &meta.add_dirs, plan.state.root());
             let mut c = Command::new(bwrap);
             c.args(spawn::bwrap_args(
                 &meta.cwd,

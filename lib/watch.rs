@@ -10,12 +10,14 @@
 //! watch/rules        the rules file (default location)
 //! watch/LOCK         held by the one watcher of this state directory
 //! watch/state.json   per-rule state: last run, exit, fingerprint, counters
+//! watch/start.lock   taken by mt-lead while it checks for and starts a watcher
 //! watch/log          command output and watcher events, one line each
 //! ```
 
 pub mod engine;
 pub mod rules;
 pub mod scan;
+pub mod starter;
 pub mod state;
 
 use chrono::{DateTime, Utc};

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use super::{Common, Tool};
 use crate::coord::dispatch::{self, Options, Outcome};
-use crate::names;
 use crate::statedir::claude_config_dir;
 use crate::tasks::{self, TaskList};
 
@@ -23,15 +22,15 @@ use crate::tasks::{self, TaskList};
 #[command(version)]
 pub struct Args {
     /// Start agents only while fewer than this many agents run (any agent,
-    /// however started)
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub max: usize,
+    /// however started; default: the settings' max-agents, else 4)
+    #[arg(long, value_name = "N")]
+    pub max: Option<usize>,
 
     #[command(flatten)]
     pub list: super::ListArg,
 
-    /// Agent names to pick from, comma separated (default: the file pool
-    /// in the state directory, else a built-in pool)
+    /// Agent names to pick from, comma separated (default: the settings' pool,
+    /// else the file pool in the state directory, else a built-in pool)
     #[arg(long, env = "MT_POOL", value_name = "NAMES")]
     pub pool: Option<String>,
 
@@ -40,7 +39,7 @@ pub struct Args {
     pub model: Option<String>,
 
     #[command(flatten)]
-    pub channel: super::ChannelArg,
+    pub channel: super::TeamChannelArg,
 
     /// Agent program (default: claude)
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
@@ -110,16 +109,26 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel.channel)?;
+    let settings = crate::config::Settings::load()?;
+    let channel = args.channel.resolve(&settings)?;
+    let max = args
+        .max
+        .unwrap_or_else(|| settings.count("max-agents").unwrap_or(4) as usize);
     let state = args.common.state()?;
     dispatch::check_repo()?;
-    let pool = dispatch::pool(&state, args.pool.as_deref())?;
+    let pool = dispatch::pool(
+        &state,
+        args.pool
+            .clone()
+            .or_else(|| super::settings_pool(&settings))
+            .as_deref(),
+    )?;
     let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let o = Options {
         list: TaskList::new(&claude_config_dir()?, &list_name)?,
         pool,
         model: args.model,
-        channel: args.channel.channel,
+        channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
         from: "mt-dispatch".into(),
@@ -135,7 +144,7 @@ pub fn run(args: Args) -> Result<u8> {
             failed = Some(e);
         }
     };
-    let waiting = dispatch::dispatch(&state, &o, args.max, &mut |step| {
+    let waiting = dispatch::dispatch(&state, &o, max, &mut |step| {
         let (id, subject) = (step.task.id, step.task.subject());
         say(match &step.outcome {
             Outcome::Started(n) if o.dry_run => format!("would give task {id} to {n}: {subject}"),
@@ -147,7 +156,7 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some((id, running)) = waiting {
         say(format!(
             "task {id} waits: {running} agents running (--max {})",
-            args.max
+            max
         ));
     }
     if let Some(e) = failed {

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 
 pub mod attach;
 pub mod channels;
+pub mod config;
 pub mod dispatch;
 pub mod fake_agent;
 pub mod hook;
 pub mod hooks;
+pub mod lead;
 pub mod log;
 pub mod mail;
 pub mod manpages;
@@ -55,6 +57,32 @@ pub struct ChannelArg {
         value_name = "NAME"
     )]
     pub channel: String,
+}
+
+/// The team's channel for the tools that start agents: `-c`, `$MT_CHANNEL`,
+/// else the settings' `channel`, else general.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TeamChannelArg {
+    /// Channel (a-z 0-9 . _ -; default: the settings' channel, else general)
+    #[arg(short, long, env = "MT_CHANNEL", value_name = "NAME")]
+    pub channel: Option<String>,
+}
+
+impl TeamChannelArg {
+    pub fn resolve(&self, settings: &crate::config::Settings) -> anyhow::Result<String> {
+        let c = match &self.channel {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => settings.text("channel").unwrap_or_else(|| "general".into()),
+        };
+        crate::names::check("channel", &c)?;
+        Ok(c)
+    }
+}
+
+/// The settings' pool of agent names, comma separated, when one is set.
+pub fn settings_pool(settings: &crate::config::Settings) -> Option<String> {
+    let l = settings.list("pool");
+    (!l.is_empty()).then(|| l.join(","))
 }
 
 /// Who a tool acts as (`--as`, `$MT_AGENT`), when it may act as nobody.
@@ -278,6 +306,8 @@ pub fn tools() -> Vec<Tool> {
         reap::tool(),
         sling::tool(),
         dispatch::tool(),
+        config::tool(),
+        lead::tool(),
     ]
 }
 

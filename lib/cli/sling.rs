@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use super::{Common, Tool};
 use crate::coord::dispatch::{self, Options, Outcome};
 use crate::exit::{self, NO, fail};
-use crate::names;
 use crate::statedir::claude_config_dir;
 use crate::tasks::{self, NewTask, TaskList};
 
@@ -46,13 +45,13 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
-    /// Agent names to pick from, comma separated (default: the file pool
-    /// in the state directory, else a built-in pool)
+    /// Agent names to pick from, comma separated (default: the settings' pool,
+    /// else the file pool in the state directory, else a built-in pool)
     #[arg(long, env = "MT_POOL", value_name = "NAMES")]
     pub pool: Option<String>,
 
     #[command(flatten)]
-    pub channel: super::ChannelArg,
+    pub channel: super::TeamChannelArg,
 
     /// Agent program (default: claude)
     #[arg(long, env = "MT_AGENT_CMD", value_name = "PROGRAM")]
@@ -124,7 +123,8 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    names::check("channel", &args.channel.channel)?;
+    let settings = crate::config::Settings::load()?;
+    let channel = args.channel.resolve(&settings)?;
     let title = args.title.join(" ");
     let blocked_by = args
         .blocked_by
@@ -136,7 +136,13 @@ pub fn run(args: Args) -> Result<u8> {
     dispatch::check_repo()?;
     let pool = match &args.name {
         Some(n) => dispatch::pool(&state, Some(n))?,
-        None => dispatch::pool(&state, args.pool.as_deref())?,
+        None => dispatch::pool(
+            &state,
+            args.pool
+                .clone()
+                .or_else(|| super::settings_pool(&settings))
+                .as_deref(),
+        )?,
     };
     let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let list = TaskList::new(&claude_config_dir()?, &list_name)?;
@@ -144,7 +150,7 @@ pub fn run(args: Args) -> Result<u8> {
         list,
         pool,
         model: args.model,
-        channel: args.channel.channel,
+        channel,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
         from: "mt-sling".into(),

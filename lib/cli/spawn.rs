@@ -85,6 +85,16 @@ pub struct Args {
     #[command(flatten)]
     pub permissions: PermissionArgs,
 
+    /// Also work in the repository around DIR: the agent gets a worktree
+    /// there too (branch mt/NAME), given to it with --add-dir (repeatable)
+    #[arg(long = "add-repo", value_name = "DIR")]
+    pub add_repo: Vec<PathBuf>,
+
+    /// Start without the coworker prompt (the built-in text and the
+    /// COWORKER.md files); --role still applies
+    #[arg(long)]
+    pub no_coworker_prompt: bool,
+
     #[command(flatten)]
     pub common: Common,
 
@@ -195,6 +205,8 @@ pub fn run(args: Args) -> Result<u8> {
         extra_args: args.extra,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
+        add_repos: args.add_repo,
+        no_coworker_prompt: args.no_coworker_prompt,
     };
     if args.detach {
         spawn::spawn_detached(&state, opts)?;

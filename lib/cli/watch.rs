@@ -28,8 +28,8 @@ pub const DEFAULT_RULES: &str = include_str!("../../share/examples/rules");
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
-    /// Rules file (default: <state dir>/watch/rules)
-    #[arg(long, value_name = "FILE")]
+    /// Rules file (default: the settings' rules, else <state dir>/watch/rules)
+    #[arg(long, env = "MT_RULES", value_name = "FILE")]
     pub rules: Option<PathBuf>,
 
     /// Run the rules that are due now, wait for them, and exit (for cron and
@@ -154,12 +154,17 @@ pub fn main() -> ExitCode {
 pub fn run(args: Args) -> Result<u8> {
     names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
-    let rules_path = match &args.rules {
+    let rules = args.rules.clone().filter(|p| !p.as_os_str().is_empty());
+    let rules = match rules {
+        Some(p) => Some(p),
+        None => crate::config::Settings::load()?.path("rules"),
+    };
+    let rules_path = match &rules {
         Some(p) => std::path::absolute(p)?,
         None => state.watch().join("rules"),
     };
     if args.init {
-        return init(&state, &rules_path, args.rules.is_none());
+        return init(&state, &rules_path, rules.is_none());
     }
     engine::run(
         &state,

@@ -36,12 +36,17 @@ fn attach_takes_over_a_headless_session_and_hands_it_back() {
     let Some(t) = Team::new("attach_takes_over_a_headless_session", script) else {
         return;
     };
+    // The headless session writes Claude Code's configuration back when it
+    // stops: the answers must be in it already.
+    t.answer_first_run();
     t.spawn("york", &["--prompt", "review the parser"]);
     t.wait("york", "the first result", || !t.results("york").is_empty());
     t.wait("york", "idle", || t.status("york")["state"] == "idle");
     let session = t.status("york")["session_id"].as_str().unwrap().to_string();
 
-    let mut pty = t.interactive_tool("mt-attach", &["york"], &[("MT_USER", "alice")]);
+    let mut attach = t.cmd("mt-attach");
+    attach.arg("york").env("MT_USER", "alice");
+    let mut pty = t.in_pty(attach);
     pty.wait_for("attached to york");
     pty.wait_for("Claude Code v2.1.328");
     wait_for("the state attached", || t.ps("york")["state"] == "attached");

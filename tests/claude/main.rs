@@ -11,3 +11,4 @@ mod support;
 mod attach;
 mod claude;
 mod claude_hooks;
+mod lead;

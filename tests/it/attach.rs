@@ -12,8 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use crate::support::{Env, jsonl, read_json, text, wait_for};
 
 /// A stand-in for the interactive program, writing into `dir`: `env`,
-/// `cwd`, `pid`, and last `args` (one per line); then `body` (shell), then
-/// exit 0.
+/// `cwd`, `pid`, and last `args` (each ended by a NUL); then `body` (shell),
+/// then exit 0.
 fn stand_in(e: &Env, body: &str) -> (PathBuf, PathBuf) {
     let dir = e.root.join("program");
     fs::create_dir_all(&dir).unwrap();
@@ -23,7 +23,7 @@ fn stand_in(e: &Env, body: &str) -> (PathBuf, PathBuf) {
         &script,
         format!(
             "#!/bin/sh\nenv > {d}/env\npwd > {d}/cwd\necho $$ > {d}/pid\n\
-             printf '%s\\n' \"$@\" > {d}/args.tmp && mv {d}/args.tmp {d}/args\n{body}\nexit 0\n"
+             printf '%s\\0' \"$@\" > {d}/args.tmp && mv {d}/args.tmp {d}/args\n{body}\nexit 0\n"
         ),
     )
     .unwrap();
@@ -68,12 +68,9 @@ fn ps(e: &Env, name: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn lines_of(p: &Path) -> Vec<String> {
-    fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
+fn args_of(p: &Path) -> Vec<String> {
+    let data = fs::read_to_string(p).unwrap();
+    data.split_terminator('\0').map(String::from).collect()
 }
 
 /// The records about agent `name` with this `meta.event`.
@@ -100,7 +97,13 @@ fn finish(mut child: Child) -> Output {
 #[test]
 fn attach_runs_the_session_interactively_and_hands_it_back() {
     let e = Env::new();
-    let session = idle_agent(&e, "york");
+    e.spawn(
+        "york",
+        "",
+        &["--model", "opus", "--role", "You review.", "--", "--debug"],
+    );
+    e.wait_idle("york");
+    let session = e.status("york")["session_id"].as_str().unwrap().to_string();
     let (program, dir) = stand_in(&e, &hold(&e.root.join("program")));
     let child = attach_cmd(&e, &program, &["york"])
         .env("CLAUDECODE", "1")
@@ -109,12 +112,19 @@ fn attach_runs_the_session_interactively_and_hands_it_back() {
         .unwrap();
     wait_for("the program", || dir.join("args").is_file());
 
-    // The interactive command line: a resume of the same session with the
-    // agent's settings, no print mode.
-    let args = lines_of(&dir.join("args"));
+    // The interactive command line: the headless one from the session on
+    // (settings, model, prompts, extra arguments), resuming it, without
+    // print mode and stream-json.
+    let args = args_of(&dir.join("args"));
+    let first = e.starts()[0]["argv"].as_array().unwrap().clone();
+    let headless: Vec<&str> = first.iter().map(|a| a.as_str().unwrap()).collect();
+    let from = headless.iter().position(|a| *a == "--session-id").unwrap();
+    let mut want = vec!["--resume"];
+    want.extend(&headless[from + 1..]);
+    assert_eq!(args, want);
     let settings = e.agent("york").join("settings.json");
     assert_eq!(
-        args,
+        args[..4],
         [
             "--resume",
             session.as_str(),
@@ -122,6 +132,11 @@ fn attach_runs_the_session_interactively_and_hands_it_back() {
             settings.to_str().unwrap()
         ]
     );
+    for part in ["--model", "opus", "--debug"] {
+        assert!(args.iter().any(|a| a == part), "{part} in {args:?}");
+    }
+    assert!(args.iter().any(|a| a.ends_with("You review.")), "{args:?}");
+    assert!(!args.iter().any(|a| a == "-p" || a == "stream-json"));
     // The agent's environment and working directory.
     let env = fs::read_to_string(dir.join("env")).unwrap();
     assert!(env.contains("MT_AGENT=york\n"), "{env}");
@@ -339,7 +354,7 @@ fn a_stopped_agent_is_attached_at_once_and_left_stopped_on_request() {
     assert!(!err.contains("stops once"), "{err}");
     assert!(err.contains("left york stopped"), "{err}");
     assert_eq!(
-        lines_of(&dir.join("args")),
+        args_of(&dir.join("args"))[..4],
         [
             "--resume",
             session.as_str(),

@@ -12,12 +12,14 @@ mod support;
 
 mod attach;
 mod channel;
+mod config;
 mod defects;
 mod faults;
 mod faults_writers;
 mod guarantees;
 mod hooks;
 mod layout;
+mod lead;
 mod mail;
 mod man;
 mod props;

@@ -152,7 +152,7 @@ impl Team {
 
     /// The environment every command gets.
     fn setup(&self, c: &mut Command) {
-        for k in INHERITED {
+        for k in INHERITED.iter().chain(super::SETTINGS_ENV) {
             c.env_remove(k);
         }
         let path = std::env::var_os("PATH").unwrap_or_default();
@@ -388,21 +388,16 @@ impl Team {
     pub fn interactive(&self, args: &[&str], env: &[(&str, &str)]) -> Pty {
         let mut c = self.claude_cmd();
         c.args(args);
-        self.in_pty(c, env)
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        self.in_pty(c)
     }
 
-    /// Start one of mt's tools (`mt-attach`) in a pseudo-terminal, as
-    /// `interactive` starts `claude`.
-    pub fn interactive_tool(&self, tool: &str, args: &[&str], env: &[(&str, &str)]) -> Pty {
-        let mut c = self.cmd(tool);
-        c.args(args);
-        self.in_pty(c, env)
-    }
-
-    /// Run `c` on a new pseudo-terminal, its controlling terminal.
-    fn in_pty(&self, mut c: Command, env: &[(&str, &str)]) -> Pty {
-        use std::os::fd::{AsRawFd, OwnedFd};
-        use std::os::unix::process::CommandExt;
+    /// Answer Claude Code's first-run questions (trust in the repository,
+    /// the API key) in its configuration. A session running meanwhile may
+    /// write its own copy back when it exits: call this before starting it.
+    pub fn answer_first_run(&self) {
         let mut conf: Value =
             serde_json::from_slice(&fs::read(self.config.join(".claude.json")).unwrap()).unwrap();
         conf["customApiKeyResponses"] =
@@ -410,6 +405,14 @@ impl Team {
         conf["messageIdleNotifThresholdMs"] = 1000.into();
         conf["projects"][self.repo.to_string_lossy().as_ref()] = serde_json::json!({"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true});
         fs::write(self.config.join(".claude.json"), conf.to_string()).unwrap();
+    }
+
+    /// Run `c` (one of mt's tools that starts `claude`, say) in a
+    /// pseudo-terminal of its own, as `interactive` does.
+    pub fn in_pty(&self, mut c: Command) -> Pty {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        self.answer_first_run();
         let size = nix::pty::Winsize {
             ws_row: 40,
             ws_col: 120,
@@ -419,9 +422,6 @@ impl Team {
         let p = nix::pty::openpty(Some(&size), None).unwrap();
         let slave: OwnedFd = p.slave;
         c.env("TERM", "xterm-256color");
-        for (k, v) in env {
-            c.env(k, v);
-        }
         c.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));

@@ -101,7 +101,10 @@ impl Env {
             "MT_FAKE_DELAY",
             "MT_FAKE_RECEIPTS",
             "CLAUDE_CODE_TASK_LIST_ID",
-        ] {
+        ]
+        .into_iter()
+        .chain(super::SETTINGS_ENV.iter().copied())
+        {
             c.env_remove(k);
         }
         c

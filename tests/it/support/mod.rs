@@ -117,3 +117,16 @@ pub fn skip(why: &str) {
     );
     eprintln!("skipping: {why}");
 }
+
+/// The variables of mt's settings (see mt-config(1)), which a caller's
+/// environment must not bring into a test.
+pub const SETTINGS_ENV: &[&str] = &[
+    "MT_MODEL",
+    "MT_PERMISSION_MODE",
+    "MT_PERMISSIONS",
+    "MT_MAX_AGENTS",
+    "MT_RULES",
+    "MT_PROFILE",
+    "MT_LEAD_CMD",
+    "MT_CONFIG_HOME",
+];
