@@ -119,8 +119,8 @@ pub fn attach(state: &StateDir, o: &Options, say: &mut dyn FnMut(&str)) -> Resul
     }
     agent::mark_lost(&state, &a, None)?;
     let held = stop_and_lock(&state, &a, o, say)?;
-    // Signals wait until the program runs (see `run_program`): from here
-    // on the marker is always removed and the session handed back.
+    // Signals queue from here on (see `run_program`): whatever happens to
+    // the program, the marker goes and the session is handed back.
     let mask = Mask::block()?;
     let _ = fs::remove_file(a.stop_path());
     let _ = fs::remove_file(a.inbox("new").join(agent::SOFT_STOP_WAKE));
@@ -134,7 +134,12 @@ pub fn attach(state: &StateDir, o: &Options, say: &mut dyn FnMut(&str)) -> Resul
         run_id: id::new_uuid(),
         at: time::now_stamp(),
     };
-    write_marker(&a, &marker)?;
+    if let Err(e) = write_marker(&a, &marker) {
+        if o.hand_back {
+            hand_back(&state, &o.name, held)?;
+        }
+        return Err(e);
+    }
     let post = |event: &str, content: String, extra: serde_json::Value| {
         post_record(&state, &meta, &o.person, &session, event, content, extra)
     };
@@ -163,7 +168,7 @@ pub fn attach(state: &StateDir, o: &Options, say: &mut dyn FnMut(&str)) -> Resul
     );
     end_leftovers(&marker.run_id);
     let _ = fs::remove_file(a.attached_path());
-    let code = ran.as_ref().map_or(SOFTWARE, |c| *c);
+    let code = ran.as_ref().map_or_else(exit::code_of, |c| *c);
     if !o.hand_back {
         post(
             "detach",
@@ -181,18 +186,25 @@ pub fn attach(state: &StateDir, o: &Options, say: &mut dyn FnMut(&str)) -> Resul
         format!("{} handed {} back (session {session})", o.person, o.name),
         json!({"exit_code": code}),
     );
-    let resume = spawn::Options {
-        name: o.name.clone(),
-        resume: true,
-        ..spawn::Options::default()
-    };
-    let pid = spawn::prepare_locked(&state, resume, held)
-        .and_then(|(plan, held)| spawn::run_detached(plan, held))
-        .with_context(|| format!("cannot hand {} back", o.name))?;
+    let pid = hand_back(&state, &o.name, held)?;
     ran.map(|code| Outcome {
         code,
         handed_back: Some(pid),
     })
+}
+
+/// Start a detached supervisor resuming the session, as `mt-spawn --resume`
+/// does, with the liveness lock `held` passed on (no other start can come
+/// in between). Nudges that waited are delivered first.
+fn hand_back(state: &StateDir, name: &str, held: File) -> Result<i32> {
+    let resume = spawn::Options {
+        name: name.to_string(),
+        resume: true,
+        ..spawn::Options::default()
+    };
+    spawn::prepare_locked(state, resume, held)
+        .and_then(|(plan, held)| spawn::run_detached(plan, held))
+        .with_context(|| format!("cannot hand {name} back"))
 }
 
 fn already(name: &str, h: &Attached) -> anyhow::Error {
