@@ -7,6 +7,7 @@
 //! coordination commands' passes. ARCHITECTURE.md draws the data flows.
 
 pub mod agent;
+pub mod attach;
 pub mod channel;
 pub mod claude_settings;
 pub mod cli;

@@ -5,6 +5,7 @@
 use clap::CommandFactory;
 use std::path::PathBuf;
 
+pub mod attach;
 pub mod channels;
 pub mod config;
 pub mod dispatch;
@@ -301,6 +302,7 @@ pub fn tools() -> Vec<Tool> {
         stop::tool(),
         log::tool(),
         wait::tool(),
+        attach::tool(),
         fake_agent::tool(),
         route::tool(),
         reap::tool(),

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod attach;
 mod channel;
 mod config;
 mod defects;
