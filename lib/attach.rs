@@ -448,9 +448,12 @@ fn run_program(
     started: &mut dyn FnMut(i32),
 ) -> Result<u8> {
     let args = program_args(meta, session, &spawn_settings(state, meta)?);
+    // The account of the agent's auth profile, as its supervisor gives it.
+    let auth = crate::profile::AgentAuth::of(meta.profile.as_deref())?;
     let mut cmd = match &program.bwrap {
         Some(b) => {
-            let writable = spawn::sandbox_writable(&meta.cwd, &meta.add_dirs, state.root());
+            let mut writable = spawn::sandbox_writable(&meta.cwd, &meta.add_dirs, state.root());
+            writable.extend(auth.config_dir.clone());
             let mut c = Command::new(b);
             c.args(spawn::bwrap_args(
                 &meta.cwd,
@@ -473,6 +476,7 @@ fn run_program(
     for (k, v) in spawn::agent_env(meta, state.root()) {
         cmd.env(k, v);
     }
+    auth.apply(&mut cmd);
     cmd.env(procs::RUN_VAR, run_id);
     let parent = getpid();
     // SAFETY: only async-signal-safe system calls between fork and exec.

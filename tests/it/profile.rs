@@ -358,3 +358,34 @@ fn dispatch_spreads_agents_over_profiles_and_leaves_out_limited_ones() {
     );
     assert_eq!(e.task(&e.default_list(), 5)["status"], "pending");
 }
+
+/// A person who takes over the session (mt-attach) runs it on the agent's
+/// account too.
+#[test]
+fn attach_runs_the_session_with_the_agents_profile() {
+    let e = Env::new();
+    assert_eq!(add_key(&e, "gw", KEY, &[]).status.code(), Some(0));
+    let o = spawn_with(&e, "york", &["--profile", "gw", "--prompt", "go"], CALLER);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    e.wait_idle("york");
+    // A stand-in for the interactive program: records its environment.
+    let seen = e.root.join("attached-env");
+    let program = e.root.join("interactive");
+    std::fs::write(&program, format!("#!/bin/sh\nenv > {}\n", seen.display())).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = e.cmd("mt-attach");
+    c.env("MT_AGENT_CMD", &program)
+        .env("MT_USER", "alice")
+        .arg("york");
+    for (k, v) in CALLER {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(env.contains(&format!("ANTHROPIC_API_KEY={KEY}\n")), "{env}");
+    for gone in ["ANTHROPIC_AUTH_TOKEN=", "ANTHROPIC_BASE_URL=", "caller-"] {
+        assert!(!env.contains(gone), "{gone} in {env}");
+    }
+    assert!(files_holding(&e.state, KEY).is_empty());
+}
