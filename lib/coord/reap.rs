@@ -16,7 +16,7 @@
 //!   open and no background task of Claude Code's still running (it may
 //!   start a turn when it ends): stopped softly (stdin closed, then SIGTERM
 //!   and SIGKILL after the grace).
-//! - *usage limit* (with `--restart`): the status shows a rejected rate
+//! - *usage limit* (unless `--no-limit-resume`): the status shows a rejected rate
 //!   limit whose reset time has passed, and the agent has ended (not on a
 //!   person's request) or waits idle: it is resumed, or nudged, with a
 //!   note to carry on, exactly once per reset time. The claim on a reset
@@ -55,6 +55,8 @@ pub struct Options {
     pub dry_run: bool,
     /// How long after a usage limit's reset time to resume its agent.
     pub after_reset: Duration,
+    /// Resume (or nudge) agents stopped by a usage limit once it resets.
+    pub limit_resume: bool,
 }
 
 /// One thing found, and what was done about it.
@@ -147,7 +149,7 @@ fn check(
     if st.state.is_live() && !info.running {
         return lost(state, o, a, st, now, active, each);
     }
-    if o.restart
+    if o.limit_resume
         && let Some(reset) = rejected_until(st)
         && now >= reset + chrono::Duration::from_std(o.after_reset).unwrap_or_default()
         && (if info.running {
@@ -366,19 +368,20 @@ fn lost(
         "lost",
         &a.name,
     )?;
-    if !o.restart {
-        say(format!("{what}; reported"));
-        return Ok(());
-    }
     // Resumed now it would only meet its limit again: the usage limit
     // rule resumes it once the limit has reset.
-    if let Some(reset) = rejected_until(st)
+    if (o.restart || o.limit_resume)
+        && let Some(reset) = rejected_until(st)
         && now < reset + chrono::Duration::from_std(o.after_reset).unwrap_or_default()
     {
         say(format!(
             "{what}; reported; resumes after its usage limit resets at {}",
             time::stamp(reset)
         ));
+        return Ok(());
+    }
+    if !o.restart {
+        say(format!("{what}; reported"));
         return Ok(());
     }
     let note = "mt-reap: your previous run ended unexpectedly (its supervisor was lost), so your session was resumed. Carry on where you left off.".to_string();

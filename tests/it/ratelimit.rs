@@ -1,4 +1,4 @@
-//! Agents stopped by a usage limit: mt-reap --restart resumes each exactly
+//! Agents stopped by a usage limit: mt-reap resumes each exactly
 //! once after the limit's reset time, never before, however often and
 //! however many reapers run.
 
@@ -40,13 +40,13 @@ fn spawn_limited(e: &Env, name: &str, modes: &str, secs: u64, receipts: &std::pa
     });
 }
 
-/// mt-reap --restart, acting right at the reset; the receipts file is
-/// passed on to the agents it resumes.
+/// mt-reap as the default rule runs it (no --restart), acting right at
+/// the reset; the receipts file is passed on to the agents it resumes.
 fn reap(e: &Env, receipts: &std::path::Path, extra: &[&str]) -> String {
     let o = e
         .cmd("mt-reap")
         .env("MT_FAKE_RECEIPTS", receipts)
-        .args(["--restart", "--after-reset", "0s"])
+        .args(["--after-reset", "0s"])
         .args(extra)
         .output()
         .unwrap();
@@ -217,9 +217,14 @@ fn idle_agent_is_nudged_and_an_agent_stopped_on_request_is_left_alone() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // Not without --restart, and not before --after-reset has passed.
+    // Not before --after-reset (1m by default) has passed, and never with
+    // --no-limit-resume.
     assert_eq!(e.ok("mt-reap", &[]), "");
     assert_eq!(e.ok("mt-reap", &["--restart"]), "");
+    assert_eq!(
+        e.ok("mt-reap", &["--no-limit-resume", "--after-reset", "0s"]),
+        ""
+    );
     let dry = reap(&e, &receipts, &["--dry-run"]);
     assert!(
         dry.starts_with("idle: usage limit") && dry.ends_with("; would nudge\n"),
