@@ -364,6 +364,22 @@ impl AgentAuth {
         Ok(a)
     }
 
+    /// The variables it sets, with the API key's value hidden, for
+    /// printing.
+    pub fn shown(&self) -> Vec<(&'static str, String)> {
+        self.set
+            .iter()
+            .map(|(k, v)| {
+                let v = if *k == "ANTHROPIC_API_KEY" {
+                    "(hidden)".to_string()
+                } else {
+                    v.to_string_lossy().into_owned()
+                };
+                (*k, v)
+            })
+            .collect()
+    }
+
     /// Put it into the environment of `cmd`.
     pub fn apply(&self, cmd: &mut Command) {
         for k in &self.remove {
