@@ -11,6 +11,7 @@
 mod support;
 
 mod archive;
+mod attach;
 mod channel;
 mod config;
 mod defects;
@@ -22,6 +23,7 @@ mod layout;
 mod lead;
 mod mail;
 mod man;
+mod profile;
 mod props;
 mod props_cursor;
 mod props_hook;
@@ -29,6 +31,7 @@ mod props_mailbox;
 mod props_rules;
 mod props_settings;
 mod props_tasks;
+mod ratelimit;
 mod reap;
 mod remind;
 mod route;
