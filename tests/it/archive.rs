@@ -318,3 +318,50 @@ fn archive_under_concurrent_posts_loses_nothing() {
     }
     assert_eq!(york, got, "york read each record once, in order");
 }
+
+/// The hooks' own records (a task created, the session waiting) are not
+/// taken by an archived channel, and the session sees no hook error.
+#[test]
+fn hooks_post_nothing_to_an_archived_channel_and_do_not_fail() {
+    let e = Env::new();
+    assert!(post(&e, &["--from", "lead", "before"]).status.success());
+    e.ok("mt-channels", &["archive", "general"]);
+    let payload = serde_json::json!({
+        "session_id": "7f3c9e1a-2b4d-4c6e-8f0a-1b2c3d4e5f60",
+        "hook_event_name": "PostToolUse",
+        "tool_name": "TaskCreate",
+        "tool_input": {"subject": "Add login", "description": "x"},
+        "tool_response": {"task": {"id": "3", "subject": "Add login"}},
+        "tool_use_id": "toolu_01"
+    })
+    .to_string();
+    let before = files(&e, "general");
+    let mut c = e.cmd("mt-hook");
+    c.args(["post-tool-use"])
+        .env("MT_AGENT", "york")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(files(&e, "general"), before, "nothing written");
+    // Unarchived, the same hook posts again.
+    e.ok("mt-channels", &["unarchive", "general"]);
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let all = e.ok("mt-read", &["--all", "--json"]);
+    assert!(all.contains("Add login"), "{all}");
+}
