@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod attach;
 pub mod channel;
+pub mod chat;
 pub mod claude_settings;
 pub mod cli;
 pub mod config;

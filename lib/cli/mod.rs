@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod attach;
 pub mod channels;
+pub mod chat;
 pub mod config;
 pub mod dispatch;
 pub mod fake_agent;
@@ -304,6 +305,7 @@ pub fn tools() -> Vec<Tool> {
         log::tool(),
         wait::tool(),
         status::tool(),
+        chat::tool(),
         attach::tool(),
         fake_agent::tool(),
         route::tool(),
