@@ -13,6 +13,7 @@ mod support;
 mod archive;
 mod attach;
 mod channel;
+mod chat;
 mod config;
 mod defects;
 mod faults;

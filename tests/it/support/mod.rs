@@ -9,12 +9,15 @@ pub mod api;
 pub mod claude;
 mod env;
 mod generators;
+mod tmux;
 mod tools;
 
 #[allow(unused_imports)] // not all of it in every binary
 pub use env::*;
 #[allow(unused_imports)]
 pub use generators::*;
+#[allow(unused_imports)] // only tests/it drives a terminal
+pub use tmux::*;
 pub use tools::*;
 
 use serde_json::Value;
