@@ -356,30 +356,33 @@ fn no_colour_still_works() {
     if !tmux_or_skip() {
         return;
     }
-    let e = Env::new();
-    post(&e, "york", "general", "plain @alice");
-    let t = chat(&e, "", &[("NO_COLOR", "1")]);
-    t.wait_for("york: plain @alice");
-    let styled = t.screen_styled();
-    // Attributes (bold, reverse) but no colour: no SGR 30-38, 40-48, 90-97.
-    for seq in styled.split('\u{1b}').skip(1) {
-        let Some(params) = seq
-            .strip_prefix('[')
-            .and_then(|p| p.split_once('m'))
-            .map(|p| p.0)
-        else {
-            continue;
-        };
-        for n in params.split(';').filter_map(|n| n.parse::<u32>().ok()) {
-            assert!(
-                !(30..=38).contains(&n) && !(40..=48).contains(&n) && !(90..=97).contains(&n),
-                "colour {n} in {params:?}"
-            );
+    for extra in [("NO_COLOR", "1"), ("TERM", "dumb")] {
+        let e = Env::new();
+        post(&e, "york", "general", "plain @alice");
+        let t = chat(&e, "", &[extra]);
+        t.wait_for("york: plain @alice");
+        let styled = t.screen_styled();
+        // Attributes (bold, reverse) but no colour: no SGR 30-38, 40-48,
+        // 90-97.
+        for seq in styled.split('\u{1b}').skip(1) {
+            let Some(params) = seq
+                .strip_prefix('[')
+                .and_then(|p| p.split_once('m'))
+                .map(|p| p.0)
+            else {
+                continue;
+            };
+            for n in params.split(';').filter_map(|n| n.parse::<u32>().ok()) {
+                assert!(
+                    !(30..=38).contains(&n) && !(40..=48).contains(&n) && !(90..=97).contains(&n),
+                    "{extra:?}: colour {n} in {params:?}"
+                );
+            }
         }
+        t.type_text("still usable");
+        t.keys(&["Enter"]);
+        t.wait_for("alice: still usable");
     }
-    t.type_text("still usable");
-    t.keys(&["Enter"]);
-    t.wait_for("alice: still usable");
 }
 
 #[test]
