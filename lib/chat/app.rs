@@ -58,6 +58,9 @@ pub struct App {
     /// Records at or below this seq are not owed to the person: the cursor,
     /// or for a first visit the record before the first one shown.
     owed_after: u64,
+    /// The first visit of this channel: what the first frame draws is
+    /// where the person starts.
+    fresh: bool,
     pub top: Option<Top>,
     /// Put this seq at the top of the next frame (the first unread record).
     pub anchor: Option<u64>,
@@ -84,6 +87,7 @@ impl App {
             more_before: false,
             fwd,
             owed_after: 0,
+            fresh: false,
             top: None,
             anchor: None,
             input: String::new(),
@@ -140,6 +144,7 @@ impl App {
         self.top = None;
         self.anchor = None;
         self.msgs.clear();
+        self.fresh = saved.is_none();
         let far_behind = saved.filter(|c| {
             last.saturating_sub(c.seq) > WINDOW as u64
                 && feed::valid(&self.state, name, *c).unwrap_or(false)
@@ -165,11 +170,13 @@ impl App {
             };
             self.msgs.extend(tail);
         }
-        self.anchor = self
-            .msgs
-            .iter()
-            .find(|m| m.seq > self.owed_after)
-            .map(|m| m.seq);
+        if !self.fresh {
+            self.anchor = self
+                .msgs
+                .iter()
+                .find(|m| m.seq > self.owed_after)
+                .map(|m| m.seq);
+        }
         if !self.channels.iter().any(|c| c.name == name) {
             self.refresh_channels()?;
         }
@@ -224,6 +231,9 @@ impl App {
         let (Some(first), Some(last)) = (self.msgs.get(lo), self.msgs.get(hi)) else {
             return Ok(false);
         };
+        if std::mem::take(&mut self.fresh) {
+            self.owed_after = self.owed_after.max(first.seq.saturating_sub(1));
+        }
         let nothing_skipped = first.seq <= self.owed_after + 1
             || match lo.checked_sub(1) {
                 Some(i) => self.msgs[i].seq <= self.owed_after,

@@ -239,7 +239,7 @@ fn hostile_text_is_shown_as_text() {
     });
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
     std::io::Write::write_all(&mut f, format!("{rec}\n").as_bytes()).unwrap();
-    let s = t.wait_for("^[]0;PWNED^G^[[2J^[[31mred");
+    t.wait_for("^[]0;PWNED^G^[[2J^[[31mred");
     let s = t.wait_for("^[]0;EVIL^Gmallory [^[[5mblink]: \\u{9b}31mcsi");
     assert!(s.contains("^[]52;c;Y2xpcA==^G"), "{s}");
     assert!(s.contains("\\u{202e}desrever"), "{s}");
