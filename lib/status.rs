@@ -333,8 +333,9 @@ fn gather_tasks(state: &StateDir, opts: &Options) -> Result<Tasks> {
     Ok(out)
 }
 
-/// Unread counts from the reader's cursors, which are only read. Returns
-/// the channels, and the ones whose cursor could not be read.
+/// Unread counts from the reader's cursors, which are only read, on the
+/// channels that are not archived. Returns the channels, and the ones
+/// whose cursor could not be read.
 fn gather_channels(state: &StateDir, opts: &Options) -> Result<(Vec<Unread>, Vec<Problem>)> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
