@@ -29,4 +29,5 @@ pub mod stream;
 pub mod supervise;
 pub mod tasks;
 pub mod watch;
+pub mod web;
 pub mod worktree;

@@ -29,6 +29,7 @@ pub mod stop;
 pub mod task;
 pub mod wait;
 pub mod watch;
+pub mod web;
 pub mod worktree;
 
 /// Options every tool takes.
@@ -308,6 +309,7 @@ pub fn tools() -> Vec<Tool> {
         dispatch::tool(),
         config::tool(),
         lead::tool(),
+        web::tool(),
     ]
 }
 
