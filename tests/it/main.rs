@@ -37,4 +37,5 @@ mod spawn;
 mod status;
 mod task;
 mod watch;
+mod web;
 mod worktree;
