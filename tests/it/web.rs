@@ -199,7 +199,7 @@ fn hostile_text_shows_as_text_and_runs_nothing() {
     for h in hostile {
         e.ok("mt-post", &[h]);
     }
-    b.wait_until("every message", "window.mtShown === 14");
+    b.wait_until("every message", "window.mtShown === 13");
     let texts = b.eval("[...document.querySelectorAll('.msg .text')].map(t => t.textContent)");
     let texts = texts.as_array().unwrap();
     for (i, h) in hostile.iter().enumerate() {
@@ -400,6 +400,15 @@ fn screenshots_of_the_pages_at_phone_and_desktop_sizes() {
 
     open(&mut b, &w, "/team");
     b.wait_until("the coworkers", "document.querySelectorAll('tr.agent').length === 2");
+    // A nudge from the page reaches the agent's inbox; stop ends it.
+    b.eval(
+        "const f = [...document.querySelectorAll('tr.agent')].find(r => r.querySelector('.name').textContent === 'york'); \
+         f.querySelector('input').value = 'look at #review'; f.querySelector('form button').click(); true",
+    );
+    wait_for("the nudge", || e.inbox("york").iter().any(|m| m.contains("look at #review")));
+    b.eval("window.confirm = () => true; [...document.querySelectorAll('tr.agent')].find(r => r.querySelector('.name').textContent === 'park').querySelector('button.stop').click(); true");
+    wait_for("park to stop", || !e.running("park"));
+    b.wait_until("the page to show it", "[...document.querySelectorAll('tr.agent')].some(r => r.querySelector('.name').textContent === 'park' && r.querySelector('.state').textContent !== 'idle')");
     // A task made on the page is on the list the tools read.
     open(&mut b, &w, "/tasks");
     b.eval(
