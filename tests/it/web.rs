@@ -484,3 +484,18 @@ fn bad_input_is_refused_with_a_clear_error() {
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
     assert_eq!(records(&e).len(), 0);
 }
+
+/// The hot-path tools do not link the HTTP parser nor the server: their
+/// (debug, unstripped) binaries name neither, mt-web's names both.
+#[test]
+fn the_hot_path_tools_do_not_link_the_server() {
+    let has = |bin: &str, what: &[u8]| {
+        let b = std::fs::read(crate::support::bin(bin)).unwrap();
+        b.windows(what.len()).any(|w| w == what)
+    };
+    assert!(has("mt-web", b"httparse") && has("mt-web", b"serve_connection"));
+    for bin in ["mt-post", "mt-read", "mt-hook"] {
+        assert!(!has(bin, b"httparse"), "{bin} links httparse");
+        assert!(!has(bin, b"serve_connection"), "{bin} links the server");
+    }
+}
