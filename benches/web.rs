@@ -36,10 +36,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{}", &out[..out.len().min(200)]);
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
     out
 }
 
@@ -76,15 +84,25 @@ fn main() {
     .unwrap();
     for i in 0..records {
         app.append(&Draft {
-            from: if i % 3 == 0 { "york".into() } else { "lead".into() },
+            from: if i % 3 == 0 {
+                "york".into()
+            } else {
+                "lead".into()
+            },
             kind: "text".into(),
-            content: format!("message {i}: @york the parser passes #review task #{}", i % 50),
+            content: format!(
+                "message {i}: @york the parser passes #review task #{}",
+                i % 50
+            ),
             ..Draft::default()
         })
         .unwrap();
     }
     app.commit().unwrap();
-    eprintln!("wrote {records} records in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {records} records in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let mut server = Command::new(release("mt-web"))
         .args(["--as", "ana", "-l", "127.0.0.1:0", "--print-address"])
@@ -125,7 +143,11 @@ fn main() {
         let addr = addr.clone();
         std::thread::spawn(move || {
             let mut s = TcpStream::connect(&addr).unwrap();
-            write!(s, "GET /events/big?after={records} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+            write!(
+                s,
+                "GET /events/big?after={records} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+            )
+            .unwrap();
             let r = BufReader::new(s);
             for l in r.lines() {
                 let Ok(l) = l else { return };

@@ -154,7 +154,9 @@ pub fn run(args: Args) -> Result<u8> {
         println!("http://{addr}/");
     }
     if let Some(t) = &server.new_token {
-        eprintln!("mt-web: open http://{addr}/?token={t} once (the token is kept in the state directory's web/token)");
+        eprintln!(
+            "mt-web: open http://{addr}/?token={t} once (the token is kept in the state directory's web/token)"
+        );
     } else if server.token().is_some() {
         eprintln!("mt-web: serving http://{addr}/ (token in the state directory's web/token)");
     } else {

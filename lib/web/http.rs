@@ -165,7 +165,12 @@ fn read_some(
             into.extend_from_slice(&chunk[..n]);
             Ok(())
         }
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Err(BadRequest::Status(408, "request too slow"))
         }
         Err(_) => Err(BadRequest::Gone),

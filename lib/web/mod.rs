@@ -94,11 +94,7 @@ impl Server {
         let ctx: &'static Ctx = Box::leak(Box::new(Ctx {
             state: opts.state,
             person: opts.person,
-            guard: security::Guard {
-                token,
-                csrf,
-                hosts,
-            },
+            guard: security::Guard { token, csrf, hosts },
             page_records: 200,
             task_list: opts.task_list,
             claude_dir: opts.claude_dir,
@@ -108,7 +104,9 @@ impl Server {
         }));
         hub::follow(channels, vec![ctx.state.channels()], Vec::new);
         hub::follow(team, vec![ctx.state.agents()], move || {
-            routes::task_list(ctx).map(|l| vec![l.dir().to_path_buf()]).unwrap_or_default()
+            routes::task_list(ctx)
+                .map(|l| vec![l.dir().to_path_buf()])
+                .unwrap_or_default()
         });
         Ok(Server {
             listener,
@@ -150,5 +148,8 @@ impl Server {
 }
 
 fn refuse_busy(mut stream: TcpStream) {
-    let _ = http::write_response(&mut stream, &http::Response::error(503, "too many connections"));
+    let _ = http::write_response(
+        &mut stream,
+        &http::Response::error(503, "too many connections"),
+    );
 }

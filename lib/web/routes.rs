@@ -145,7 +145,9 @@ fn first_view(ctx: &Ctx, name: &str) -> anyhow::Result<Response> {
         .last()
         .and_then(|l| crate::record::parse_seq(l))
         .unwrap_or(0);
-    let mut body = format!("{{\"channel\":\"{name}\",\"read\":{read},\"last_seq\":{last},\"records\":[").into_bytes();
+    let mut body =
+        format!("{{\"channel\":\"{name}\",\"read\":{read},\"last_seq\":{last},\"records\":[")
+            .into_bytes();
     for (i, l) in lines.iter().enumerate() {
         if i > 0 {
             body.push(b',');
@@ -228,7 +230,10 @@ struct Say {
 fn say(ctx: &Ctx, b: Say) -> anyhow::Result<Response> {
     crate::names::check("channel", &b.channel)?;
     if b.text.trim().is_empty() {
-        return Err(crate::exit::fail(crate::exit::DATAERR, "refusing an empty message"));
+        return Err(crate::exit::fail(
+            crate::exit::DATAERR,
+            "refusing an empty message",
+        ));
     }
     let d = Draft {
         from: ctx.person.clone(),
@@ -312,7 +317,10 @@ struct NewTask {
 
 fn create_task(ctx: &Ctx, b: NewTask) -> anyhow::Result<Response> {
     if b.subject.trim().is_empty() {
-        return Err(crate::exit::fail(crate::exit::DATAERR, "a task needs a subject"));
+        return Err(crate::exit::fail(
+            crate::exit::DATAERR,
+            "a task needs a subject",
+        ));
     }
     let list = task_list(ctx)?;
     let mut t = tasks::NewTask::new(b.subject);

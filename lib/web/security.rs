@@ -77,8 +77,7 @@ fn write_private(path: &Path, value: &str) -> Result<()> {
 /// Compare without leaking where two secrets differ.
 pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -123,10 +122,7 @@ impl Guard {
         if !origin_ok {
             return Err(Response::error(403, "cross-origin request refused"));
         }
-        if !req
-            .header(CSRF_HEADER)
-            .is_some_and(|t| same(t, &self.csrf))
-        {
+        if !req.header(CSRF_HEADER).is_some_and(|t| same(t, &self.csrf)) {
             return Err(Response::error(403, "missing or wrong anti-forgery token"));
         }
         if !req

@@ -16,6 +16,7 @@ struct Web {
     addr: String,
     /// What it said on stderr when it started.
     said: String,
+    _pipes: (std::process::ChildStdout, std::process::ChildStderr),
 }
 
 impl Drop for Web {
@@ -27,30 +28,43 @@ impl Drop for Web {
 
 impl Web {
     fn start(e: &Env, args: &[&str]) -> Web {
-        let mut child = e
-            .cmd("mt-web")
-            .args(["--as", "ana", "--print-address"])
+        let mut a = vec!["--as", "ana"];
+        a.extend_from_slice(args);
+        Web::start_with(e, &a, &[])
+    }
+
+    fn start_with(e: &Env, args: &[&str], vars: &[(&str, &str)]) -> Web {
+        let mut c = e.cmd("mt-web");
+        c.env_remove("MT_USER");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let mut child = c
+            .arg("--print-address")
             .args(args)
-            .env_remove("MT_USER")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Kept open while the server runs, so its output never fails.
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(&mut out).read_line(&mut line).unwrap();
         let mut said = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut said)
-            .unwrap();
+        BufReader::new(&mut err).read_line(&mut said).unwrap();
         let addr = line
             .trim()
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_string();
         assert!(!addr.is_empty(), "mt-web did not start: {said}");
-        Web { child, addr, said }
+        Web {
+            child,
+            addr,
+            said,
+            _pipes: (out, err),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -72,7 +86,11 @@ impl Web {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_string();
         (status, body)
     }
 
@@ -130,7 +148,8 @@ fn shown_seqs(b: &mut Browser) -> Vec<u64> {
 
 #[test]
 fn a_shell_post_appears_live_and_a_page_post_is_read_back() {
-    let Some(mut b) = Browser::launch("web::a_shell_post_appears_live_and_a_page_post_is_read_back")
+    let Some(mut b) =
+        Browser::launch("web::a_shell_post_appears_live_and_a_page_post_is_read_back")
     else {
         return;
     };
@@ -145,7 +164,10 @@ fn a_shell_post_appears_live_and_a_page_post_is_read_back() {
     b.wait_until("the shell's post", "window.mtShown === 2");
     eprintln!("a post reached the page in {:?}", t0.elapsed());
     // Mentions of the person are marked; #channel and task ids are links.
-    assert_eq!(b.eval("document.querySelector('#m2').classList.contains('mention')"), json!(true));
+    assert_eq!(
+        b.eval("document.querySelector('#m2').classList.contains('mention')"),
+        json!(true)
+    );
     assert_eq!(
         b.eval("[...document.querySelectorAll('#m2 a')].map(a => a.getAttribute('href'))"),
         json!(["/c/review", "/tasks#task-12"])
@@ -168,9 +190,15 @@ fn a_shell_post_appears_live_and_a_page_post_is_read_back() {
             && crate::support::read_json(&e.state.join("cursors/ana/general.json"))["seq"] == 3
     });
     assert!(!e.state.join("cursors/lead").exists());
-    assert_eq!(e.run("mt-read", &["-q", "--as", "lead"]).status.code(), Some(0));
+    assert_eq!(
+        e.run("mt-read", &["-q", "--as", "lead"]).status.code(),
+        Some(0)
+    );
     let (_, list) = w.get("/api/channels", "");
-    assert_eq!(serde_json::from_str::<Value>(&list).unwrap()[0]["unread"], 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&list).unwrap()[0]["unread"],
+        0
+    );
 }
 
 #[test]
@@ -268,12 +296,19 @@ fn without_the_token_every_request_is_refused() {
     // Any address but loopback needs the token; connections stay on
     // loopback all the same.
     let w = Web::start(&e, &["-l", "0.0.0.0:0"]);
-    assert!(w.said.contains("?token="), "the token is shown once: {}", w.said);
+    assert!(
+        w.said.contains("?token="),
+        "the token is shown once: {}",
+        w.said
+    );
     let token = std::fs::read_to_string(e.state.join("web/token")).unwrap();
     let token = token.trim();
     assert!(w.said.contains(token));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(e.state.join("web/token")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(e.state.join("web/token"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     for path in [
         "/",
@@ -290,8 +325,19 @@ fn without_the_token_every_request_is_refused() {
         assert_eq!(w.get(path, "Cookie: mt_token=wrong\r\n").0, 401, "{path}");
     }
     assert_eq!(w.post("/api/post", "", "{}").0, 401);
-    assert_eq!(w.get("/api/channels", &format!("Cookie: mt_token={token}\r\n")).0, 200);
-    assert_eq!(w.get("/api/channels", &format!("Authorization: Bearer {token}\r\n")).0, 200);
+    assert_eq!(
+        w.get("/api/channels", &format!("Cookie: mt_token={token}\r\n"))
+            .0,
+        200
+    );
+    assert_eq!(
+        w.get(
+            "/api/channels",
+            &format!("Authorization: Bearer {token}\r\n")
+        )
+        .0,
+        200
+    );
     let (code, _) = w.get(&format!("/?token={token}"), "");
     assert_eq!(code, 303);
     drop(w);
@@ -307,7 +353,10 @@ fn without_the_token_every_request_is_refused() {
     b.goto(&local);
     b.wait_until("the refusal", "document.readyState === 'complete'");
     let body = b.eval("document.body.innerText");
-    assert!(body.as_str().unwrap().contains("token is required"), "{body}");
+    assert!(
+        body.as_str().unwrap().contains("token is required"),
+        "{body}"
+    );
     // The address with the token sets the cookie and the page works.
     b.goto(&format!("{local}?token={token}"));
     b.wait_until("the page", "document.body.dataset.ready === '1'");
@@ -324,16 +373,31 @@ fn a_forged_cross_site_post_is_refused() {
     let json = "Content-Type: application/json\r\n";
     let token = format!("X-MT-CSRF: {csrf}\r\n");
     for (headers, code, why) in [
-        (format!("Origin: http://evil.example\r\n{json}{token}"), 403, "another origin"),
+        (
+            format!("Origin: http://evil.example\r\n{json}{token}"),
+            403,
+            "another origin",
+        ),
         (format!("{json}{token}"), 403, "no origin"),
         (format!("{own}{json}"), 403, "no anti-forgery token"),
-        (format!("{own}{json}X-MT-CSRF: {}\r\n", "0".repeat(64)), 403, "a wrong token"),
-        (format!("{own}Content-Type: text/plain\r\n{token}"), 415, "a form's type"),
+        (
+            format!("{own}{json}X-MT-CSRF: {}\r\n", "0".repeat(64)),
+            403,
+            "a wrong token",
+        ),
+        (
+            format!("{own}Content-Type: text/plain\r\n{token}"),
+            415,
+            "a form's type",
+        ),
     ] {
         assert_eq!(w.post("/api/post", &headers, body).0, code, "{why}");
     }
     assert_eq!(w.get("/api/channels", "").1, "[]", "nothing was posted");
-    assert_eq!(w.post("/api/post", &format!("{own}{json}{token}"), body).0, 200);
+    assert_eq!(
+        w.post("/api/post", &format!("{own}{json}{token}"), body).0,
+        200
+    );
     assert_eq!(records(&e).len(), 1);
 
     let Some(mut b) = Browser::launch("web::a_forged_cross_site_post_is_refused") else {
@@ -385,9 +449,14 @@ fn screenshots_of_the_pages_at_phone_and_desktop_sizes() {
     e.spawn("york", "", &["--task", "1"]);
     e.spawn("park", "rate-limit", &[]);
     e.wait_idle("york");
-    wait_for("park to start", || e.agent("park").join("status.json").is_file());
+    wait_for("park to start", || {
+        e.agent("park").join("status.json").is_file()
+    });
     e.ok("mt-task", &["create", "Write the parser"]);
-    e.ok("mt-task", &["create", "Review the parser", "--blocked-by", "1"]);
+    e.ok(
+        "mt-task",
+        &["create", "Review the parser", "--blocked-by", "1"],
+    );
     e.ok("mt-task", &["claim", "1", "--as", "york"]);
     e.ok("mt-post", &["@york can you review the parser? see #12"]);
     e.cmd("mt-post")
@@ -399,13 +468,20 @@ fn screenshots_of_the_pages_at_phone_and_desktop_sizes() {
     let w = Web::start(&e, &["-l", "127.0.0.1:0"]);
 
     open(&mut b, &w, "/team");
-    b.wait_until("the coworkers", "document.querySelectorAll('tr.agent').length === 2");
+    b.wait_until(
+        "the coworkers",
+        "document.querySelectorAll('tr.agent').length === 2",
+    );
     // A nudge from the page reaches the agent's inbox; stop ends it.
     b.eval(
         "const f = [...document.querySelectorAll('tr.agent')].find(r => r.querySelector('.name').textContent === 'york'); \
          f.querySelector('input').value = 'look at #review'; f.querySelector('form button').click(); true",
     );
-    wait_for("the nudge", || e.inbox("york").iter().any(|m| m.contains("look at #review")));
+    wait_for("the nudge", || {
+        e.inbox("york")
+            .iter()
+            .any(|m| m.contains("look at #review"))
+    });
     b.eval("window.confirm = () => true; [...document.querySelectorAll('tr.agent')].find(r => r.querySelector('.name').textContent === 'park').querySelector('button.stop').click(); true");
     wait_for("park to stop", || !e.running("park"));
     b.wait_until("the page to show it", "[...document.querySelectorAll('tr.agent')].some(r => r.querySelector('.name').textContent === 'park' && r.querySelector('.state').textContent !== 'idle')");
@@ -415,7 +491,10 @@ fn screenshots_of_the_pages_at_phone_and_desktop_sizes() {
         "document.querySelector('form.newtask input[name=subject]').value = 'Ship the web view'; \
          document.querySelector('form.newtask button').click(); true",
     );
-    b.wait_until("the new task", "document.querySelectorAll('.card').length === 3");
+    b.wait_until(
+        "the new task",
+        "document.querySelectorAll('.card').length === 3",
+    );
     let listed = e.ok("mt-task", &["list", "--json"]);
     assert!(listed.contains("Ship the web view"), "{listed}");
 
@@ -424,8 +503,16 @@ fn screenshots_of_the_pages_at_phone_and_desktop_sizes() {
     let mut shots = Vec::new();
     for (name, path, ready) in [
         ("channel", "/c/general", on_channel.as_str()),
-        ("coworkers", "/team", "document.querySelectorAll('tr.agent').length === 2"),
-        ("tasks", "/tasks", "document.querySelectorAll('.card').length === 3"),
+        (
+            "coworkers",
+            "/team",
+            "document.querySelectorAll('tr.agent').length === 2",
+        ),
+        (
+            "tasks",
+            "/tasks",
+            "document.querySelectorAll('.card').length === 3",
+        ),
     ] {
         for (wd, ht) in [(390, 844), (1280, 800)] {
             b.size(wd, ht);
@@ -442,11 +529,36 @@ fn screenshots_of_the_pages_at_phone_and_desktop_sizes() {
 }
 
 #[test]
+fn the_person_is_mt_user_else_the_login_name_never_mt_agent() {
+    let e = Env::new();
+    let person = |w: &Web| {
+        let (_, b) = w.get("/api/session", "");
+        serde_json::from_str::<Value>(&b).unwrap()["person"].clone()
+    };
+    let login = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let w = Web::start_with(&e, &["-l", "127.0.0.1:0"], &[("MT_AGENT", "york")]);
+    assert_eq!(person(&w), json!(login));
+    let w = Web::start_with(
+        &e,
+        &["-l", "127.0.0.1:0"],
+        &[("MT_AGENT", "york"), ("MT_USER", "bea")],
+    );
+    assert_eq!(person(&w), json!("bea"));
+}
+
+#[test]
 fn bad_input_is_refused_with_a_clear_error() {
     let e = Env::new();
     let o = e.run("mt-web", &["--as", "lead", "-l", "127.0.0.1:0"]);
     assert_eq!(o.status.code(), Some(65));
-    assert!(text(&o.stderr).starts_with("mt-web: the person cannot be 'lead'"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with("mt-web: the person cannot be 'lead'"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = e.run("mt-web", &["--as", "Bad Name", "-l", "127.0.0.1:0"]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
     assert!(text(&o.stderr).starts_with("mt-web: invalid person name"));
@@ -457,7 +569,11 @@ fn bad_input_is_refused_with_a_clear_error() {
     let busy = Web::start(&e, &["-l", "127.0.0.1:0"]);
     let o = e.run("mt-web", &["--as", "ana", "-l", &busy.addr]);
     assert_eq!(o.status.code(), Some(69));
-    assert!(text(&o.stderr).starts_with("mt-web: cannot listen on"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with("mt-web: cannot listen on"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Oversized requests, other hosts, bad bodies.
     let big = "x".repeat(20_000);
@@ -467,13 +583,28 @@ fn bad_input_is_refused_with_a_clear_error() {
         "Origin: http://{}\r\nContent-Type: application/json\r\nX-MT-CSRF: {csrf}\r\n",
         w.addr
     );
-    let huge = format!(r#"{{"channel":"general","text":"{}"}}"#, "y".repeat(300_000));
+    let huge = format!(
+        r#"{{"channel":"general","text":"{}"}}"#,
+        "y".repeat(300_000)
+    );
     assert_eq!(w.post("/api/post", &ok, &huge).0, 413);
     assert_eq!(w.post("/api/post", &ok, "{oops").0, 400);
-    assert_eq!(w.post("/api/post", &ok, r#"{"channel":"No Such","text":"x"}"#).0, 400);
-    assert_eq!(w.post("/api/post", &ok, r#"{"channel":"general","text":"  "}"#).0, 400);
     assert_eq!(
-        w.request(&format!("GET / HTTP/1.1\r\nHost: rebound.example:{}\r\n\r\n", w.port())).0,
+        w.post("/api/post", &ok, r#"{"channel":"No Such","text":"x"}"#)
+            .0,
+        400
+    );
+    assert_eq!(
+        w.post("/api/post", &ok, r#"{"channel":"general","text":"  "}"#)
+            .0,
+        400
+    );
+    assert_eq!(
+        w.request(&format!(
+            "GET / HTTP/1.1\r\nHost: rebound.example:{}\r\n\r\n",
+            w.port()
+        ))
+        .0,
         421
     );
     // A client that never finishes its request is dropped.
