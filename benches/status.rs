@@ -2,8 +2,8 @@
 //! liveness locks held by this bench), 10,000 tasks, ten channels with
 //! unread records, a hundred reminders and a repository with ten
 //! worktrees, half of them with uncommitted work. Whole processes of the
-//! release binaries, beside `mt-ps` and `mt-task list` over the same files
-//! in the same run.
+//! release binaries, beside `mt-ps`, `mt-task list` and `mt-worktree list`
+//! over the same files in the same run.
 //!
 //! `cargo bench --bench status` (or `make bench`). `MT_BENCH_QUICK=1` uses
 //! 100 agents and 1,000 tasks.
@@ -235,15 +235,16 @@ fn main() {
     let (json, json_cpu) = team.time_ms("mt-status", &["--json"]);
     let (ps, ps_cpu) = team.time_ms("mt-ps", &[]);
     let (list, list_cpu) = team.time_ms("mt-task", &["list"]);
+    let (wt, wt_cpu) = team.time_ms("mt-worktree", &["list"]);
     println!(
         "mt-status (median of {ROUNDS}): {text:.1} ms wall, {text_cpu:.1} ms CPU; \
          --json {json:.1} ms wall, {json_cpu:.1} ms CPU"
     );
     println!(
-        "  baselines in the same run: mt-ps {ps:.1} ms wall, {ps_cpu:.1} ms CPU; \
-         mt-task list {list:.1} ms wall, {list_cpu:.1} ms CPU; \
+        "  baselines in the same run, wall/CPU: mt-ps {ps:.1}/{ps_cpu:.1} ms, \
+         mt-task list {list:.1}/{list_cpu:.1} ms, mt-worktree list {wt:.1}/{wt_cpu:.1} ms; \
          mt-status against their sum: {:.2}x wall, {:.2}x CPU",
-        text / (ps + list),
-        text_cpu / (ps_cpu + list_cpu)
+        text / (ps + list + wt),
+        text_cpu / (ps_cpu + list_cpu + wt_cpu)
     );
 }

@@ -7,6 +7,7 @@
 //! coordination commands' passes. ARCHITECTURE.md draws the data flows.
 
 pub mod agent;
+pub mod attach;
 pub mod channel;
 pub mod claude_settings;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod infra;
 pub mod mailbox;
 pub mod names;
 pub mod permissions;
+pub mod profile;
 pub mod prompts;
 pub mod record;
 pub mod spawn;

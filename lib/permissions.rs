@@ -44,6 +44,7 @@ const MT_TOOLS: &[&str] = &[
     "mt-wait",
     "mt-nudge",
     "mt-remind",
+    "mt-status",
 ];
 
 /// Claude Code's task tools (they need `CLAUDE_CODE_ENABLE_TODO_TOOLS=1`).

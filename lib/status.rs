@@ -189,16 +189,24 @@ pub fn gather(state: &StateDir, opts: &Options) -> Overview {
     let now = Utc::now();
     let mut errors = Vec::new();
     let (tasks, worktrees, rest) = std::thread::scope(|s| {
-        let tasks = s.spawn(|| gather_tasks(state, opts));
         let worktrees = s.spawn(|| gather_worktrees(state, opts));
-        let rest = (
-            gather_agents(state, now),
-            gather_channels(state, opts),
-            gather_reminders(state),
-            crate::watch::engine::running(state),
-        );
-        (joined(tasks.join()), joined(worktrees.join()), rest)
+        let rest = s.spawn(|| {
+            Ok((
+                gather_agents(state, now),
+                gather_channels(state, opts),
+                gather_reminders(state),
+                crate::watch::engine::running(state),
+            ))
+        });
+        // The task list, the most allocations by far, on the main thread:
+        // a thread's own malloc arena grows in many more system calls.
+        let tasks = gather_tasks(state, opts);
+        (tasks, joined(worktrees.join()), joined(rest.join()))
     });
+    fn failed<T>(e: &anyhow::Error) -> Result<T> {
+        Err(anyhow::anyhow!("{e:#}"))
+    }
+    let rest = rest.unwrap_or_else(|e| (failed(&e), failed(&e), failed(&e), failed(&e)));
     let (agents, channels, reminders, watcher) = rest;
     fn section<T>(errors: &mut Vec<Problem>, name: &'static str, r: Result<T>) -> Option<T> {
         r.map_err(|e| errors.push(Problem::new(name, &e))).ok()
@@ -325,8 +333,9 @@ fn gather_tasks(state: &StateDir, opts: &Options) -> Result<Tasks> {
     Ok(out)
 }
 
-/// Unread counts from the reader's cursors, which are only read. Returns
-/// the channels, and the ones whose cursor could not be read.
+/// Unread counts from the reader's cursors, which are only read, on the
+/// channels that are not archived. Returns the channels, and the ones
+/// whose cursor could not be read.
 fn gather_channels(state: &StateDir, opts: &Options) -> Result<(Vec<Unread>, Vec<Problem>)> {
     let mut out = Vec::new();
     let mut problems = Vec::new();

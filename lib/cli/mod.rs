@@ -5,6 +5,7 @@
 use clap::CommandFactory;
 use std::path::PathBuf;
 
+pub mod attach;
 pub mod channels;
 pub mod config;
 pub mod dispatch;
@@ -17,6 +18,7 @@ pub mod mail;
 pub mod manpages;
 pub mod nudge;
 pub mod post;
+pub mod profile;
 pub mod ps;
 pub mod read;
 pub mod reap;
@@ -296,12 +298,14 @@ pub fn tools() -> Vec<Tool> {
         watch::tool(),
         remind::tool(),
         spawn::tool(),
+        profile::tool(),
         ps::tool(),
         nudge::tool(),
         stop::tool(),
         log::tool(),
         wait::tool(),
         status::tool(),
+        attach::tool(),
         fake_agent::tool(),
         route::tool(),
         reap::tool(),

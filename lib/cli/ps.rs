@@ -16,8 +16,9 @@ use crate::stream;
 ///
 /// One line per agent: name, state, age of the last event, task, worktree,
 /// session, tokens in/out, cost, exit code. The state is starting, working,
-/// idle, exited or failed as the supervisor recorded it, or lost when the
-/// record says running but no supervisor holds the agent's liveness lock.
+/// idle, exited or failed as the supervisor recorded it, lost when the
+/// record says running but no supervisor holds the agent's liveness lock, or
+/// attached while a person has the session on a terminal (mt-attach).
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
@@ -60,7 +61,7 @@ Agents that need attention, with jq:
             ("", super::EXIT_COMMON),
             (
                 "SEE ALSO",
-                "mt-spawn(1), mt-log(1), mt-stop(1), mt-files(5), mt(7)",
+                "mt-spawn(1), mt-log(1), mt-stop(1), mt-attach(1), mt-files(5), mt(7)",
             ),
         ],
     )

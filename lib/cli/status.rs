@@ -72,7 +72,7 @@ pub fn tool() -> Tool {
                 "SCREEN",
                 "AGENTS\tevery agent that was ever started, by name: state as mt-ps(1) shows it, task, age of the last event, tokens in/out, cost, and a note: the rejected rate limit holding it back and when it resets, or why it failed. A total line sums tokens and cost.
 TASKS\tthe task list (see TASK LIST): how many tasks are pending, in progress and completed, then the tasks in progress and the pending ones blocked by tasks not completed, with owners and open blockers.
-MESSAGES\tper channel, how many records the reader (--as, else $MT_AGENT, else lead) has not read, and how long ago the last one came; channels with nothing unread only with --all. The reader's cursors are read, never moved: mt-read shows the same messages afterwards.
+MESSAGES\tper channel, how many records the reader (--as, else $MT_AGENT, else lead) has not read, and how long ago the last one came; channels with nothing unread only with --all; archived channels never. The reader's cursors are read, never moved: mt-read shows the same messages afterwards.
 WORKTREES\tlinked worktrees with commits not in their base or with uncommitted changes, and mt branches no worktree has checked out that still hold commits not in their base: what mt-worktree gc would keep. Outside a git repository the section is left out.
 WATCHER\twhether an mt-watch(1) runs for the state directory, with its pid.
 REMINDERS\thow many reminders have not fired, and the ones due now or overdue (or being delivered), which the next mt-remind check fires.
@@ -87,7 +87,7 @@ state_dir, at\tthe state directory, and when the overview was gathered (RFC 3339
 agents\tone object per agent: name, state (as mt-ps shows it), running (its supervisor holds the liveness lock), task, input_tokens, output_tokens, cost_usd, last_event_at (else the start), rate_limit (null, or the rejection not yet reset: status, resets_at, kind, at) and error (why a failed or lost agent failed, else null).
 totals\tagents, running, states (how many agents in each state), input_tokens, output_tokens, cost_usd, rate_limited.
 tasks\tlist, and how many tasks are pending, in_progress, completed, other (a status mt does not know) and skipped (a file that does not parse); active (in progress) and blocked (pending, with a blocker not completed), each task with id, subject, owner and blocked_by (its blockers not completed). Null when the list could not be read.
-reader, channels\tthe reader, and per channel with something unread (every channel with --all): name, unread, last_seq, last_activity.
+reader, channels\tthe reader, and per channel not archived with something unread (every one with --all): name, unread, last_seq, last_activity.
 worktrees\tunmerged: the worktrees with commits not in their base or uncommitted changes, as mt-worktree list --json shows them; branches: mt branches without a worktree holding commits not in their base, with name, base and unmerged (null when the base does not resolve). Null outside a git repository.
 watcher\trunning, and pid (null when not running).
 reminders\tpending (how many have not fired) and due (each as mt-remind list --json shows it, with its stage). Null when they could not be read.

@@ -10,6 +10,8 @@
 
 mod support;
 
+mod archive;
+mod attach;
 mod channel;
 mod config;
 mod defects;
@@ -21,6 +23,7 @@ mod layout;
 mod lead;
 mod mail;
 mod man;
+mod profile;
 mod props;
 mod props_cursor;
 mod props_hook;
@@ -28,10 +31,12 @@ mod props_mailbox;
 mod props_rules;
 mod props_settings;
 mod props_tasks;
+mod ratelimit;
 mod reap;
 mod remind;
 mod route;
 mod security;
+mod selection;
 mod sling;
 mod spawn;
 mod status;

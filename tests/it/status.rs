@@ -269,6 +269,11 @@ fn unread_counts_per_channel_move_no_cursor() {
     let v = json(&e, &["--as", "york", "--all"]);
     assert_eq!(names(&v["channels"]), ["general", "quiet", "review"]);
     assert_eq!(v["channels"][1]["unread"], 0);
+    // An archived channel is left out, unread or not.
+    e.ok("mt-post", &["--from", "park", "-c", "done", "closing this"]);
+    e.ok("mt-channels", &["archive", "done"]);
+    let v = json(&e, &["--as", "york", "--all"]);
+    assert_eq!(names(&v["channels"]), ["general", "quiet", "review"]);
 
     // The reader defaults to $MT_AGENT, else lead.
     let out = e
