@@ -117,6 +117,10 @@ fn failure(e: anyhow::Error) -> Response {
 fn channels(ctx: &Ctx) -> anyhow::Result<Response> {
     let mut out = Vec::new();
     for name in channel::list_channels(&ctx.state)? {
+        // An archived channel leaves the listings, as in mt-channels.
+        if channel::is_archived(&ctx.state, &name) {
+            continue;
+        }
         let s = channel::summarize(&ctx.state, &name)?;
         let read = cursor::load(&ctx.state, &ctx.person, &name)
             .ok()
