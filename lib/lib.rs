@@ -20,6 +20,7 @@ pub mod infra;
 pub mod mailbox;
 pub mod names;
 pub mod permissions;
+pub mod pr;
 pub mod prompts;
 pub mod record;
 pub mod spawn;

@@ -17,6 +17,7 @@ pub mod mail;
 pub mod manpages;
 pub mod nudge;
 pub mod post;
+pub mod pr;
 pub mod ps;
 pub mod read;
 pub mod reap;
@@ -304,6 +305,7 @@ pub fn tools() -> Vec<Tool> {
         reap::tool(),
         sling::tool(),
         dispatch::tool(),
+        pr::tool(),
         config::tool(),
         lead::tool(),
     ]
