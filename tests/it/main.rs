@@ -21,6 +21,7 @@ mod layout;
 mod lead;
 mod mail;
 mod man;
+mod pr;
 mod props;
 mod props_cursor;
 mod props_hook;
