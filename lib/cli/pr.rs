@@ -275,11 +275,6 @@ fn run_sync(common: &Common, a: SyncArgs) -> Result<u8> {
             }
         })
     })?;
-    if let Some((already, now)) = s.recovered {
-        crate::exit::warn(format_args!(
-            "finished a pass that was interrupted: {already} of its records were on the channel, {now} posted now"
-        ));
-    }
     if let Some(code) = s.failure_code {
         return Err(fail(
             code,

@@ -93,6 +93,9 @@ pub fn sync(state: &StateDir, gh: &Gh, o: &Options, each: &mut dyn FnMut(&str)) 
             .count();
         let posted = execute(state, &store, &mut intent, &found, &mut summary, each)?;
         summary.recovered = Some((already, posted));
+        exit::warn(format_args!(
+            "finished a pass that was interrupted: {already} of its records were on the channel, {posted} posted now"
+        ));
     }
     let kept = store.load()?;
     let (new, changes) = plan(state, kept.as_ref(), &pulls, &o.repo)?;

@@ -347,6 +347,15 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
     assert!(out.contains("#3 approved by octocat (branch feature-x)"), "{out}");
     assert_eq!(h.sync(), "");
     assert_eq!(nudges(&h, "park", "octocat requested changes on your pull request #2"), 1);
+    // GitHub knows again that it conflicts: not news.
+    let mut again = h.calls().len();
+    let list: Value = serde_json::from_slice(&fs::read(h.gh.join("list.json")).unwrap()).unwrap();
+    let mut list = list.as_array().unwrap().clone();
+    list[1]["mergeable"] = json!("CONFLICTING");
+    h.answer(&list);
+    assert_eq!(h.sync(), "");
+    again += 1;
+    assert_eq!(h.calls().len(), again);
     assert_eq!(h.inbox("york").len(), 1, "CI passing asks nothing of york");
 
     // Merged and closed; then nothing more.
@@ -374,7 +383,7 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
     assert_eq!(r["meta"]["pr"]["url"], "https://github.com/acme/widgets/pull/1");
     assert_eq!(h.inbox("york").len(), 1);
     assert_eq!(h.inbox("park").len(), 2);
-    assert_eq!(h.calls().len(), 9, "one gh call per pass: {:?}", h.calls());
+    assert_eq!(h.calls().len(), 10, "one gh call per pass: {:?}", h.calls());
 }
 
 #[test]
@@ -397,6 +406,21 @@ fn a_pull_request_is_matched_to_its_coworker_and_task() {
     assert_eq!(state["prs"]["4"]["task"], "1");
     assert_eq!(state["prs"]["4"]["task_list"], json!(h.default_list()));
     assert_eq!(state["repo"], REPO);
+}
+
+#[test]
+fn what_closed_before_mt_pr_followed_the_repository_is_history() {
+    let h = Hub::new();
+    let old = with(merged(pull(1, "mt/york", "a")), "mergedAt", json!("2001-01-01T00:00:00Z"));
+    let old = with(old, "closedAt", json!("2001-01-01T00:00:00Z"));
+    h.answer(&[old.clone(), closed(pull(2, "b", "b")), pull(3, "c", "c")]);
+    h.sync();
+    assert_eq!(h.changes(), [(3, "opened".to_string())]);
+    // Seen later for the first time: closed since, news; closed before, not.
+    let older = with(closed(pull(5, "e", "e")), "closedAt", json!("2001-01-01T00:00:00Z"));
+    h.answer(&[old, closed(pull(2, "b", "b")), pull(3, "c", "c"), merged(pull(4, "d", "d")), older]);
+    h.sync();
+    assert_eq!(h.changes(), [(3, "opened".to_string()), (4, "merged".to_string())]);
 }
 
 /// Twelve pull requests through four steps; the changes each step makes.
@@ -478,29 +502,39 @@ fn passes_killed_at_random_points_post_each_change_once() {
         | 1;
     eprintln!("kill delays: seed {seed}");
     let mut rng = Rng(seed);
-    let kills = if long() { 40 } else { 8 };
+    let kills = if long() { 40 } else { 12 };
+    let mut finished = 0;
     for (i, (pulls, _)) in steps().into_iter().enumerate() {
         h.answer(&pulls);
         for _ in 0..kills {
-            // Sometimes while gh answers, sometimes while posting or saving.
+            // Sometimes while gh answers, sometimes while posting or saving
+            // (synced, which widens those windows).
             let pause = rng.below(30) as f64 / 1000.0;
             fs::write(h.gh.join("sleep"), format!("{pause:.3}")).unwrap();
-            let mut k = h
+            let k = h
                 .tool("mt-pr")
                 .arg("sync")
+                .env("MT_FSYNC", "1")
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(Duration::from_micros(rng.below(40_000)));
-            let _ = k.kill();
-            let _ = k.wait();
+            std::thread::sleep(Duration::from_micros(rng.below(70_000)));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(k.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let o = k.wait_with_output().unwrap();
+            finished += text(&o.stderr).matches("finished a pass that was interrupted").count();
         }
         let _ = fs::remove_file(h.gh.join("sleep"));
-        h.sync();
+        let o = h.pr(&["sync"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        finished += text(&o.stderr).matches("finished a pass that was interrupted").count();
         assert!(!h.state.join("pr/intent.json").exists());
         assert_exactly(&h, i + 1);
     }
+    eprintln!("passes that finished an interrupted one: {finished}");
 }
 
 #[test]
