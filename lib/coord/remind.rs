@@ -70,7 +70,10 @@ impl std::fmt::Display for When {
             When::At(t) => write!(f, "at {t}"),
             When::AllTasksDone { list, .. } => write!(f, "when all tasks of {list} are done"),
             When::AllWorkMerged { list, .. } => {
-                write!(f, "when all tasks of {list} are done and all work is merged")
+                write!(
+                    f,
+                    "when all tasks of {list} are done and all work is merged"
+                )
             }
         }
     }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::exit::{DATAERR, TEMPFAIL, UNAVAILABLE, fail};
 
@@ -380,10 +380,18 @@ impl Gh {
             let _ = err.read_to_end(&mut b);
             b
         });
-        let status = wait_within(&mut child, self.timeout);
-        let Some(status) = status? else {
-            let _ = child.kill();
-            let _ = child.wait();
+        // A thread waits (no polling); the pid stays gh's until it is
+        // reaped there, so killing it by pid on a timeout is safe.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let r = child.wait();
+            let _ = tx.send(());
+            r
+        });
+        if rx.recv_timeout(self.timeout).is_err() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.join();
             return Err(fail(
                 TEMPFAIL,
                 format!(
@@ -392,6 +400,10 @@ impl Gh {
                 ),
             ));
         };
+        let status = waiter
+            .join()
+            .map_err(|_| anyhow::anyhow!("waiting for {shown}"))?
+            .context("cannot wait for gh")?;
         let stdout = reader
             .join()
             .map_err(|_| anyhow::anyhow!("reading {shown}"))?
@@ -450,25 +462,6 @@ impl Gh {
         let n = number.to_string();
         let out = self.run(&["pr", "diff", &n, "--color", "never"])?;
         Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-}
-
-/// Wait for `child` to end, up to `limit`; `None` when it is still running.
-fn wait_within(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Result<Option<std::process::ExitStatus>> {
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    loop {
-        if let Some(s) = child.try_wait().context("cannot wait for gh")? {
-            return Ok(Some(s));
-        }
-        if start.elapsed() >= limit {
-            return Ok(None);
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

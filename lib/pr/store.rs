@@ -6,12 +6,14 @@
 //! pr/intent.json  a pass's plan, written before it posts anything:
 //!                 its records (each with a key), nudges and the state to
 //!                 save; present only while a pass runs or after one died
+//! pr/nudged       the keys of the plan's nudges sent so far, one a line
+//!                 (appended: a whole plan is not rewritten per nudge)
 //! ```
 //!
 //! Both JSON files are replaced whole by rename, so each is either the old
 //! or the new content.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::changes::Entry;
-use crate::exit::{DATAERR, fail};
+use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
 use crate::infra::{fsutil, lock};
 use crate::statedir::StateDir;
 
@@ -55,11 +57,8 @@ pub struct Planned {
 pub struct PlannedNudge {
     pub to: String,
     pub text: String,
-    /// The record (key) it goes with.
+    /// The record (key) it goes with; noted in `pr/nudged` once sent.
     pub key: String,
-    /// Sent (and noted here) by the pass that wrote the plan.
-    #[serde(default)]
-    pub done: bool,
 }
 
 /// A pass's plan, written before it posts.
@@ -116,16 +115,57 @@ impl Store {
     }
 
     pub fn write_intent(&self, i: &Intent) -> Result<()> {
-        write_json(&self.intent_path(), i)
+        let mut text = serde_json::to_vec(i)?;
+        text.push(b'\n');
+        fsutil::write_atomic(&self.intent_path(), &text, fsutil::fsync_enabled())
+    }
+
+    fn nudged_path(&self) -> PathBuf {
+        self.dir.join("nudged")
+    }
+
+    /// The keys of the nudges sent for the current plan.
+    pub fn nudged(&self) -> Result<std::collections::HashSet<String>> {
+        match fsutil::read_regular(&self.nudged_path()) {
+            Ok(b) => Ok(String::from_utf8_lossy(&b)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("cannot read {}", self.nudged_path().display()))),
+        }
+    }
+
+    /// Note that the nudge of record `key` was sent: one appended line. Not
+    /// synced: the nudge itself was, so a note lost to a crash only sends
+    /// it again.
+    pub fn note_nudged(&self, key: &str) -> Result<()> {
+        use std::io::Write;
+        let path = self.nudged_path();
+        let res = (|| -> io::Result<()> {
+            let mut f = fsutil::open_append(&path)?;
+            f.write_all(format!("{key}\n").as_bytes())
+        })();
+        res.with_context(|| format!("cannot write {}", path.display()))
+            .code(CANTCREAT)
+    }
+
+    pub fn clear_nudged(&self) -> Result<()> {
+        remove(&self.nudged_path())
     }
 
     pub fn remove_intent(&self) -> Result<()> {
-        match std::fs::remove_file(self.intent_path()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(anyhow::Error::new(e)
-                .context(format!("cannot remove {}", self.intent_path().display()))),
-        }
+        remove(&self.intent_path())
+    }
+}
+
+fn remove(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot remove {}", path.display()))),
     }
 }
 

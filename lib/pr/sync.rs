@@ -10,7 +10,7 @@
 //! 4. the plan — every record with a key of its own, every nudge, and the
 //!    state to save — is written to `pr/intent.json`;
 //! 5. the records are appended to the channel under one lock, with one
-//!    sync; the nudges are sent, each noted in the plan once sent;
+//!    sync; the nudges are sent, each noted in `pr/nudged` once sent;
 //! 6. `pr/state.json` is replaced, then the plan removed.
 //!
 //! A pass killed anywhere leaves either no plan (nothing was posted: the
@@ -84,14 +84,14 @@ pub fn sync(state: &StateDir, gh: &Gh, o: &Options, each: &mut dyn FnMut(&str)) 
     let _lock = store.lock(state, o.wait)?;
     let pulls = gh.list(o.limit)?;
     let mut summary = Summary::default();
-    if let Some(mut intent) = store.intent()? {
+    if let Some(intent) = store.intent()? {
         let found = keys_after(state, &intent.channel, intent.after_seq)?;
         let already = intent
             .records
             .iter()
             .filter(|r| found.contains(&r.key))
             .count();
-        let posted = execute(state, &store, &mut intent, &found, &mut summary, each)?;
+        let posted = execute(state, &store, &intent, &found, &mut summary, each)?;
         summary.recovered = Some((already, posted));
         exit::warn(format_args!(
             "finished a pass that was interrupted: {already} of its records were on the channel, {posted} posted now"
@@ -105,17 +105,12 @@ pub fn sync(state: &StateDir, gh: &Gh, o: &Options, each: &mut dyn FnMut(&str)) 
         }
         return Ok(summary);
     }
-    let mut intent = intent_of(state, o, new, changes)?;
+    let intent = intent_of(state, o, new, changes)?;
+    // Left by a pass that died after removing its plan: not this plan's.
+    store.clear_nudged()?;
     store.write_intent(&intent)?;
     crash_at("intent");
-    execute(
-        state,
-        &store,
-        &mut intent,
-        &HashSet::new(),
-        &mut summary,
-        each,
-    )?;
+    execute(state, &store, &intent, &HashSet::new(), &mut summary, each)?;
     Ok(summary)
 }
 
@@ -220,12 +215,15 @@ fn intent_of(state: &StateDir, o: &Options, kept: Kept, changes: Vec<Change>) ->
                 pr[k] = v;
             }
         }
-        if let Some((to, text)) = c.nudge {
+        // Only agents of this state directory (or with an inbox) can be
+        // nudged; for the others the record is enough.
+        if let Some((to, text)) = c.nudge
+            && AgentDir::new(state, &to).is_ok_and(|a| a.exists() || a.inbox("new").is_dir())
+        {
             nudges.push(PlannedNudge {
                 to,
                 text,
                 key: key.clone(),
-                done: false,
             });
         }
         records.push(Planned {
@@ -270,7 +268,7 @@ fn keys_after(state: &StateDir, channel: &str, seq: u64) -> Result<HashSet<Strin
 fn execute(
     state: &StateDir,
     store: &Store,
-    intent: &mut Intent,
+    intent: &Intent,
     found: &HashSet<String>,
     summary: &mut Summary,
     each: &mut dyn FnMut(&str),
@@ -304,11 +302,11 @@ fn execute(
     let posted = todo.len();
     summary.posted += posted;
     crash_at("posted");
-    for i in 0..intent.nudges.len() {
-        if intent.nudges[i].done {
+    let sent = store.nudged()?;
+    for n in &intent.nudges {
+        if sent.contains(&n.key) {
             continue;
         }
-        let n = intent.nudges[i].clone();
         match agent::nudge_as(state, &n.to, &n.text, true, Durability::Synced) {
             Ok(how) => {
                 summary.nudged += 1;
@@ -331,12 +329,12 @@ fn execute(
                 summary.failure_code.get_or_insert(code);
             }
         }
-        intent.nudges[i].done = true;
-        store.write_intent(intent)?;
+        store.note_nudged(&n.key)?;
         crash_at("nudged");
     }
     store.save(&intent.kept)?;
     crash_at("saved");
     store.remove_intent()?;
+    store.clear_nudged()?;
     Ok(posted)
 }

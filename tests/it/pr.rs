@@ -62,7 +62,10 @@ impl Hub {
     fn new() -> Hub {
         let e = Env::with_repo();
         let bare = e.root.join("remote.git");
-        e.git(&e.root, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+        e.git(
+            &e.root,
+            &["init", "-q", "--bare", "-b", "main", "remote.git"],
+        );
         e.git(&e.repo, &["remote", "add", "origin", URL]);
         let rewrite = format!("url.{}.insteadOf", bare.display());
         e.git(&e.repo, &["config", &rewrite, URL]);
@@ -279,13 +282,27 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
     let park = pull(2, "mt/park", &p1);
     let other = pull(3, "feature-x", "f00");
     h.answer(&[
-        with(york.clone(), "statusCheckRollup", json!([run("test", "IN_PROGRESS", "")])),
+        with(
+            york.clone(),
+            "statusCheckRollup",
+            json!([run("test", "IN_PROGRESS", "")]),
+        ),
         park.clone(),
         other.clone(),
     ]);
     let out = h.sync();
-    assert_eq!(h.changes(), [(1, "opened".into()), (2, "opened".into()), (3, "opened".into())]);
-    assert!(out.contains("#1 opened (york) by mt-bot: Change 1"), "{out}");
+    assert_eq!(
+        h.changes(),
+        [
+            (1, "opened".into()),
+            (2, "opened".into()),
+            (3, "opened".into())
+        ]
+    );
+    assert!(
+        out.contains("#1 opened (york) by mt-bot: Change 1"),
+        "{out}"
+    );
     assert_eq!(h.sync(), "", "a second pass posts nothing");
     assert_eq!(h.calls().len(), 2, "one gh call per pass");
     assert!(h.calls()[0].starts_with("pr list --state all --limit 200 --json number,title,url,state,isDraft,headRefName,headRefOid,baseRefName,author,mergeable,mergeStateStatus,reviewDecision,latestReviews,reviewRequests,statusCheckRollup,updatedAt,closedAt,mergedAt --repo acme/widgets"), "{:?}", h.calls());
@@ -313,7 +330,11 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
     assert_eq!(count(&c, 3, "review-requested"), 2);
     // The right coworker, once, told what to do; the stopped one resumed.
     assert_eq!(
-        nudges(&h, "york", "CI failed on your pull request #1 (checks: ci/docs, test). Look at `gh pr checks 1`, fix it on your branch and push."),
+        nudges(
+            &h,
+            "york",
+            "CI failed on your pull request #1 (checks: ci/docs, test). Look at `gh pr checks 1`, fix it on your branch and push."
+        ),
         1
     );
     assert_eq!(h.inbox("york").len(), 1);
@@ -321,7 +342,9 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
     assert_eq!(h.inbox("park").len(), 1);
     assert!(h.running("park"));
     wait_for("park to read its nudge", || {
-        h.inputs("park").iter().any(|t| t.contains("Merge main into your branch"))
+        h.inputs("park")
+            .iter()
+            .any(|t| t.contains("Merge main into your branch"))
     });
     // york pushed a fix to the real remote.
     wait_for("york's fix on the remote", || h.head("york") != y1);
@@ -332,21 +355,52 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
         with(
             with(york.clone(), "headRefOid", json!(y2)),
             "statusCheckRollup",
-            json!([run("test", "COMPLETED", "SUCCESS"), run("lint", "COMPLETED", "SKIPPED"), status("ci/docs", "SUCCESS")]),
+            json!([
+                run("test", "COMPLETED", "SUCCESS"),
+                run("lint", "COMPLETED", "SKIPPED"),
+                status("ci/docs", "SUCCESS")
+            ]),
         ),
         with(
             with(park.clone(), "mergeable", json!("UNKNOWN")),
             "latestReviews",
-            json!([review("PRR_1", "octocat", "CHANGES_REQUESTED", "@york and @park:\nplease rename `x`")]),
+            json!([review(
+                "PRR_1",
+                "octocat",
+                "CHANGES_REQUESTED",
+                "@york and @park:\nplease rename `x`"
+            )]),
         ),
-        with(other.clone(), "latestReviews", json!([review("PRR_2", "octocat", "APPROVED", "ok"), review("PRR_3", "hubot", "COMMENTED", "hm")])),
+        with(
+            other.clone(),
+            "latestReviews",
+            json!([
+                review("PRR_2", "octocat", "APPROVED", "ok"),
+                review("PRR_3", "hubot", "COMMENTED", "hm")
+            ]),
+        ),
     ]);
     let out = h.sync();
     assert!(out.contains("#1 CI passed (york)"), "{out}");
-    assert!(out.contains("#2 changes requested by octocat (park): \"york and park: please rename `x`\""), "{out}");
-    assert!(out.contains("#3 approved by octocat (branch feature-x)"), "{out}");
+    assert!(
+        out.contains(
+            "#2 changes requested by octocat (park): \"york and park: please rename `x`\""
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("#3 approved by octocat (branch feature-x)"),
+        "{out}"
+    );
     assert_eq!(h.sync(), "");
-    assert_eq!(nudges(&h, "park", "octocat requested changes on your pull request #2"), 1);
+    assert_eq!(
+        nudges(
+            &h,
+            "park",
+            "octocat requested changes on your pull request #2"
+        ),
+        1
+    );
     // GitHub knows again that it conflicts: not news.
     let mut again = h.calls().len();
     let list: Value = serde_json::from_slice(&fs::read(h.gh.join("list.json")).unwrap()).unwrap();
@@ -359,15 +413,28 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
     assert_eq!(h.inbox("york").len(), 1, "CI passing asks nothing of york");
 
     // Merged and closed; then nothing more.
-    h.answer(&[merged(york.clone()), closed(park.clone()), merged(other.clone())]);
+    h.answer(&[
+        merged(york.clone()),
+        closed(park.clone()),
+        merged(other.clone()),
+    ]);
     h.sync();
     assert_eq!(h.sync(), "");
     let c = h.changes();
     let want = [
-        (1, "opened"), (2, "opened"), (3, "opened"),
-        (1, "ci-failed"), (2, "conflict"), (3, "review-requested"), (3, "review-requested"),
-        (1, "ci-passed"), (2, "changes-requested"), (3, "approved"),
-        (1, "merged"), (2, "closed"), (3, "merged"),
+        (1, "opened"),
+        (2, "opened"),
+        (3, "opened"),
+        (1, "ci-failed"),
+        (2, "conflict"),
+        (3, "review-requested"),
+        (3, "review-requested"),
+        (1, "ci-passed"),
+        (2, "changes-requested"),
+        (3, "approved"),
+        (1, "merged"),
+        (2, "closed"),
+        (3, "merged"),
     ];
     let want: Vec<(u64, String)> = want.iter().map(|(n, c)| (*n, c.to_string())).collect();
     assert_eq!(c, want);
@@ -380,7 +447,10 @@ fn each_change_is_posted_once_and_the_owner_nudged_with_what_to_do() {
     assert_eq!(r["meta"]["pr"]["agent"], "york");
     assert_eq!(r["meta"]["pr"]["head"], y1);
     assert_eq!(r["meta"]["pr"]["checks"], json!(["ci/docs", "test"]));
-    assert_eq!(r["meta"]["pr"]["url"], "https://github.com/acme/widgets/pull/1");
+    assert_eq!(
+        r["meta"]["pr"]["url"],
+        "https://github.com/acme/widgets/pull/1"
+    );
     assert_eq!(h.inbox("york").len(), 1);
     assert_eq!(h.inbox("park").len(), 2);
     assert_eq!(h.calls().len(), 10, "one gh call per pass: {:?}", h.calls());
@@ -411,16 +481,33 @@ fn a_pull_request_is_matched_to_its_coworker_and_task() {
 #[test]
 fn what_closed_before_mt_pr_followed_the_repository_is_history() {
     let h = Hub::new();
-    let old = with(merged(pull(1, "mt/york", "a")), "mergedAt", json!("2001-01-01T00:00:00Z"));
+    let old = with(
+        merged(pull(1, "mt/york", "a")),
+        "mergedAt",
+        json!("2001-01-01T00:00:00Z"),
+    );
     let old = with(old, "closedAt", json!("2001-01-01T00:00:00Z"));
     h.answer(&[old.clone(), closed(pull(2, "b", "b")), pull(3, "c", "c")]);
     h.sync();
     assert_eq!(h.changes(), [(3, "opened".to_string())]);
     // Seen later for the first time: closed since, news; closed before, not.
-    let older = with(closed(pull(5, "e", "e")), "closedAt", json!("2001-01-01T00:00:00Z"));
-    h.answer(&[old, closed(pull(2, "b", "b")), pull(3, "c", "c"), merged(pull(4, "d", "d")), older]);
+    let older = with(
+        closed(pull(5, "e", "e")),
+        "closedAt",
+        json!("2001-01-01T00:00:00Z"),
+    );
+    h.answer(&[
+        old,
+        closed(pull(2, "b", "b")),
+        pull(3, "c", "c"),
+        merged(pull(4, "d", "d")),
+        older,
+    ]);
     h.sync();
-    assert_eq!(h.changes(), [(3, "opened".to_string()), (4, "merged".to_string())]);
+    assert_eq!(
+        h.changes(),
+        [(3, "opened".to_string()), (4, "merged".to_string())]
+    );
 }
 
 /// Twelve pull requests through four steps; the changes each step makes.
@@ -436,7 +523,13 @@ fn steps() -> Vec<(Vec<Value>, Vec<&'static str>)> {
             vec!["opened"],
         ),
         (
-            each(&|p| with(p, "statusCheckRollup", json!([run("test", "COMPLETED", "FAILURE")]))),
+            each(&|p| {
+                with(
+                    p,
+                    "statusCheckRollup",
+                    json!([run("test", "COMPLETED", "FAILURE")]),
+                )
+            }),
             vec!["ci-failed"],
         ),
         (
@@ -444,7 +537,11 @@ fn steps() -> Vec<(Vec<Value>, Vec<&'static str>)> {
                 let sha = format!("b{}", p["number"]);
                 let p = with(p, "headRefOid", json!(sha));
                 let p = with(p, "reviewRequests", json!([{"login": "octocat"}]));
-                with(p, "statusCheckRollup", json!([run("test", "COMPLETED", "SUCCESS")]))
+                with(
+                    p,
+                    "statusCheckRollup",
+                    json!([run("test", "COMPLETED", "SUCCESS")]),
+                )
             }),
             vec!["ci-passed", "review-requested"],
         ),
@@ -525,12 +622,16 @@ fn passes_killed_at_random_points_post_each_change_once() {
                 nix::sys::signal::Signal::SIGKILL,
             );
             let o = k.wait_with_output().unwrap();
-            finished += text(&o.stderr).matches("finished a pass that was interrupted").count();
+            finished += text(&o.stderr)
+                .matches("finished a pass that was interrupted")
+                .count();
         }
         let _ = fs::remove_file(h.gh.join("sleep"));
         let o = h.pr(&["sync"]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-        finished += text(&o.stderr).matches("finished a pass that was interrupted").count();
+        finished += text(&o.stderr)
+            .matches("finished a pass that was interrupted")
+            .count();
         assert!(!h.state.join("pr/intent.json").exists());
         assert_exactly(&h, i + 1);
     }
@@ -548,7 +649,11 @@ fn a_pass_killed_at_each_point_is_finished_by_the_next_exactly_once() {
         h.sync();
         let before = h.state_files();
         h.answer(&[
-            with(york, "statusCheckRollup", json!([run("test", "COMPLETED", "FAILURE")])),
+            with(
+                york,
+                "statusCheckRollup",
+                json!([run("test", "COMPLETED", "FAILURE")]),
+            ),
             with(other, "mergeable", json!("CONFLICTING")),
         ]);
         let o = h
@@ -579,7 +684,11 @@ fn a_pass_killed_at_each_point_is_finished_by_the_next_exactly_once() {
         assert_eq!(c.len(), 4, "{point}: {c:?}");
         assert_eq!(count(&c, 1, "ci-failed"), 1, "{point}");
         assert_eq!(count(&c, 2, "conflict"), 1, "{point}");
-        assert_eq!(nudges(&h, "york", "CI failed on your pull request #1"), 1, "{point}");
+        assert_eq!(
+            nudges(&h, "york", "CI failed on your pull request #1"),
+            1,
+            "{point}"
+        );
         assert!(!h.state.join("pr/intent.json").exists(), "{point}");
     }
 }
@@ -598,12 +707,32 @@ fn malformed_or_partial_answers_are_refused_and_change_nothing() {
         ("not JSON".to_string(), "the answer is not JSON"),
         ("[{\"number\": 1,".to_string(), "the answer is not JSON"),
         ("{\"number\": 1}".to_string(), "not a JSON list"),
-        (json!([pull(1, "mt/york", "a1"), partial]).to_string(), "pull request #3 has no statusCheckRollup (a partial answer)"),
+        (
+            json!([pull(1, "mt/york", "a1"), partial]).to_string(),
+            "pull request #3 has no statusCheckRollup (a partial answer)",
+        ),
         (json!([no_number]).to_string(), "item 1 has no number"),
-        (json!([with(pull(1, "x", "y"), "isDraft", json!("no"))]).to_string(), "pull request #1"),
-        (json!([with(pull(1, "x", "y"), "state", json!("GONE"))]).to_string(), "unknown state"),
-        (json!([with(pull(1, "x", "y"), "statusCheckRollup", json!([{"name": 3}]))]).to_string(), "pull request #1"),
-        (json!([pull(1, "x", "y"), pull(1, "x", "y")]).to_string(), "listed twice"),
+        (
+            json!([with(pull(1, "x", "y"), "isDraft", json!("no"))]).to_string(),
+            "pull request #1",
+        ),
+        (
+            json!([with(pull(1, "x", "y"), "state", json!("GONE"))]).to_string(),
+            "unknown state",
+        ),
+        (
+            json!([with(
+                pull(1, "x", "y"),
+                "statusCheckRollup",
+                json!([{"name": 3}])
+            )])
+            .to_string(),
+            "pull request #1",
+        ),
+        (
+            json!([pull(1, "x", "y"), pull(1, "x", "y")]).to_string(),
+            "listed twice",
+        ),
         (json!([1]).to_string(), "item 1 is not a JSON object"),
     ];
     for (body, says) in bad {
@@ -643,9 +772,16 @@ fn without_gh_or_its_login_one_line_and_exit_69() {
     .unwrap();
     let o = h.pr(&["sync"]);
     assert_eq!(o.status.code(), Some(69));
-    assert_eq!(text(&o.stderr), "mt-pr: gh is not logged in to GitHub: run gh auth login\n");
+    assert_eq!(
+        text(&o.stderr),
+        "mt-pr: gh is not logged in to GitHub: run gh auth login\n"
+    );
     fs::write(h.gh.join("exit"), "1").unwrap();
-    fs::write(h.gh.join("stderr"), "\nerror connecting to api.github.com\n").unwrap();
+    fs::write(
+        h.gh.join("stderr"),
+        "\nerror connecting to api.github.com\n",
+    )
+    .unwrap();
     let o = h.pr(&["sync"]);
     assert_eq!(o.status.code(), Some(69));
     assert_eq!(
@@ -678,8 +814,18 @@ fn without_gh_or_its_login_one_line_and_exit_69() {
     once("2030-01-01T00:02:00Z");
     once("2030-01-01T00:04:00Z");
     assert_eq!(errors(), 1);
-    let err = h.channel("general").into_iter().find(|r| r["type"] == "error").unwrap();
-    assert!(err["content"].as_str().unwrap().contains("gh is not logged in"), "{err}");
+    let err = h
+        .channel("general")
+        .into_iter()
+        .find(|r| r["type"] == "error")
+        .unwrap();
+    assert!(
+        err["content"]
+            .as_str()
+            .unwrap()
+            .contains("gh is not logged in"),
+        "{err}"
+    );
     fs::remove_file(h.gh.join("exit")).unwrap();
     once("2030-01-01T00:06:00Z");
     fs::write(h.gh.join("exit"), "4").unwrap();
@@ -688,9 +834,34 @@ fn without_gh_or_its_login_one_line_and_exit_69() {
 }
 
 #[test]
+fn a_gh_that_does_not_answer_is_given_up_on() {
+    let h = Hub::new();
+    h.answer(&[pull(1, "x", "y")]);
+    fs::write(h.gh.join("sleep"), "30").unwrap();
+    let t = std::time::Instant::now();
+    let o = h.pr(&["sync", "--timeout", "300ms"]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        "mt-pr: gh pr list did not answer within 300ms\n"
+    );
+    assert!(t.elapsed() < PATIENCE / 4, "it waited for gh");
+    assert!(!h.state.join("pr/state.json").exists());
+    assert!(h.changes().is_empty());
+}
+
+#[test]
 fn without_a_github_remote_sync_does_nothing_unless_told_the_repository() {
     let h = Hub::new();
-    h.git(&h.repo, &["remote", "set-url", "origin", "https://gitlab.com/acme/widgets.git"]);
+    h.git(
+        &h.repo,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            "https://gitlab.com/acme/widgets.git",
+        ],
+    );
     h.answer(&[pull(1, "x", "y")]);
     let o = h.pr(&["sync"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -704,14 +875,26 @@ fn without_a_github_remote_sync_does_nothing_unless_told_the_repository() {
     // --repo, or gh's own GH_REPO, names one.
     let o = h.pr(&["sync", "--repo", "acme/other"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(h.calls()[0].ends_with("--repo acme/other"), "{:?}", h.calls());
-    let o = h.tool("mt-pr").arg("sync").env("GH_REPO", "acme/third").output().unwrap();
+    assert!(
+        h.calls()[0].ends_with("--repo acme/other"),
+        "{:?}",
+        h.calls()
+    );
+    let o = h
+        .tool("mt-pr")
+        .arg("sync")
+        .env("GH_REPO", "acme/third")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0));
     assert!(h.calls()[1].ends_with("--repo acme/third"));
     let o = h.pr(&["sync", "--repo", "../etc"]);
     assert_eq!(o.status.code(), Some(65));
     // An ssh remote of github.com is found, upstream when origin is not.
-    h.git(&h.repo, &["remote", "add", "upstream", "git@github.com:acme/up.git"]);
+    h.git(
+        &h.repo,
+        &["remote", "add", "upstream", "git@github.com:acme/up.git"],
+    );
     h.sync();
     assert!(h.calls()[2].ends_with("--repo acme/up"), "{:?}", h.calls());
 }
@@ -721,7 +904,11 @@ fn list_shows_coworker_task_ci_review_and_merge_state() {
     let h = Hub::new();
     h.answer(&[
         with(
-            with(pull(7, "mt/york", "a"), "statusCheckRollup", json!([run("test", "COMPLETED", "FAILURE")])),
+            with(
+                pull(7, "mt/york", "a"),
+                "statusCheckRollup",
+                json!([run("test", "COMPLETED", "FAILURE")]),
+            ),
             "reviewDecision",
             json!("CHANGES_REQUESTED"),
         ),
@@ -733,11 +920,19 @@ fn list_shows_coworker_task_ci_review_and_merge_state() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
     assert!(lines[0].starts_with("PR  COWORKER  TASK  CI"), "{out}");
-    assert!(lines[1].contains("#7  york") && lines[1].contains("failed: test") && lines[1].contains("changes requested"), "{out}");
+    assert!(
+        lines[1].contains("#7  york")
+            && lines[1].contains("failed: test")
+            && lines[1].contains("changes requested"),
+        "{out}"
+    );
     assert!(lines[2].contains("conflict"), "{out}");
     assert!(lines[3].contains("draft"), "{out}");
     let out = text(&h.pr(&["list", "--all", "--json"]).stdout);
-    let rows: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[0]["coworker"], "york");
     assert_eq!(rows[0]["ci"], "failed");
@@ -758,7 +953,11 @@ fn review_starts_a_reviewer_whose_verdict_goes_through_gh() {
         "headRefName": "mt/york", "baseRefName": "main", "author": {"login": "mt-bot"}
     });
     fs::write(h.gh.join("view.json"), view.to_string()).unwrap();
-    fs::write(h.gh.join("diff"), "diff --git a/p.rs b/p.rs\n+fn parse() {}\n").unwrap();
+    fs::write(
+        h.gh.join("diff"),
+        "diff --git a/p.rs b/p.rs\n+fn parse() {}\n",
+    )
+    .unwrap();
     let prompt = h.root.join("prompt.txt");
     let run = format!(
         "printf '%s' \"$MT_FAKE_TEXT\" > {} && gh pr review 7 --approve --body 'looks right'",
@@ -772,11 +971,23 @@ fn review_starts_a_reviewer_whose_verdict_goes_through_gh() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "park\n");
-    wait_for("the verdict", || h.calls().iter().any(|c| c.starts_with("pr review")));
+    wait_for("the verdict", || {
+        h.calls().iter().any(|c| c.starts_with("pr review"))
+    });
     let calls = h.calls();
     assert!(calls.iter().any(|c| c == "pr view 7 --json number,title,body,url,state,isDraft,headRefName,baseRefName,author --repo acme/widgets"), "{calls:?}");
-    assert!(calls.iter().any(|c| c == "pr diff 7 --color never --repo acme/widgets"), "{calls:?}");
-    assert!(calls.iter().any(|c| c == "pr review 7 --approve --body looks right"), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "pr diff 7 --color never --repo acme/widgets"),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "pr review 7 --approve --body looks right"),
+        "{calls:?}"
+    );
     let p = fs::read_to_string(&prompt).unwrap();
     for want in [
         "Review pull request #7 of acme/widgets: Add the parser",
@@ -791,7 +1002,10 @@ fn review_starts_a_reviewer_whose_verdict_goes_through_gh() {
     let meta = h.meta("park");
     assert!(meta["worktree"].as_str().unwrap().ends_with("park"));
     let allow = meta["permissions"]["allow"].as_array().unwrap();
-    assert!(allow.iter().any(|r| r == "Bash(gh pr review:*)"), "{allow:?}");
+    assert!(
+        allow.iter().any(|r| r == "Bash(gh pr review:*)"),
+        "{allow:?}"
+    );
     assert!(allow.iter().any(|r| r == "Bash(git:*)"), "{allow:?}");
     let r = h.records();
     assert_eq!(r.len(), 1);
@@ -799,10 +1013,17 @@ fn review_starts_a_reviewer_whose_verdict_goes_through_gh() {
     assert_eq!(r[0]["meta"]["pr"]["agent"], "park");
 
     // A merged pull request is not reviewed.
-    fs::write(h.gh.join("view.json"), with(view, "state", json!("MERGED")).to_string()).unwrap();
+    fs::write(
+        h.gh.join("view.json"),
+        with(view, "state", json!("MERGED")).to_string(),
+    )
+    .unwrap();
     let o = h.pr(&["review", "7", "--name", "reed"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(text(&o.stderr), "mt-pr: pull request #7 is merged; there is nothing to review\n");
+    assert_eq!(
+        text(&o.stderr),
+        "mt-pr: pull request #7 is merged; there is nothing to review\n"
+    );
     assert!(!h.agent("reed").join("meta.json").exists());
 }
 
@@ -810,7 +1031,11 @@ fn review_starts_a_reviewer_whose_verdict_goes_through_gh() {
 fn all_work_merged_fires_once_only_when_tasks_are_done_and_work_merged() {
     let h = Hub::new();
     for (name, title) in [("york", "Write the parser"), ("park", "Write the docs")] {
-        let o = h.tool("mt-sling").args(["--name", name, title]).output().unwrap();
+        let o = h
+            .tool("mt-sling")
+            .args(["--name", name, title])
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
         h.wait_idle(name);
     }
@@ -839,11 +1064,20 @@ fn all_work_merged_fires_once_only_when_tasks_are_done_and_work_merged() {
     h.sync();
     assert_eq!(remind(&["check"]), "");
     // An open pull request of another coworker holds it back...
-    h.answer(&[merged(york.clone()), merged(park.clone()), pull(6, "mt/zed", "z")]);
+    h.answer(&[
+        merged(york.clone()),
+        merged(park.clone()),
+        pull(6, "mt/zed", "z"),
+    ]);
     h.sync();
     assert_eq!(remind(&["check"]), "");
     // ...one of someone else's does not.
-    h.answer(&[merged(york.clone()), merged(park.clone()), closed(pull(6, "mt/zed", "z")), pull(3, "feature", "c")]);
+    h.answer(&[
+        merged(york.clone()),
+        merged(park.clone()),
+        closed(pull(6, "mt/zed", "z")),
+        pull(3, "feature", "c"),
+    ]);
     h.sync();
     let kids: Vec<_> = (0..4)
         .map(|_| {
@@ -858,7 +1092,13 @@ fn all_work_merged_fires_once_only_when_tasks_are_done_and_work_merged() {
         .into_iter()
         .map(|k| text(&k.wait_with_output().unwrap().stdout))
         .collect();
-    assert_eq!(outs.iter().filter(|o| *o == "fired 1: all merged\n").count(), 1, "{outs:?}");
+    assert_eq!(
+        outs.iter()
+            .filter(|o| *o == "fired 1: all merged\n")
+            .count(),
+        1,
+        "{outs:?}"
+    );
     assert_eq!(remind(&["check"]), "");
     assert_eq!(fired(), 1);
 
@@ -872,7 +1112,11 @@ fn all_work_merged_fires_once_only_when_tasks_are_done_and_work_merged() {
     assert_eq!(fired(), 2);
 
     // A coworker that finished a task without a pull request holds it back.
-    let o = h.tool("mt-sling").args(["--name", "reed", "Tidy up"]).output().unwrap();
+    let o = h
+        .tool("mt-sling")
+        .args(["--name", "reed", "Tidy up"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     h.ok("mt-task", &["done", "4"]);
     remind(&["add", "--when", "all-work-merged", "third"]);
