@@ -161,7 +161,7 @@ The owner of a pull request from branch mt/NAME is coworker NAME, its task the o
             ),
             (
                 "EXACTLY ONCE",
-                "Passes take turns through pr/LOCK (a second one waits up to 3 minutes, then exits 75). A pass checks gh's whole answer before it writes anything, then writes its plan, pr/intent.json: every record with a key of its own (meta.pr.key), every nudge, and the state to keep. It posts the records under one channel lock with one sync, sends the nudges, noting each in the plan, saves pr/state.json and removes the plan. The next pass finishes a plan that a killed pass left: it posts only the records whose key is not on the channel after the seq the plan noted, sends the nudges not noted as sent, and saves the plan's state. So each change is posted exactly once, also when passes run at the same time or one is killed; a nudge comes twice only when a pass died between sending it and noting it. The records an interrupted pass left are counted on standard error.",
+                "Passes take turns through pr/LOCK (a second one waits up to 3 minutes, then exits 75). A pass checks gh's whole answer before it writes anything, then writes its plan, pr/intent.json: every record with a key of its own (meta.pr.key), every nudge, and the state to keep. It posts the records under one channel lock with one sync, sends the nudges (each synced), noting each in pr/nudged, saves pr/state.json and removes the plan. The next pass finishes a plan that a killed pass left: it posts only the records whose key is not on the channel after the seq the plan noted, sends the nudges not noted as sent, and saves the plan's state. So each change is posted exactly once, also when passes run at the same time or one is killed; a nudge comes twice only when a pass died between sending it and noting it. The records an interrupted pass left are counted on standard error.",
             ),
             (
                 "EXAMPLES",
@@ -211,7 +211,8 @@ MT_PR_CRASH\tfor tests only: points at which a pass kills itself (intent, postin
                 "FILES",
                 "pr/LOCK\tin the state directory: one pass at a time
 pr/state.json\twhat the last pass kept of each pull request: number, title, url, branch, base, agent, task, state, CI (status, head, failing checks), conflict, reviews posted, reviewers asked for, times
-pr/intent.json\tthe plan of a pass in progress, or of one that died (see EXACTLY ONCE)",
+pr/intent.json\tthe plan of a pass in progress, or of one that died (see EXACTLY ONCE)
+pr/nudged\tthe keys of the plan's nudges sent so far, one a line",
             ),
             (
                 "SEE ALSO",
