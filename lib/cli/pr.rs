@@ -416,8 +416,8 @@ fn run_review(common: &Common, a: ReviewArgs) -> Result<u8> {
     // the flags', else the settings'.
     let mut permissions = a.permissions.choice();
     if permissions.is_empty() {
-        let set = |k: &str| settings.is_set(k).then(|| settings.text(k)).flatten();
-        permissions.mode = set("permission-mode");
+        let mode = "permission-mode";
+        permissions.mode = settings.is_set(mode).then(|| settings.text(mode)).flatten();
         permissions.allow = settings.list("allow");
         permissions.file = settings.path("permissions");
     }
