@@ -476,6 +476,22 @@ fn a_pull_request_is_matched_to_its_coworker_and_task() {
     assert_eq!(state["prs"]["4"]["task"], "1");
     assert_eq!(state["prs"]["4"]["task_list"], json!(h.default_list()));
     assert_eq!(state["repo"], REPO);
+    // A coworker may open and follow its pull request, not review one.
+    let allow = h.meta("york")["permissions"]["allow"].clone();
+    assert!(
+        allow
+            .as_array()
+            .unwrap()
+            .contains(&json!("Bash(gh pr create:*)")),
+        "{allow}"
+    );
+    assert!(
+        !allow
+            .as_array()
+            .unwrap()
+            .contains(&json!("Bash(gh pr review:*)")),
+        "{allow}"
+    );
 }
 
 #[test]
