@@ -1,8 +1,9 @@
 //! Channel benchmarks: whole-process timings of the release binaries, each
 //! beside a baseline measured in the same run.
 //!
-//! `cargo bench --bench channel` (or `make bench`). `MT_BENCH_QUICK=1` uses
-//! smaller sizes; `MT_BENCH_GIB` sets the size of the streaming test.
+//! `cargo bench --bench channel` (or `make bench`); `-- since` runs only
+//! the benchmarks named with that word. `MT_BENCH_QUICK=1` uses smaller
+//! sizes; `MT_BENCH_GIB` sets the size of the streaming test.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -193,6 +194,68 @@ fn bench_ingest(tmp: &Path) {
     );
 }
 
+/// Write a channel of `n` records spread evenly over the last 30 days
+/// straight into segments of 32 MiB, as mt-post would have over a month.
+fn write_month(dir: &Path, n: usize) -> usize {
+    let chan = dir.join("channels/general");
+    std::fs::create_dir_all(&chan).unwrap();
+    let now = chrono::Utc::now();
+    let span = chrono::Duration::days(30);
+    let step = span / n as i32;
+    let pad = "x".repeat(100);
+    let mut recent = 0;
+    let mut seg: Option<(std::io::BufWriter<std::fs::File>, u64)> = None;
+    for i in 0..n {
+        let seq = i as u64 + 1;
+        let t = now - span + step * i as i32;
+        if t >= now - chrono::Duration::hours(1) {
+            recent += 1;
+        }
+        if seg.as_ref().is_none_or(|(_, len)| *len >= 32 << 20) {
+            let f = std::fs::File::create(chan.join(format!("{seq:020}.jsonl"))).unwrap();
+            seg = Some((std::io::BufWriter::new(f), 0));
+        }
+        let (w, len) = seg.as_mut().unwrap();
+        let line = format!(
+            "{{\"seq\":{seq},\"id\":\"B{seq}\",\"timestamp\":\"{}\",\"from\":\"bench\",\"type\":\"text\",\"content\":\"message {i} {pad}\",\"channel\":\"general\",\"mentions\":[]}}\n",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        w.write_all(line.as_bytes()).unwrap();
+        *len += line.len() as u64;
+    }
+    recent
+}
+
+/// `--since 1h` on a month of records finds its start by segment and by
+/// bisection: it should cost what printing the same records by count does.
+fn bench_since_time(tmp: &Path) {
+    let n = if quick() { 100_000 } else { 1_000_000 };
+    let runs = if quick() { 30 } else { 100 };
+    let dir = tmp.join("since-time");
+    let recent = write_month(&dir, n);
+    let read = |args: &[&str]| {
+        let mut c = Command::new(READ);
+        c.env("MT_DIR", &dir).arg("--json").args(args);
+        c
+    };
+    let last = recent.to_string();
+    let (mut since, mut by_count) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        since.extend(time_runs(1, || read(&["--since", "1h"])));
+        by_count.extend(time_runs(1, || read(&["--last", &last])));
+    }
+    let (ms_since, ms_last) = (median(since), median(by_count));
+    println!(
+        "mt-read --since 1h, {n} records over 30 days ({recent} in the last hour, {runs} runs)"
+    );
+    println!("  mt-read --since 1h          median {}", ms(ms_since));
+    println!("  mt-read --last {recent:<12} median {}", ms(ms_last));
+    println!(
+        "  ratio: {:.2}x (target within 1.2x)",
+        ms_since.as_secs_f64() / ms_last.as_secs_f64()
+    );
+}
+
 /// Run a command as our own child in a fresh process, so RUSAGE_CHILDREN
 /// reports its peak memory alone.
 fn max_rss_kib(cmd: &[&str], env: &[(&str, &Path)]) -> (i64, Duration) {
@@ -269,8 +332,20 @@ fn main() {
     )
     .unwrap();
     println!("== channel benchmarks (release build) ==");
-    bench_post(tmp.path());
-    bench_read_cursor(tmp.path());
-    bench_ingest(tmp.path());
-    bench_stream(tmp.path());
+    // `cargo bench --bench channel -- since` runs the benchmarks whose
+    // names hold a given word.
+    let words: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    type Bench = (&'static str, fn(&Path));
+    let benches: [Bench; 5] = [
+        ("post", bench_post),
+        ("read_cursor", bench_read_cursor),
+        ("since_time", bench_since_time),
+        ("ingest", bench_ingest),
+        ("stream", bench_stream),
+    ];
+    for (name, run) in benches {
+        if words.is_empty() || words.iter().any(|w| name.contains(w.as_str())) {
+            run(tmp.path());
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! stderr.log     the agent's standard error (and a detached supervisor's)
 //! stop.json      present while an `mt-stop` is in progress
 //! running.lock   the liveness lock, held by the supervisor while the agent runs
+//!                (or by mt-attach while a person has the session)
+//! attached.json  present while a person has the session (see `attach`)
 //! inbox/{tmp,new,cur}/   nudges, maildir style (`new/.stop`: soft stop wake-up)
 //! inbox/wake     a FIFO the supervisor holds open; rung after each delivery
 //! ```
@@ -51,6 +53,8 @@ pub struct Meta {
     /// The `permissions` object of the agent's Claude Code settings (see
     /// `permissions`), kept so a resume starts with the same.
     pub permissions: Option<serde_json::Value>,
+    /// The auth profile's name (`mt-profile`); its key stays in its file.
+    pub profile: Option<String>,
     /// The coworker prompt composed at the first start (see `prompts`),
     /// appended to the system prompt before `role`; kept for resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +86,7 @@ struct ListedMeta {
     extra_args: Vec<String>,
     sandbox: bool,
     idle_exit_ms: Option<u64>,
+    profile: Option<String>,
     add_dirs: Vec<PathBuf>,
     created: String,
 }
@@ -103,6 +108,7 @@ impl From<ListedMeta> for Meta {
             sandbox: m.sandbox,
             idle_exit_ms: m.idle_exit_ms,
             permissions: None,
+            profile: m.profile,
             system_prompt: None,
             add_dirs: m.add_dirs,
             created: m.created,
@@ -280,6 +286,10 @@ impl AgentDir {
     pub fn lock_path(&self) -> &Path {
         &self.lock
     }
+    /// Who has the session interactively (see `attach`).
+    pub fn attached_path(&self) -> PathBuf {
+        self.dir.join("attached.json")
+    }
     pub fn inbox(&self, sub: &str) -> PathBuf {
         self.dir.join("inbox").join(sub)
     }
@@ -334,7 +344,10 @@ impl AgentDir {
     /// supervisor died without recording the end: `lost`.
     pub fn shown_state(&self, status: Option<&Status>) -> Result<&'static str> {
         let running = self.running()?;
+        let attached =
+            running && !status.is_some_and(|s| s.state.is_live()) && self.attached_path().is_file();
         Ok(match status {
+            _ if attached => "attached",
             None if running => "starting",
             None => "unknown",
             Some(s) if s.state.is_live() && !running => "lost",
@@ -680,7 +693,13 @@ fn probe(dir: &OwnedFd, name: &str, buf: &mut Vec<u8>) -> Option<Info> {
     let meta = meta_len
         .and_then(|n| serde_json::from_slice::<ListedMeta>(&buf[..n]).ok())
         .map(Meta::from);
+    // A person holds the lock with no supervisor running (see `attach`);
+    // looked up only then, so listing running agents costs nothing more.
+    let attached = running
+        && !status.as_ref().is_some_and(|s| s.state.is_live())
+        && read_at(dir, &format!("{name}/attached.json"), &mut Vec::new()).is_some();
     let shown = match &status {
+        _ if attached => "attached",
         None if running => "starting",
         None => "unknown",
         Some(s) if s.state.is_live() && !running => "lost",
@@ -793,6 +812,10 @@ pub fn nudge_as(
     a.ensure(state)?;
     a.deliver_as(text, durability)?;
     if a.running()? {
+        // A person has the session: the message waits for the hand-back.
+        if let Some(h) = crate::attach::holder(&a) {
+            return Ok(Nudged::Waiting(format!("{name} is attached by {}", h.by)));
+        }
         return Ok(Nudged::Delivered);
     }
     if !a.exists() {
@@ -1036,6 +1059,14 @@ pub fn stop_with(
     let data = serde_json::to_vec(&request)?;
     let mut live = Vec::new();
     for a in agents {
+        // A person has the session on a terminal: theirs to end.
+        if let Some(h) = crate::attach::holder(a) {
+            crate::exit::warn(format_args!(
+                "{} is attached by {} (mt-attach pid {}): not stopped",
+                a.name, h.by, h.pid
+            ));
+            continue;
+        }
         if a.running()? {
             // Tell the supervisor why its agent is about to end, then act.
             fsutil::write_atomic(&a.stop_path(), &data, false)?;

@@ -10,8 +10,12 @@
 //! no lock: they consume only up to the last newline, so a record still being
 //! written is invisible, and a fragment left by a killed writer is sealed by
 //! the next writer into one malformed line that readers skip.
+//!
+//! A channel may be archived whole (`archive`): a marker file, under the
+//! same lock, after which writers are refused until it is unarchived.
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -23,6 +27,9 @@ use crate::infra::lock;
 use crate::infra::time;
 use crate::record::{self, Record, View};
 use crate::statedir::StateDir;
+
+pub mod archive;
+pub use archive::is_archived;
 
 /// Default segment roll-over size (`MT_SEGMENT_BYTES`).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 32 << 20;
@@ -147,6 +154,11 @@ impl Appender {
         let dir = state.channel(name);
         fsutil::ensure_subdir(&dir)?;
         let lock = lock::exclusive(&dir.join("LOCK"))?;
+        // Checked under the lock that archiving takes: a post lands before
+        // the archive or is refused after it.
+        if archive::marked(&dir) {
+            return Err(archive::refusal(name));
+        }
         let segs = list_segments(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
         let first = match segs.last() {
             Some(&n) => n,
@@ -396,6 +408,9 @@ pub struct Reader {
     /// Records with seq at or below this are skipped (for `--since` and
     /// cursor recovery).
     skip_through: u64,
+    /// Until a record written at or after this time is met, records are
+    /// skipped (`--since` a time); from that record on, all are delivered.
+    skip_before: Option<DateTime<Utc>>,
     pub malformed: u64,
 }
 
@@ -430,6 +445,7 @@ impl Reader {
             file: None,
             carry: Vec::new(),
             skip_through: pos.seq,
+            skip_before: None,
             malformed: 0,
         }
     }
@@ -468,6 +484,60 @@ impl Reader {
             r.pos.offset = start;
             r.file = Some(f);
         }
+        Ok(r)
+    }
+
+    /// A reader that delivers the first record written at or after `t` and
+    /// every record after it, whatever their times. Records are appended in
+    /// time order unless a clock went back, so the start is found without
+    /// reading the channel: the newest segment whose first record is older
+    /// than `t`, then bisection by time within it, then a short scan. Where
+    /// a clock went back, the start is the first record at or after `t`
+    /// that this search meets: near it, records may be shown whose time is
+    /// before `t`, or left out though theirs is after it.
+    pub fn since_time(state: &StateDir, name: &str, t: DateTime<Utc>) -> Result<Reader> {
+        let dir = state.channel(name);
+        let segs = list_segments(&dir)?;
+        let before = |line: &[u8]| record::parse_time(line).map(|(_, ts)| ts < t);
+        let mut start = None;
+        for &seg in segs.iter().rev() {
+            let path = dir.join(segment_file_name(seg));
+            let Some(f) = open_segment(&dir, seg)
+                .with_context(|| format!("cannot open {}", path.display()))?
+            else {
+                continue;
+            };
+            let len = f.metadata()?.len();
+            let first = probe(&f, 0, len, len, &before)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if let (_, Some(found)) = first
+                && found.before
+            {
+                let at = seek_to(&f, len, &before)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                start = Some((seg, f, at));
+                break;
+            }
+        }
+        let (seg, file, offset) = match start {
+            Some((seg, mut f, at)) => {
+                f.seek(SeekFrom::Start(at))?;
+                (seg, Some(f), at)
+            }
+            // Every record is at or after `t` (or there are none).
+            None => (segs.first().copied().unwrap_or(1), None, 0),
+        };
+        let mut r = Reader::at(
+            &dir,
+            name,
+            Position {
+                segment: seg,
+                offset,
+                seq: 0,
+            },
+        );
+        r.file = file;
+        r.skip_before = Some(t);
         Ok(r)
     }
 
@@ -611,7 +681,9 @@ impl Reader {
             start += i + 1;
             match record::parse(line) {
                 Some(view) if view.seq <= self.skip_through => {}
+                Some(view) if self.skip_before.is_some_and(|t| is_before(&view, t)) => {}
                 Some(view) => {
+                    self.skip_before = None;
                     let seq = view.seq;
                     let go_on = each(&Item { line, view })?;
                     *n += 1;
@@ -656,29 +728,48 @@ const PROBE_CHUNK: u64 = 8 << 10;
 /// needs to be early, never exact; a few probes replace a scan of up to a
 /// whole segment.
 fn seek_after(file: &File, end: u64, seq: u64) -> io::Result<u64> {
+    seek_to(file, end, &|line| record::parse_seq(line).map(|s| s <= seq))
+}
+
+/// Whether a record comes before the time a reader starts at; one without
+/// a readable time does too (it cannot be shown as written since then).
+fn is_before(v: &View<'_>, t: DateTime<Utc>) -> bool {
+    time::parse_stamp(&v.timestamp).is_none_or(|ts| ts < t)
+}
+
+/// As `seek_after`, for any order along the segment: `before` says whether
+/// a line is a record before the wanted ones (`None`: not a record).
+fn seek_to(file: &File, end: u64, before: &dyn Fn(&[u8]) -> Option<bool>) -> io::Result<u64> {
     let (mut lo, mut hi) = (0, end);
     while hi.saturating_sub(lo) > SCAN_SPAN {
         let mid = lo + (hi - lo) / 2;
-        match probe(file, mid, hi, end)? {
+        match probe(file, mid, hi, end, before)? {
             // The line holding `mid` runs to `hi` or past it.
             (first, _) if first >= hi => hi = mid,
-            (_, Some(found)) if found.seq <= seq => lo = found.end,
+            (_, Some(found)) if found.before => lo = found.end,
             (first, _) => hi = first,
         }
     }
     Ok(lo)
 }
 
-/// A complete line that parses as a record.
+/// A complete line that is a record, and which side of the search it is on.
 struct Found {
     end: u64,
-    seq: u64,
+    before: bool,
 }
 
 /// The first line start at or after `at`, and the first line from there
-/// that starts before `hi` and parses as a record. Lines end at a newline
-/// before `end`; what follows the last one is unfinished and ignored.
-fn probe(file: &File, at: u64, hi: u64, end: u64) -> io::Result<(u64, Option<Found>)> {
+/// that starts before `hi` and is a record by `before`. Lines end at a
+/// newline before `end`; what follows the last one is unfinished and
+/// ignored.
+fn probe(
+    file: &File,
+    at: u64,
+    hi: u64,
+    end: u64,
+    before: &dyn Fn(&[u8]) -> Option<bool>,
+) -> io::Result<(u64, Option<Found>)> {
     // Start one byte early: a newline there means `at` starts a line.
     let base = at.saturating_sub(1);
     let mut w = Window {
@@ -699,9 +790,15 @@ fn probe(file: &File, at: u64, hi: u64, end: u64) -> io::Result<(u64, Option<Fou
         let Some(nl) = w.newline_from(i)? else {
             break;
         };
-        if let Some(seq) = record::parse_seq(&w.buf[i..nl]) {
+        if let Some(b) = before(&w.buf[i..nl]) {
             let line_end = base + nl as u64 + 1;
-            return Ok((first, Some(Found { end: line_end, seq })));
+            return Ok((
+                first,
+                Some(Found {
+                    end: line_end,
+                    before: b,
+                }),
+            ));
         }
         i = nl + 1;
     }
@@ -851,6 +948,9 @@ pub struct Summary {
     pub records: u64,
     pub last_seq: u64,
     pub last_activity: Option<String>,
+    pub archived: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
 }
 
 /// Summarise a channel from its newest record (no full scan).
@@ -868,16 +968,35 @@ pub fn summarize(state: &StateDir, name: &str) -> Result<Summary> {
     } else {
         0
     };
+    let mark = archive::mark(state, name)?;
     Ok(Summary {
         name: name.to_string(),
         records,
         last_seq,
         last_activity,
+        archived: mark.is_some(),
+        archived_at: mark.map(|m| m.archived_at).filter(|t| !t.is_empty()),
     })
 }
 
-/// Names of the channels that exist, sorted.
+/// Which channels a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// The channels that are not archived: what listings show by default.
+    Active,
+    Archived,
+    All,
+}
+
+/// Names of the channels that exist and are not archived, sorted: what a
+/// listing or a view shows unless asked for archived ones.
 pub fn list_channels(state: &StateDir) -> Result<Vec<String>> {
+    list_channels_by(state, Listing::Active)
+}
+
+/// Names of the channels of one kind, sorted (one stat per channel to
+/// tell archived ones).
+pub fn list_channels_by(state: &StateDir, which: Listing) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let rd = match fs::read_dir(state.channels()) {
         Ok(rd) => rd,
@@ -890,7 +1009,14 @@ pub fn list_channels(state: &StateDir) -> Result<Vec<String>> {
             && crate::names::is_valid(n)
             && ent.file_type()?.is_dir()
         {
-            out.push(n.to_string());
+            let keep = match which {
+                Listing::All => true,
+                Listing::Active => !archive::marked(&ent.path()),
+                Listing::Archived => archive::marked(&ent.path()),
+            };
+            if keep {
+                out.push(n.to_string());
+            }
         }
     }
     out.sort();

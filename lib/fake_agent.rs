@@ -55,6 +55,11 @@ pub struct Args {
     #[arg(long, env = "MT_FAKE_DELAY", value_name = "MS")]
     pub delay: Option<u64>,
 
+    /// With mode rate-limit: the limit resets this many seconds after it
+    /// is reported (default 3600)
+    #[arg(long, env = "MT_FAKE_RESETS_IN", value_name = "SECONDS")]
+    pub resets_in: Option<u64>,
+
     /// Session id to report
     #[arg(long, value_name = "UUID")]
     pub session_id: Option<String>,
@@ -87,6 +92,7 @@ const WITH_VALUE: &[&str] = &[
     "--receipts",
     "--run",
     "--delay",
+    "--resets-in",
 ];
 
 /// Lenient parsing: known options are read, anything else is ignored.
@@ -121,6 +127,7 @@ fn parse_args(argv: &[String]) -> Args {
         receipts: get("--receipts", "MT_FAKE_RECEIPTS").map(PathBuf::from),
         run_cmd: get("--run", "MT_FAKE_RUN"),
         delay: get("--delay", "MT_FAKE_DELAY").and_then(|d| d.parse().ok()),
+        resets_in: get("--resets-in", "MT_FAKE_RESETS_IN").and_then(|d| d.parse().ok()),
         session_id: flags.get("--session-id").cloned(),
         resume: flags.get("--resume").cloned(),
         model: flags.get("--model").cloned(),
@@ -476,7 +483,7 @@ impl Fake {
             if self.has("rate-limit") {
                 let resets = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs() + 3600)
+                    .map(|d| d.as_secs() + self.args.resets_in.unwrap_or(3600))
                     .unwrap_or(0);
                 self.emit(&json!({
                     "type": "rate_limit_event",

@@ -7,6 +7,7 @@
 //! coordination commands' passes. ARCHITECTURE.md draws the data flows.
 
 pub mod agent;
+pub mod attach;
 pub mod channel;
 pub mod claude_settings;
 pub mod cli;
@@ -21,10 +22,12 @@ pub mod mailbox;
 pub mod names;
 pub mod permissions;
 pub mod pr;
+pub mod profile;
 pub mod prompts;
 pub mod record;
 pub mod spawn;
 pub mod statedir;
+pub mod status;
 pub mod stream;
 pub mod supervise;
 pub mod tasks;

@@ -44,6 +44,7 @@ const MT_TOOLS: &[&str] = &[
     "mt-wait",
     "mt-nudge",
     "mt-remind",
+    "mt-status",
 ];
 
 /// What a coworker may do with gh: open its pull request and follow it

@@ -53,6 +53,8 @@ pub struct View<'a> {
     pub content: std::borrow::Cow<'a, str>,
     #[serde(default)]
     pub mentions: Vec<String>,
+    #[serde(default, borrow)]
+    pub reply_to: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl View<'_> {
@@ -101,6 +103,32 @@ pub fn parse_seq(line: &[u8]) -> Option<u64> {
         seq: u64,
     }
     serde_json::from_slice::<Seq>(line).ok().map(|s| s.seq)
+}
+
+/// Check a record id given on a command line (`--reply-to`, `--thread`):
+/// ids are not names, but they are stored and shown, so no whitespace or
+/// control characters and a bounded length; else exit 65.
+pub fn check_id(what: &str, id: &str) -> anyhow::Result<()> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(crate::exit::fail(
+            crate::exit::DATAERR,
+            format!("invalid {what} id {}", names::quote(id)),
+        ));
+    }
+    Ok(())
+}
+
+/// The seq and time of a stored line, for searches by time; `None` when it
+/// is not a record or its timestamp is not RFC 3339.
+pub fn parse_time(line: &[u8]) -> Option<(u64, chrono::DateTime<chrono::Utc>)> {
+    #[derive(Deserialize)]
+    struct Stamped<'a> {
+        seq: u64,
+        #[serde(borrow)]
+        timestamp: std::borrow::Cow<'a, str>,
+    }
+    let s: Stamped<'_> = serde_json::from_slice(line).ok()?;
+    Some((s.seq, crate::infra::time::parse_stamp(&s.timestamp)?))
 }
 
 /// The names written as `@name` in `content`, in order of first appearance.
@@ -188,6 +216,12 @@ mod tests {
     #[test]
     fn tolerates_unknown_fields_and_rejects_garbage() {
         assert_eq!(parse_seq(br#"{"seq":3,"x":{"y":1}}"#), Some(3));
+        let (seq, t) = parse_time(br#"{"seq":4,"timestamp":"2026-11-21T19:40:01.123Z"}"#).unwrap();
+        assert_eq!((seq, t.timestamp_millis()), (4, 1_795_290_001_123));
+        assert!(parse_time(br#"{"seq":4,"timestamp":"yesterday"}"#).is_none());
+        assert!(parse_time(br#"{"timestamp":"2026-11-21T19:40:01.123Z"}"#).is_none());
+        let v = parse(br#"{"seq":5,"reply_to":"01J"}"#).unwrap();
+        assert_eq!(v.reply_to.as_deref(), Some("01J"));
         assert!(parse(b"{\"seq\":").is_none());
         assert!(parse(b"not json").is_none());
     }

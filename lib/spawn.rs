@@ -65,6 +65,10 @@ pub struct Options {
     pub agent_cmd: Option<String>,
     /// Permission mode, extra allowances or a profile file.
     pub permissions: crate::permissions::Choice,
+    /// Auth profile (`mt-profile`); none: the `profile` setting
+    /// (`$MT_PROFILE`, the settings files) on a fresh start, what meta.json
+    /// recorded on a resume.
+    pub profile: Option<String>,
     /// Other repositories to work in: a worktree in each, given to the
     /// agent with `--add-dir`.
     pub add_repos: Vec<PathBuf>,
@@ -86,6 +90,8 @@ pub struct Plan {
     pub bwrap: Option<PathBuf>,
     /// Status to start from (totals of earlier runs when resuming).
     pub status: Status,
+    /// The environment the agent's auth profile gives, read at this start.
+    pub auth: crate::profile::AgentAuth,
 }
 
 /// The worktree for agent `name` in the repository around the current
@@ -145,6 +151,10 @@ pub fn agent_env(meta: &Meta, state_root: &Path) -> Vec<(String, OsString)> {
     }
     if let Some(l) = &meta.task_list {
         env.push(("CLAUDE_CODE_TASK_LIST_ID".into(), l.into()));
+    }
+    if let Some(p) = &meta.profile {
+        // The name only: agents it starts use the same account.
+        env.push((crate::profile::ENV.into(), p.into()));
     }
     if meta.sandbox
         && meta.permissions.as_ref().and_then(crate::permissions::mode) == Some("bypassPermissions")
@@ -325,6 +335,8 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
     let meta = new_meta(&state, &o, base, session_id, worktree, cwd)?;
     crate::names::check("channel", &meta.channel)?;
     check_bypass(&meta)?;
+    // Before anything is written: an unknown profile starts nothing.
+    let auth = crate::profile::AgentAuth::of(meta.profile.as_deref())?;
     let idle_exit = meta.idle_exit_ms.map(Duration::from_millis);
     let bwrap = if meta.sandbox {
         Some(find_program("bwrap").ok_or_else(|| {
@@ -348,6 +360,7 @@ pub fn prepare_locked(state: &StateDir, o: Options, held: File) -> Result<(Plan,
             idle_exit,
             bwrap,
             status,
+            auth,
         },
         held,
     ))
@@ -480,6 +493,8 @@ fn new_meta(
             None
         }),
         permissions: Some(permissions),
+        // A fresh start's base is empty: only a resume keeps its profile.
+        profile: o.profile.or(base.profile.clone()),
         system_prompt,
         add_dirs,
         created: if o.resume && !base.created.is_empty() {
@@ -496,6 +511,7 @@ fn apply_settings(o: &mut Options, s: &crate::config::Settings) {
     o.model = o.model.take().or_else(|| set("model"));
     o.channel = o.channel.take().or_else(|| set("channel"));
     o.agent_cmd = o.agent_cmd.take().or_else(|| set("agent-cmd"));
+    o.profile = o.profile.take().or_else(|| set("profile"));
     let p = &mut o.permissions;
     if p.mode.is_none() && p.allow.is_empty() && p.file.is_none() {
         p.mode = set("permission-mode");
@@ -678,6 +694,8 @@ pub fn recorded_plan(root: &Path, name: &str, resume: bool, prompt: String) -> R
     let missing = |what: &str| fail(exit::SOFTWARE, format!("{name} has no {what}"));
     let meta = agent.read_meta()?.ok_or_else(|| missing("meta.json"))?;
     let status = agent.read_status()?.ok_or_else(|| missing("status.json"))?;
+    // Read again here, so the key goes from its file to the agent only.
+    let auth = crate::profile::AgentAuth::of(meta.profile.as_deref())?;
     let bwrap = if meta.sandbox {
         Some(
             find_program("bwrap")
@@ -695,6 +713,7 @@ pub fn recorded_plan(root: &Path, name: &str, resume: bool, prompt: String) -> R
         prompt: Some(prompt).filter(|p| !p.trim().is_empty()),
         bwrap,
         status,
+        auth,
     })
 }
 

@@ -277,7 +277,9 @@ fn command(plan: &Plan, run_id: &str) -> Command {
     let args = spawn::agent_args(meta, plan.resume, &plan.agent.settings_path());
     let mut cmd = match &plan.bwrap {
         Some(bwrap) => {
-            let writable = spawn::sandbox_writable(&meta.cwd, &meta.add_dirs, plan.state.root());
+            let mut writable =
+                spawn::sandbox_writable(&meta.cwd, &meta.add_dirs, plan.state.root());
+            writable.extend(plan.auth.config_dir.clone());
             let mut c = Command::new(bwrap);
             c.args(spawn::bwrap_args(
                 &meta.cwd,
@@ -303,6 +305,7 @@ fn command(plan: &Plan, run_id: &str) -> Command {
     for (k, v) in spawn::agent_env(meta, plan.state.root()) {
         cmd.env(k, v);
     }
+    plan.auth.apply(&mut cmd);
     cmd.env(procs::RUN_VAR, run_id);
     let parent = getpid();
     // SAFETY: only async-signal-safe system calls between fork and exec.

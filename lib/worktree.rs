@@ -1119,6 +1119,50 @@ pub fn status(repo: Option<&Path>, dir: Option<&Path>, name: &str) -> Result<Sta
     repo.status(name, &repo.state(dir))
 }
 
+/// An mt branch that no worktree has checked out.
+#[derive(Debug, Clone, Serialize)]
+pub struct LooseBranch {
+    pub name: String,
+    /// The recorded base (full ref name or commit id).
+    pub base: String,
+    /// Commits not in the base's current tip; `None` when the base or the
+    /// branch does not resolve.
+    pub unmerged: Option<usize>,
+}
+
+/// The mt branches no worktree has checked out, as `gc` judges them: it
+/// deletes the ones with nothing unmerged and keeps the others. Reads only.
+pub fn loose_branches(repo: Option<&Path>) -> Result<Vec<LooseBranch>> {
+    let repo = Repo::open(repo)?;
+    let checked: BTreeSet<String> = repo.checked_out()?.into_iter().map(|(_, b)| b).collect();
+    let mut out = Vec::new();
+    let branches = repo
+        .git
+        .branches(Some(BranchType::Local))
+        .map_err(git_err("cannot list branches"))?;
+    for b in branches {
+        let (b, _) = b.map_err(git_err("cannot list branches"))?;
+        let Ok(Some(name)) = b.name() else { continue };
+        if checked.contains(name) {
+            continue;
+        }
+        let Some(base) = repo.config_get(name, KEY_BASE) else {
+            continue;
+        };
+        let unmerged = match (repo.resolve_base(&base), repo.branch_tip(name)) {
+            (Some(bt), Some(t)) => Some(repo.count_unique(&[t], &[bt])?),
+            _ => None,
+        };
+        out.push(LooseBranch {
+            name: name.to_string(),
+            base,
+            unmerged,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Remove a worktree and its branch, or refuse (exit 1, saying why) when
 /// that would lose uncommitted changes or commits not in the base, or pull
 /// the directory from under a running agent. With `force`, the blockers

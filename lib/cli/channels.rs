@@ -1,22 +1,25 @@
 //! mt-channels: list channels with their size, last activity and, for a
-//! reader, how much is unread.
+//! reader, how much is unread; archive and unarchive them.
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::{Common, Tool};
-use crate::channel;
+use crate::channel::{self, Listing};
 use crate::cursor;
+use crate::exit::{self, NO, OK};
 use crate::names;
 
-/// List channels
+/// List, archive and unarchive channels
 ///
-/// One line per channel: name, number of records, time of the last record
-/// and, with a reader identity, how many records that reader has not read.
+/// Without a command: one line per channel that is not archived, with its
+/// name, number of records, time of the last record and, with a reader
+/// identity, how many records that reader has not read. archive and
+/// unarchive take channels out of that listing and put them back.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(flatten)]
     pub reader: super::AsArg,
@@ -25,8 +28,37 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// List only the archived channels
+    #[arg(long, conflicts_with = "all")]
+    pub archived: bool,
+
+    /// List every channel, archived ones too
+    #[arg(long)]
+    pub all: bool,
+
     #[command(flatten)]
     pub common: Common,
+
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Archive channels: posts are refused until unarchived; reading, cursors
+    /// and seqs are untouched
+    Archive {
+        /// Channels to archive
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// Unarchive channels: posts are taken again, numbered on from the last
+    /// seq
+    Unarchive {
+        /// Channels to unarchive
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
 }
 
 pub fn tool() -> Tool {
@@ -34,12 +66,38 @@ pub fn tool() -> Tool {
         "mt-channels",
         &[
             (
+                "COMMANDS",
+                "archive NAME...\tArchive each channel: under its append lock, write the marker channels/NAME/ARCHIVED. A post that held the lock first is in the channel; every later post is refused (mt-post exits 69) until the channel is unarchived. Nothing else changes: segments, seqs and cursors stay as they are, mt-read -c NAME reads it as before, and agents still get what they had not read. The channel leaves the default listing and its unread count with it. Archiving an archived channel changes nothing.
+unarchive NAME...\tRemove the marker, under the same lock: the next post gets the next seq, and every reader's cursor goes on where it was. Unarchiving a channel that is not archived changes nothing.",
+            ),
+            (
                 "EXAMPLES",
                 "Channels with something unread for york:
-  $ mt-channels --as york --json | jq -r 'select(.unread > 0) | .name'",
+  $ mt-channels --as york --json | jq -r 'select(.unread > 0) | .name'
+
+Put away a finished feature's channel, and look at it later:
+  $ mt-channels archive feature-x
+  $ mt-channels --archived
+  $ mt-read -c feature-x --last 20
+
+Archive every channel quiet for a week (a cron or mt-watch job):
+  $ mt-channels --json | jq -r --arg t \"$(date -u -d '7 days ago' +%FT%TZ)\" 'select(.last_activity < $t) | .name' | xargs -r mt-channels archive",
             ),
-            ("EXIT STATUS", "0\tsuccess\n2\tusage error"),
+            (
+                "OUTPUT",
+                "The table has the columns CHANNEL, RECORDS, LAST (time of the last record), UNREAD with a reader identity, and ARCHIVED (when it was archived, or -) with --archived or --all. Each JSON object has name, records, last_seq, last_activity, archived (true or false), archived_at when archived, and unread with a reader identity.",
+            ),
+            (
+                "EXIT STATUS",
+                "0\tsuccess
+1\tarchive or unarchive: a named channel does not exist (the others are done)
+2\tusage error",
+            ),
             ("", super::EXIT_COMMON),
+            (
+                "FILES",
+                "channels/NAME/ARCHIVED\tthe marker of an archived channel (see mt-files(5))",
+            ),
             ("SEE ALSO", "mt-read(1), mt-post(1), mt-files(5)"),
         ],
     )
@@ -58,12 +116,52 @@ struct Row {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    match &args.cmd {
+        Some(Cmd::Archive { names }) => each(&args, names, channel::archive::archive),
+        Some(Cmd::Unarchive { names }) => each(&args, names, channel::archive::unarchive),
+        None => list(&args),
+    }
+}
+
+/// Archive or unarchive every named channel; the names are all checked
+/// before any is touched, and a missing channel does not stop the others.
+fn each(
+    args: &Args,
+    list: &[String],
+    act: fn(&crate::statedir::StateDir, &str) -> Result<bool>,
+) -> Result<u8> {
+    for n in list {
+        names::check("channel", n)?;
+    }
+    let state = args.common.state()?;
+    let mut code = OK;
+    for n in list {
+        match act(&state, n) {
+            Ok(_) => {}
+            Err(e) if exit::code_of(&e) == NO => {
+                exit::warn(format_args!("{e:#}"));
+                code = NO;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(code)
+}
+
+fn list(args: &Args) -> Result<u8> {
     if let Some(r) = &args.reader.name {
         names::check("reader", r)?;
     }
+    let which = if args.all {
+        Listing::All
+    } else if args.archived {
+        Listing::Archived
+    } else {
+        Listing::Active
+    };
     let state = args.common.state()?;
     let mut rows = Vec::new();
-    for name in channel::list_channels(&state)? {
+    for name in channel::list_channels_by(&state, which)? {
         let summary = channel::summarize(&state, &name)?;
         let unread = match &args.reader.name {
             Some(r) => {
@@ -89,18 +187,27 @@ pub fn run(args: Args) -> Result<u8> {
         if args.reader.name.is_some() {
             cols.push(super::Column::right("UNREAD", 7));
         }
+        let show_archived = which != Listing::Active;
+        if show_archived {
+            cols.push(super::Column::left("ARCHIVED", 0));
+        }
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
+                let s = &r.summary;
                 let mut c = vec![
-                    r.summary.name.clone(),
-                    r.summary.records.to_string(),
-                    r.summary
-                        .last_activity
-                        .clone()
-                        .unwrap_or_else(|| "-".into()),
+                    s.name.clone(),
+                    s.records.to_string(),
+                    s.last_activity.clone().unwrap_or_else(|| "-".into()),
                 ];
                 c.extend(r.unread.map(|u| u.to_string()));
+                if show_archived {
+                    c.push(match (&s.archived_at, s.archived) {
+                        (Some(t), _) => t.clone(),
+                        (None, true) => "yes".into(),
+                        (None, false) => "-".into(),
+                    });
+                }
                 c
             })
             .collect();

@@ -48,6 +48,13 @@ pub struct Args {
     #[command(flatten)]
     pub permissions: super::PermissionArgs,
 
+    /// Auth profiles to spread the agents over, comma separated: each
+    /// agent gets the one with the fewest running agents, leaving out those
+    /// at a usage limit (default: the profile setting, $MT_PROFILE or the
+    /// settings files)
+    #[arg(long, env = "MT_PROFILES", value_name = "NAMES", value_delimiter = ',')]
+    pub profiles: Vec<String>,
+
     /// Print what would be started; claim, create and start nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -66,14 +73,22 @@ pub fn tool() -> Tool {
 NAME took task N: TITLE\tan agent was started for it (with --dry-run: would give task N to NAME: TITLE)
 task N waits: no free agent name in the pool\tand the run ends
 task N waits: K agents running (--max M)\tthe first task left for later; the run ends
-task N skipped: WHY\tits claim was refused (taken meanwhile, ...)",
+task N skipped: WHY\tits claim was refused (taken meanwhile, ...)
+task N waits: every profile is at its usage limit (the first resets at T)\twith --profiles; the run ends",
             ),
             ("AGENTS", super::sling::POOL_TEXT),
+            (
+                "PROFILES",
+                "With --profiles A,B,C (or $MT_PROFILES) each agent started is given one of these auth profiles (see mt-profile(1)): the one with the fewest running agents of this state directory, the first given on a tie. A profile is left out while any of its agents, running or not, shows in status.json a rate_limit with status rejected and a resets_at still in the future: its account is at a usage limit, which every agent of the profile shares. When all are left out, the task waits and the run ends; a later run starts it once a limit has reset. Without --profiles an agent gets the profile setting ($MT_PROFILE, else the settings files; see mt-config(1)), else none. An unknown profile is an error (65) before anything is claimed.",
+            ),
             ("TASK LIST", super::task::TASK_LIST_DEFAULT),
             (
                 "EXAMPLES",
                 "Start agents whenever the task list changes, from mt-watch's rules file:
   name=dispatch  @change tasks  mt-dispatch --max 4
+
+Spread the agents over two accounts:
+  $ mt-dispatch --max 6 --profiles work,gw
 
 Plan, then let dispatch hand out what is ready:
   $ a=$(mt-task create 'Write the parser')
@@ -98,7 +113,7 @@ MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
             ),
             (
                 "SEE ALSO",
-                "mt-sling(1), mt-task(1), mt-watch(1), mt-spawn(1), mt-ps(1), mt(7)",
+                "mt-sling(1), mt-task(1), mt-watch(1), mt-spawn(1), mt-profile(1), mt-ps(1), mt(7)",
             ),
         ],
     )
@@ -124,6 +139,15 @@ pub fn run(args: Args) -> Result<u8> {
             .as_deref(),
     )?;
     let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
+    let profiles: Vec<String> = args
+        .profiles
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    for p in &profiles {
+        crate::profile::load(p)?;
+    }
     let o = Options {
         list: TaskList::new(&claude_config_dir()?, &list_name)?,
         pool,
@@ -133,6 +157,7 @@ pub fn run(args: Args) -> Result<u8> {
         permissions: args.permissions.choice(),
         from: "mt-dispatch".into(),
         dry_run: args.dry_run,
+        profiles,
     };
     // Not locked for the whole run: supervisors are forked from here.
     let mut out = std::io::stdout();
@@ -151,6 +176,9 @@ pub fn run(args: Args) -> Result<u8> {
             Outcome::Started(n) => format!("{n} took task {id}: {subject}"),
             Outcome::NoFreeName => format!("task {id} waits: no free agent name in the pool"),
             Outcome::Refused(r) => format!("task {id} skipped: {r}"),
+            Outcome::AllLimited(t) => format!(
+                "task {id} waits: every profile is at its usage limit (the first resets at {t})"
+            ),
         })
     })?;
     if let Some((id, running)) = waiting {

@@ -28,7 +28,7 @@ exit:N\texit with status N after answering the first message
 grandchild\tstart a child process (sleep) in the agent's process group
 job\tstart a child process (sleep) in a process group of its own
 orphan\tstart a short-lived process whose parent exits at once
-rate-limit\treport a rejected rate limit during the first turn
+rate-limit\treport a rejected rate limit during the first turn, resetting in an hour (MT_FAKE_RESETS_IN seconds)
 tool-wait\tstart a tool call in the first turn and never finish it
 hang-first:NAME\tas hang, for the agent named NAME (MT_AGENT) and only when not resumed
 linger:MS\twait MS milliseconds after standard input closes before exiting

@@ -41,6 +41,11 @@ pub struct Args {
     #[arg(long = "add-repo", value_name = "DIR")]
     pub add_repo: Vec<PathBuf>,
 
+    /// Auth profile for the lead's session (default: the settings'
+    /// profile; see mt-profile)
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
     /// Start no watcher
     #[arg(long)]
     pub no_watch: bool,
@@ -161,6 +166,8 @@ pub fn run(args: Args) -> Result<u8> {
         argv.push(d.into());
     }
     argv.extend(args.extra.iter().map(OsString::from));
+    let profile = args.profile.clone().or_else(|| settings.text("profile"));
+    let auth = crate::profile::AgentAuth::of(profile.as_deref())?;
 
     if args.print {
         println!("{}", program_path.display());
@@ -168,11 +175,10 @@ pub fn run(args: Args) -> Result<u8> {
             println!("{}", a.to_string_lossy());
         }
         for (k, v) in &env {
-            if k.starts_with("ANTHROPIC_API_KEY") || k.contains("TOKEN") {
-                println!("{k}=(secret)");
-            } else {
-                println!("{k}={}", v.to_string_lossy());
-            }
+            println!("{k}={}", v.to_string_lossy());
+        }
+        for (k, v) in auth.shown() {
+            println!("{k}={v}");
         }
         return Ok(0);
     }
@@ -197,6 +203,7 @@ pub fn run(args: Args) -> Result<u8> {
     for (k, v) in &env {
         c.env(k, v);
     }
+    auth.apply(&mut c);
     let e = c.exec();
     Err(fail(
         UNAVAILABLE,

@@ -5,6 +5,7 @@
 use clap::CommandFactory;
 use std::path::PathBuf;
 
+pub mod attach;
 pub mod channels;
 pub mod config;
 pub mod dispatch;
@@ -18,6 +19,7 @@ pub mod manpages;
 pub mod nudge;
 pub mod post;
 pub mod pr;
+pub mod profile;
 pub mod ps;
 pub mod read;
 pub mod reap;
@@ -25,6 +27,7 @@ pub mod remind;
 pub mod route;
 pub mod sling;
 pub mod spawn;
+pub mod status;
 pub mod stop;
 pub mod task;
 pub mod wait;
@@ -295,11 +298,14 @@ pub fn tools() -> Vec<Tool> {
         watch::tool(),
         remind::tool(),
         spawn::tool(),
+        profile::tool(),
         ps::tool(),
         nudge::tool(),
         stop::tool(),
         log::tool(),
         wait::tool(),
+        status::tool(),
+        attach::tool(),
         fake_agent::tool(),
         route::tool(),
         reap::tool(),

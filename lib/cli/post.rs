@@ -98,7 +98,8 @@ Import many messages at once:
             (
                 "EXIT STATUS",
                 "0\tthe message is stored (and synced unless MT_FSYNC=0)
-2\tusage error",
+2\tusage error
+69\tthe channel is archived: nothing is stored (mt-channels unarchive NAME takes posts again)",
             ),
             ("", super::EXIT_COMMON),
             ("ENVIRONMENT", "MT_FSYNC\t0 skips the data sync"),
@@ -294,15 +295,8 @@ fn check_line(line: &[u8], len: usize, max: usize) -> Result<Option<&str>> {
 pub fn run(args: Args) -> Result<u8> {
     names::check("channel", &args.channel.channel)?;
     names::check("sender", &args.from)?;
-    if let Some(id) = &args.reply_to
-        && (id.is_empty()
-            || id.len() > 128
-            || id.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
-        return Err(fail(
-            DATAERR,
-            format!("invalid --reply-to id {}", names::quote(id)),
-        ));
+    if let Some(id) = &args.reply_to {
+        crate::record::check_id("--reply-to", id)?;
     }
     let meta = match &args.meta {
         None => None,

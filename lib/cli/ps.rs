@@ -16,8 +16,9 @@ use crate::stream;
 ///
 /// One line per agent: name, state, age of the last event, task, worktree,
 /// session, tokens in/out, cost, exit code. The state is starting, working,
-/// idle, exited or failed as the supervisor recorded it, or lost when the
-/// record says running but no supervisor holds the agent's liveness lock.
+/// idle, exited or failed as the supervisor recorded it, lost when the
+/// record says running but no supervisor holds the agent's liveness lock, or
+/// attached while a person has the session on a terminal (mt-attach).
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
@@ -60,7 +61,7 @@ Agents that need attention, with jq:
             ("", super::EXIT_COMMON),
             (
                 "SEE ALSO",
-                "mt-spawn(1), mt-log(1), mt-stop(1), mt-files(5), mt(7)",
+                "mt-spawn(1), mt-log(1), mt-stop(1), mt-attach(1), mt-files(5), mt(7)",
             ),
         ],
     )
@@ -98,7 +99,9 @@ pub fn row_json(r: &Row) -> Value {
     v
 }
 
-fn age(stamp: Option<&str>) -> String {
+/// How long ago `stamp` was, in its largest unit (`3s`, `5m`, `2h`); `-`
+/// when there is none.
+pub fn age(stamp: Option<&str>) -> String {
     let Some(t) = stamp.and_then(time::parse_stamp) else {
         return "-".into();
     };

@@ -2,7 +2,9 @@
 //! selection, once or following new ones.
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use clap::Parser;
+use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -11,7 +13,8 @@ use std::time::Duration;
 use super::{Common, Tool};
 use crate::channel::{self, Item, Position, Reader};
 use crate::cursor;
-use crate::exit::{NO, OK};
+use crate::exit::{NO, OK, fail};
+use crate::infra::time;
 use crate::infra::wake::{Follow, Woke};
 use crate::names;
 use crate::record;
@@ -21,8 +24,8 @@ use crate::statedir::StateDir;
 ///
 /// With a reader identity (--as or MT_AGENT), prints what that reader has not
 /// read yet on the channel and moves its cursor past it. Without one, prints
-/// the whole channel. --all, --last and --since select records without
-/// touching any cursor.
+/// the whole channel. --all, --last, --since and --thread select records
+/// without touching any cursor.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
@@ -44,9 +47,16 @@ pub struct Args {
     #[arg(long, value_name = "N", group = "select")]
     pub last: Option<usize>,
 
-    /// Print the records after seq SEQ, touching no cursor
-    #[arg(long, value_name = "SEQ", group = "select")]
-    pub since: Option<u64>,
+    /// Print the records after seq N (a number), or from the first one
+    /// written within DURATION (90s, 30m, 2h, 1d) or at or after TIME (RFC
+    /// 3339, or HH:MM today), touching no cursor
+    #[arg(long, value_name = "N|DURATION|TIME", group = "select", value_parser = since)]
+    pub since: Option<Since>,
+
+    /// Print the record ID (or the record with seq N) and its replies, and
+    /// theirs, in seq order, touching no cursor
+    #[arg(long, value_name = "ID|N", group = "select")]
+    pub thread: Option<String>,
 
     /// Keep printing new records as they arrive
     #[arg(short, long, conflicts_with = "quiet")]
@@ -78,7 +88,15 @@ Senders of the last 100 messages, with jq:
   $ mt-read --last 100 --json | jq -r .from | sort | uniq -c
 
 In a script, act only when something is unread:
-  $ mt-read -q --as lead && notify-send 'mt: new messages'",
+  $ mt-read -q --as lead && notify-send 'mt: new messages'
+
+What was said in the last two hours, and since nine this morning:
+  $ mt-read --since 2h
+  $ mt-read -c review --since 09:00
+
+A question and every answer to it (ids are in the JSON form):
+  $ mt-read --last 5 --json | jq -r '\"\\(.id) \\(.content)\"'
+  $ mt-read --thread 01M7ZW3QYZXVHP102D51VXHDA4",
             ),
             (
                 "OUTPUT",
@@ -87,10 +105,16 @@ In a script, act only when something is unread:
 Malformed lines are skipped with a warning on standard error. A record still being written is not shown until it is complete.",
             ),
             (
+                "SELECTING",
+                "--since N prints the records with a seq greater than N. --since DURATION or --since TIME prints from the first record whose timestamp is at or after that time (now minus DURATION), then every record after it. The start is found without reading the whole channel: by the first record of each segment, then by bisection within one, since records are appended in time order. If a clock was set back while records were written, that order has exceptions: the start is still a record at or after the time, but near it records written before the time may be shown and records written after it left out; records after the start are all shown, in seq order.
+
+--thread ID prints the record with that id, then every record whose reply_to is the id of a record already printed: the replies, the replies to them, and so on, in seq order (replies are posted with mt-post --reply-to ID). A number instead of an id names the root by its seq. Only the channel read (-c) is searched. With --follow, later replies are printed as they arrive.",
+            ),
+            (
                 "EXIT STATUS",
                 "0\tsuccess; with -q, there is something to read
-1\twith -q, there is nothing to read
-2\tusage error",
+1\twith -q, there is nothing to read; with --thread, the channel holds no such record
+2\tusage error, including a --since that is neither a seq, a duration nor a time",
             ),
             ("", super::EXIT_COMMON),
             ("SEE ALSO", "mt-post(1), mt-channels(1), mt-files(5), mt(7)"),
@@ -104,6 +128,39 @@ pub fn main() -> ExitCode {
 
 /// How often a follower rescans even without a change notification.
 const RESCAN: Duration = Duration::from_secs(1);
+
+/// Where `--since` starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Since {
+    /// After this seq.
+    Seq(u64),
+    /// From the first record written at or after this time.
+    Time(DateTime<Utc>),
+}
+
+/// Parse `--since`: a bare number is a seq (as it always was), then a
+/// duration back from now, then a point in time.
+pub fn since(s: &str) -> Result<Since, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map(Since::Seq)
+            .map_err(|_| format!("seq {t} is too large"));
+    }
+    if let Ok(d) = time::parse_duration(t) {
+        let back = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let at = Utc::now()
+            .checked_sub_signed(back)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        return Ok(Since::Time(at));
+    }
+    time::parse_time(t).map(Since::Time).map_err(|_| {
+        format!(
+            "{s:?} is not a seq (42), a duration (90s, 30m, 2h, 1d) or a time (RFC 3339, HH:MM)"
+        )
+    })
+}
 
 struct Printer<W: Write> {
     out: W,
@@ -124,7 +181,11 @@ impl<W: Write> Printer<W> {
 pub fn run(args: Args) -> Result<u8> {
     names::check("channel", &args.channel.channel)?;
     let state = args.common.state()?;
-    let selecting = args.all || args.last.is_some() || args.since.is_some();
+    let selecting =
+        args.all || args.last.is_some() || args.since.is_some() || args.thread.is_some();
+    if let Some(id) = &args.thread {
+        record::check_id("--thread", id)?;
+    }
     let reader = match &args.reader.name {
         Some(r) if !selecting => Some(names::check("reader", r)?.to_string()),
         _ => None,
@@ -134,7 +195,8 @@ pub fn run(args: Args) -> Result<u8> {
         json: args.json,
     };
     let chan_dir = state.channel(&args.channel.channel);
-    if !chan_dir.is_dir() {
+    // A thread's root must exist, so --thread goes on to say it does not.
+    if !chan_dir.is_dir() && args.thread.is_none() {
         if !args.follow {
             return Ok(if args.quiet { NO } else { OK });
         }
@@ -181,8 +243,12 @@ fn read_selection<W: Write>(state: &StateDir, args: &Args, p: &mut Printer<W>) -
         }
         p.out.flush()?;
         Reader::resume(state, name, end)?
-    } else if let Some(seq) = args.since {
+    } else if let Some(Since::Seq(seq)) = args.since {
         Reader::after_seq(state, name, seq)?
+    } else if let Some(Since::Time(t)) = args.since {
+        Reader::since_time(state, name, t)?
+    } else if let Some(id) = &args.thread {
+        return read_thread(state, args, id, p);
     } else {
         Reader::from_start(state, name)?
     };
@@ -198,6 +264,106 @@ fn read_selection<W: Write>(state: &StateDir, args: &Args, p: &mut Printer<W>) -
             p.out.flush()?;
             Ok(())
         })?;
+    }
+    Ok(OK)
+}
+
+/// Which records belong to a thread, decided in one pass in seq order: the
+/// root, then every record that replies to one already taken.
+struct Thread {
+    root: Root,
+    ids: HashSet<String>,
+    found: bool,
+}
+
+enum Root {
+    Id(String),
+    Seq(u64),
+}
+
+impl Thread {
+    fn new(spec: &str) -> Thread {
+        let root = match spec.parse() {
+            Ok(n) if spec.bytes().all(|b| b.is_ascii_digit()) => Root::Seq(n),
+            _ => Root::Id(spec.to_string()),
+        };
+        Thread {
+            root,
+            ids: HashSet::new(),
+            found: false,
+        }
+    }
+
+    fn takes(&mut self, v: &record::View<'_>) -> bool {
+        let taken = if self.found {
+            v.reply_to.as_deref().is_some_and(|r| self.ids.contains(r))
+        } else {
+            self.found = match &self.root {
+                Root::Id(id) => v.id == id.as_str(),
+                Root::Seq(n) => v.seq == *n,
+            };
+            self.found
+        };
+        if taken && !v.id.is_empty() {
+            self.ids.insert(v.id.to_string());
+        }
+        taken
+    }
+}
+
+/// `--thread`: start where the root must be (its seq, or the time its id
+/// carries), and scan the whole channel only when it is not found there.
+fn read_thread<W: Write>(
+    state: &StateDir,
+    args: &Args,
+    spec: &str,
+    p: &mut Printer<W>,
+) -> Result<u8> {
+    let name = &args.channel.channel;
+    let mut thread = Thread::new(spec);
+    let mut reader = match &thread.root {
+        Root::Seq(n) => Reader::after_seq(state, name, n.saturating_sub(1))?,
+        Root::Id(id) => match crate::infra::id::millis_of(id)
+            .and_then(|ms| DateTime::<Utc>::from_timestamp_millis(ms as i64))
+        {
+            Some(t) => Reader::since_time(state, name, t)?,
+            None => Reader::from_start(state, name)?,
+        },
+    };
+    let quiet = args.quiet;
+    let pass = |reader: &mut Reader, thread: &mut Thread, p: &mut Printer<W>| -> Result<()> {
+        reader.read_available(&mut |it| {
+            if thread.takes(&it.view) && !quiet {
+                p.print(it)?;
+            }
+            // -q needs the root only.
+            Ok(!(quiet && thread.found))
+        })?;
+        p.out.flush()?;
+        Ok(())
+    };
+    pass(&mut reader, &mut thread, p)?;
+    if !thread.found && matches!(thread.root, Root::Id(_)) {
+        // Not where its id's time says (a clock went back, or an id mt did
+        // not make): look from the start.
+        reader = Reader::from_start(state, name)?;
+        pass(&mut reader, &mut thread, p)?;
+    }
+    if !thread.found {
+        if quiet {
+            return Ok(NO);
+        }
+        let what = match &thread.root {
+            Root::Id(id) => format!("id {id}"),
+            Root::Seq(n) => format!("seq {n}"),
+        };
+        return Err(fail(NO, format!("no record with {what} on channel {name}")));
+    }
+    if quiet {
+        return Ok(OK);
+    }
+    if args.follow {
+        follow(state, name, |_| pass(&mut reader, &mut thread, p))?;
     }
     Ok(OK)
 }

@@ -60,6 +60,11 @@ pub struct Args {
     #[command(flatten)]
     pub permissions: super::PermissionArgs,
 
+    /// Auth profile for the agent (see mt-profile(1); default: the profile
+    /// setting, $MT_PROFILE or the settings files)
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
     #[command(flatten)]
     pub common: Common,
 }
@@ -77,7 +82,7 @@ pub fn tool() -> Tool {
             ("TASK LIST", super::task::TASK_LIST_DEFAULT),
             (
                 "OUTPUT",
-                "The agent's name, when one was started; nothing otherwise. Notes go to standard error: a blocked task (mt-sling: task N waits for task M ...), no free name in the pool, or a claim lost to someone else. In each case the task is created and stays pending, and mt-dispatch starts it later.",
+                "The agent's name, when one was started; nothing otherwise. Notes go to standard error: a blocked task (mt-sling: task N waits for task M ...), no free name in the pool, a claim lost to someone else, or a --profile at its usage limit (an agent of it shows a rejected rate limit that has not reset; see mt-dispatch(1)). In each case the task is created and stays pending, and mt-dispatch starts it later.",
             ),
             (
                 "EXAMPLES",
@@ -108,11 +113,12 @@ A demo without Claude Code:
             (
                 "ENVIRONMENT",
                 "CLAUDE_CONFIG_DIR\tClaude Code's directory (~/.claude)
-MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))",
+MT_WORKTREES\twhere worktrees are made (see mt-worktree(1))
+MT_PROFILE\tthe auth profile of the agent when --profile is not given, before the settings files (see mt-profile(1))",
             ),
             (
                 "SEE ALSO",
-                "mt-dispatch(1), mt-task(1), mt-spawn(1), mt-worktree(1), mt-ps(1), mt(7)",
+                "mt-dispatch(1), mt-profile(1), mt-task(1), mt-spawn(1), mt-worktree(1), mt-ps(1), mt(7)",
             ),
         ],
     )
@@ -146,6 +152,9 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let list_name = tasks::list_name(args.list.list.as_deref(), Some(&state))?;
     let list = TaskList::new(&claude_config_dir()?, &list_name)?;
+    if let Some(p) = &args.profile {
+        crate::profile::load(p)?;
+    }
     let o = Options {
         list,
         pool,
@@ -155,6 +164,7 @@ pub fn run(args: Args) -> Result<u8> {
         permissions: args.permissions.choice(),
         from: "mt-sling".into(),
         dry_run: false,
+        profiles: args.profile.into_iter().collect(),
     };
     // Held from creation to start: a dispatcher woken by the new task file
     // waits instead of starting it too.
@@ -204,6 +214,13 @@ pub fn run(args: Args) -> Result<u8> {
         }
         Outcome::Refused(r) => {
             eprintln!("mt-sling: task {} was not started: {r}", task.id);
+            Ok(0)
+        }
+        Outcome::AllLimited(t) => {
+            eprintln!(
+                "mt-sling: profile {} is at its usage limit until {t}; task {} stays pending for mt-dispatch",
+                o.profiles[0], task.id
+            );
             Ok(0)
         }
     }

@@ -85,6 +85,12 @@ pub struct Args {
     #[command(flatten)]
     pub permissions: PermissionArgs,
 
+    /// Auth profile (see mt-profile(1); default: the profile setting,
+    /// $MT_PROFILE or the settings files). On --resume the agent keeps its
+    /// own unless this is given
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
     /// Also work in the repository around DIR: the agent gets a worktree
     /// there too (branch mt/NAME), given to it with --add-dir (repeatable)
     #[arg(long = "add-repo", value_name = "DIR")]
@@ -118,6 +124,9 @@ Start one from a prompt file, with a role and a model, and wait for it:
 Let an agent end on its own after ten quiet minutes:
   $ mt-spawn york -d --idle-exit 10m --prompt 'Watch the CI and report'
 
+Start one on a second account (see mt-profile(1)):
+  $ mt-spawn kent -d --profile work --prompt 'Write the docs'
+
 Continue a stopped agent's session:
   $ mt-spawn york --resume -d --prompt 'Carry on with the tests'",
             ),
@@ -139,14 +148,20 @@ agents/NAME/running.lock\theld by the supervisor while the agent runs",
             ),
             ("", super::EXIT_COMMON),
             (
+                "",
+                "Exit 65 also for an unknown auth profile or one that does not parse; nothing is started then.",
+            ),
+            (
                 "ENVIRONMENT",
-                "The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept.",
+                "The agent's environment is the caller's without the variables a parent Claude Code session sets for its tools (CLAUDECODE, CLAUDE_CODE_SESSION_ID, CLAUDE_CODE_ENTRYPOINT, CLAUDE_CODE_MESSAGING_SOCKET, CLAUDE_CODE_MESSAGING_TOKEN, CLAUDE_CODE_CHILD_SESSION, CLAUDE_CODE_CHILD_NOTES_DIR, CLAUDE_CODE_SESSION_ATTENDED, CLAUDE_CODE_EXECPATH, CLAUDE_PID, CLAUDE_EFFORT, CLAUDE_ENV_FILE, CLAUDE_PROJECT_DIR, AI_AGENT), plus MT_AGENT, MT_DIR, MT_CHANNEL, MT_RUN, CLAUDE_CODE_ENABLE_TODO_TOOLS=1, CLAUDE_CODE_TASK_LIST_ID (the given list, else the state directory's, mt-PROJECT) and MT_TASK when given. The user's own configuration (ANTHROPIC_*, CLAUDE_CONFIG_DIR, proxies, other CLAUDE_CODE_* settings) is kept, unless the agent has an auth profile.
+
+MT_PROFILE\tthe auth profile of a new agent when --profile is not given, before the profile key of the settings files (see mt-config(1)). With a profile, the caller's ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL, CLAUDE_CODE_OAUTH_TOKEN and CLAUDE_CODE_USE_* are removed and the profile's CLAUDE_CONFIG_DIR, or ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL, set in the agent's process environment only (never in settings.json); the agent gets MT_PROFILE=NAME. The profile is read at every start, resumes included. See mt-profile(1).",
             ),
             (
                 "SETTINGS AND PERMISSIONS",
                 "The agent is started with --settings agents/NAME/settings.json: mt's hooks (mt-hook for SessionStart, UserPromptSubmit, Stop and PostToolUse), the environment above and a permissions object. They merge with the user's and the project's settings, so an agent in a fresh worktree, which has no project settings, still gets mt's hooks.
 
-In claude -p nobody answers a permission prompt: a tool call that is not allowed is denied. The default profile has mode acceptEdits (edits in the working directory need no permission) and allows git, mt-post, mt-read, mt-channels, mt-task, mt-mail, mt-ps, mt-log, mt-wait, mt-nudge, mt-remind, Claude Code's task tools, and the build tools the working directory shows (make for a Makefile, cargo for Cargo.toml, npm and npx for package.json, go, python and pytest, cmake, meson, mvn, gradle, just). --permission-mode changes the mode, --allow adds rules, --permissions takes the whole object from a file. A resume keeps what was chosen unless these options are given again. bypassPermissions as root is refused without --sandbox, since Claude Code refuses it there; under --sandbox mt sets IS_SANDBOX=1.",
+In claude -p nobody answers a permission prompt: a tool call that is not allowed is denied. The default profile has mode acceptEdits (edits in the working directory need no permission) and allows git, mt-post, mt-read, mt-channels, mt-task, mt-mail, mt-ps, mt-log, mt-wait, mt-nudge, mt-remind, mt-status, Claude Code's task tools, and the build tools the working directory shows (make for a Makefile, cargo for Cargo.toml, npm and npx for package.json, go, python and pytest, cmake, meson, mvn, gradle, just). --permission-mode changes the mode, --allow adds rules, --permissions takes the whole object from a file. A resume keeps what was chosen unless these options are given again. bypassPermissions as root is refused without --sandbox, since Claude Code refuses it there; under --sandbox mt sets IS_SANDBOX=1.",
             ),
             (
                 "PROCESSES",
@@ -154,7 +169,7 @@ In claude -p nobody answers a permission prompt: a tool call that is not allowed
             ),
             (
                 "SEE ALSO",
-                "mt-ps(1), mt-nudge(1), mt-stop(1), mt-log(1), mt-wait(1), mt-files(5), mt(7)",
+                "mt-ps(1), mt-nudge(1), mt-stop(1), mt-log(1), mt-wait(1), mt-profile(1), mt-files(5), mt(7)",
             ),
         ],
     )
@@ -205,6 +220,7 @@ pub fn run(args: Args) -> Result<u8> {
         extra_args: args.extra,
         agent_cmd: args.agent_cmd.filter(|s| !s.is_empty()),
         permissions: args.permissions.choice(),
+        profile: args.profile,
         add_repos: args.add_repo,
         no_coworker_prompt: args.no_coworker_prompt,
     };

@@ -106,6 +106,9 @@ pub struct Options {
     pub from: String,
     /// Decide only: claim, create and start nothing.
     pub dry_run: bool,
+    /// Auth profiles to spread the agents over (none: mt-spawn's choice,
+    /// `$MT_PROFILE` or the default profile).
+    pub profiles: Vec<String>,
 }
 
 /// What became of one task.
@@ -117,6 +120,48 @@ pub enum Outcome {
     NoFreeName,
     /// The claim was refused (taken meanwhile, blocked, ...).
     Refused(Refusal),
+    /// Every profile of `--profiles` is at a usage limit; the first
+    /// resets then.
+    AllLimited(String),
+}
+
+/// The profile for the next agent among `profiles`: of those with no
+/// agent reporting a rejected rate limit that has not reset, the one with
+/// the fewest running agents (the first given, on a tie). `Err` holds the
+/// earliest reset when every profile is limited.
+pub fn pick_profile(
+    infos: &[agent::Info],
+    profiles: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<String, chrono::DateTime<chrono::Utc>> {
+    let of =
+        |i: &&agent::Info, p: &str| i.meta.as_ref().and_then(|m| m.profile.as_deref()) == Some(p);
+    let mut best: Option<(usize, &String)> = None;
+    let mut first_reset: Option<chrono::DateTime<chrono::Utc>> = None;
+    for p in profiles {
+        let limited = infos
+            .iter()
+            .filter(|i| of(i, p))
+            .filter_map(|i| {
+                i.status
+                    .as_ref()
+                    .and_then(crate::coord::reap::rejected_until)
+            })
+            .filter(|r| *r > now)
+            .max();
+        if let Some(r) = limited {
+            first_reset = Some(first_reset.map_or(r, |f| f.min(r)));
+            continue;
+        }
+        let running = infos.iter().filter(|i| i.running && of(i, p)).count();
+        if best.is_none_or(|(n, _)| running < n) {
+            best = Some((running, p));
+        }
+    }
+    match best {
+        Some((_, p)) => Ok(p.clone()),
+        None => Err(first_reset.unwrap_or(now)),
+    }
 }
 
 /// The prompt of an agent started for `task`.
@@ -217,6 +262,16 @@ pub fn start(
     task: &Task,
     skip: &BTreeSet<String>,
 ) -> Result<Outcome> {
+    let profile = if o.profiles.is_empty() {
+        None
+    } else {
+        match pick_profile(&agent::all(state)?, &o.profiles, chrono::Utc::now()) {
+            Ok(p) => Some(p),
+            Err(reset) => {
+                return Ok(Outcome::AllLimited(crate::infra::time::stamp(reset)));
+            }
+        }
+    };
     let Some((name, held)) = reserve(state, o, listing, skip)? else {
         return Ok(Outcome::NoFreeName);
     };
@@ -237,6 +292,7 @@ pub fn start(
         channel: Some(o.channel.clone()),
         agent_cmd: o.agent_cmd.clone(),
         permissions: o.permissions.clone(),
+        profile,
         ..spawn::Options::default()
     };
     let started = spawn::prepare_locked(state, opts, held)
@@ -311,7 +367,7 @@ pub fn dispatch(
             return Ok(Some((task.id, running)));
         }
         let outcome = start(state, o, &listing, task, &given)?;
-        let stop = matches!(outcome, Outcome::NoFreeName);
+        let stop = matches!(outcome, Outcome::NoFreeName | Outcome::AllLimited(_));
         if let Outcome::Started(n) = &outcome {
             given.insert(n.clone());
             running += 1;

@@ -16,6 +16,12 @@
 //!   open and no background task of Claude Code's still running (it may
 //!   start a turn when it ends): stopped softly (stdin closed, then SIGTERM
 //!   and SIGKILL after the grace).
+//! - *usage limit* (unless `--no-limit-resume`): the status shows a rejected rate
+//!   limit whose reset time has passed, and the agent has ended (not on a
+//!   person's request) or waits idle: it is resumed, or nudged, with a
+//!   note to carry on, exactly once per reset time. The claim on a reset
+//!   is a marker file created with O_EXCL (`agents/NAME/limit-resumed.T`),
+//!   so two reapers, or a reaper run every second, never act twice.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -47,6 +53,10 @@ pub struct Options {
     pub channel: String,
     /// Decide and report; change nothing.
     pub dry_run: bool,
+    /// How long after a usage limit's reset time to resume its agent.
+    pub after_reset: Duration,
+    /// Resume (or nudge) agents stopped by a usage limit once it resets.
+    pub limit_resume: bool,
 }
 
 /// One thing found, and what was done about it.
@@ -137,7 +147,18 @@ fn check(
     };
     let active = agent::last_activity(st);
     if st.state.is_live() && !info.running {
-        return lost(state, o, a, now, active, each);
+        return lost(state, o, a, st, now, active, each);
+    }
+    if o.limit_resume
+        && let Some(reset) = rejected_until(st)
+        && now >= reset + chrono::Duration::from_std(o.after_reset).unwrap_or_default()
+        && (if info.running {
+            st.state == State::Idle
+        } else {
+            !stopped_on_request(st)
+        })
+    {
+        return limit_reset(state, o, a, info, st, reset, each);
     }
     if !info.running {
         return Ok(());
@@ -200,14 +221,7 @@ fn stuck(
     if !st.open_tool_calls.is_empty() {
         return Ok(());
     }
-    if let Some(rl) = &st.rate_limit
-        && rl.status == "rejected"
-        && rl
-            .resets_at
-            .as_deref()
-            .and_then(time::parse_stamp)
-            .is_some_and(|r| r > now)
-    {
+    if rejected_until(st).is_some_and(|r| r > now) {
         return Ok(());
     }
     let since = active.map(time::stamp).unwrap_or_default();
@@ -319,6 +333,7 @@ fn lost(
     state: &StateDir,
     o: &Options,
     a: &AgentDir,
+    st: &crate::agent::Status,
     now: DateTime<Utc>,
     active: Option<DateTime<Utc>>,
     each: &mut dyn FnMut(&Action),
@@ -353,6 +368,18 @@ fn lost(
         "lost",
         &a.name,
     )?;
+    // Resumed now it would only meet its limit again: the usage limit
+    // rule resumes it once the limit has reset.
+    if (o.restart || o.limit_resume)
+        && let Some(reset) = rejected_until(st)
+        && now < reset + chrono::Duration::from_std(o.after_reset).unwrap_or_default()
+    {
+        say(format!(
+            "{what}; reported; resumes after its usage limit resets at {}",
+            time::stamp(reset)
+        ));
+        return Ok(());
+    }
     if !o.restart {
         say(format!("{what}; reported"));
         return Ok(());
@@ -363,6 +390,142 @@ fn lost(
         Err(e) => say(format!("{what}; reported; cannot resume: {e:#}")),
     }
     Ok(())
+}
+
+/// When the rejected rate limit in `st` resets, if it shows one.
+pub fn rejected_until(st: &crate::agent::Status) -> Option<DateTime<Utc>> {
+    let rl = st
+        .rate_limit
+        .as_ref()
+        .filter(|rl| rl.status == "rejected")?;
+    rl.resets_at.as_deref().and_then(time::parse_stamp)
+}
+
+/// Whether the agent's last run was ended by a person or tool other than
+/// mt-reap (whose idle stop leaves the work to be resumed).
+fn stopped_on_request(st: &crate::agent::Status) -> bool {
+    st.stopped && st.stopped_by.as_deref() != Some(&format!("mt-stop by {FROM}"))
+}
+
+/// The marker that claims the resume after the limit resetting at `reset`.
+pub fn limit_marker(a: &AgentDir, reset: DateTime<Utc>) -> PathBuf {
+    a.dir.join(format!("{LIMIT_MARKER}{}", reset.timestamp()))
+}
+
+const LIMIT_MARKER: &str = "limit-resumed.";
+
+/// An agent stopped (or idle) on a usage limit that has reset: claim the
+/// reset with an O_EXCL marker, then resume or nudge it through its inbox,
+/// and say so on the channel. Silent once the reset is claimed.
+fn limit_reset(
+    state: &StateDir,
+    o: &Options,
+    a: &AgentDir,
+    info: &Info,
+    st: &crate::agent::Status,
+    reset: DateTime<Utc>,
+    each: &mut dyn FnMut(&Action),
+) -> Result<()> {
+    let marker = limit_marker(a, reset);
+    if marker.exists() {
+        return Ok(());
+    }
+    let kind = st
+        .rate_limit
+        .as_ref()
+        .and_then(|r| r.kind.as_deref())
+        .map(|k| format!(" ({k})"))
+        .unwrap_or_default();
+    let at = time::stamp(reset);
+    let what = format!("usage limit{kind} reset at {at}");
+    let verb = if info.running { "nudge" } else { "resume" };
+    let mut say = |what: String| {
+        each(&Action {
+            agent: a.name.clone(),
+            what,
+        })
+    };
+    if o.dry_run {
+        say(format!("{what}; would {verb}"));
+        return Ok(());
+    }
+    let claim = fsutil::options().write(true).create_new(true).open(&marker);
+    match claim {
+        Ok(mut f) => {
+            use std::io::Write;
+            let m = serde_json::json!({"resets_at": at, "at": time::stamp(Utc::now()), "by": FROM});
+            let _ = writeln!(f, "{m}");
+        }
+        // Another reaper has it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot create {}", marker.display()))
+            );
+        }
+    }
+    forget_older_limits(a, &marker);
+    let note = format!(
+        "mt-reap: the usage limit{kind} that stopped your work reset at {at}. Carry on where you left off."
+    );
+    let name = &a.name;
+    match agent::nudge_as(state, name, &note, true, agent::Durability::Synced) {
+        Ok(agent::Nudged::Waiting(why)) => {
+            post(
+                state,
+                o,
+                &format!("cannot resume {name} after its usage limit reset: {why}"),
+                "limit-resume-failed",
+                name,
+            )?;
+            say(format!("{what}; cannot resume: {why}"));
+        }
+        Ok(_) => {
+            let how = if info.running { "nudged" } else { "resumed" };
+            post(
+                state,
+                o,
+                &format!("{name} {how} after the usage limit reset{kind} at {at}"),
+                "limit-resume",
+                name,
+            )?;
+            say(format!("{what}; {how}"));
+        }
+        Err(e) if crate::exit::code_of(&e) == crate::exit::TEMPFAIL => {
+            // Busy, not refused: a later run tries again.
+            let _ = std::fs::remove_file(&marker);
+            return Err(e);
+        }
+        Err(e) => {
+            post(
+                state,
+                o,
+                &format!("cannot resume {name} after its usage limit reset: {e:#}"),
+                "limit-resume-failed",
+                name,
+            )?;
+            say(format!("{what}; cannot resume: {e:#}"));
+        }
+    }
+    Ok(())
+}
+
+/// Markers of earlier resets are no longer looked at: the status shows a
+/// newer one.
+fn forget_older_limits(a: &AgentDir, keep: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(&a.dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p != keep
+            && e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(LIMIT_MARKER))
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 fn resume(state: &StateDir, name: &str, note: String) -> Result<()> {

@@ -124,6 +124,8 @@ pub fn start(state: &StateDir, gh: &Gh, o: &Options) -> Result<String> {
         channel: o.channel.clone(),
         agent_cmd: o.agent_cmd.clone(),
         permissions: permissions.clone(),
+        // The reviewer starts as mt-spawn would choose.
+        profiles: Vec::new(),
         from: "mt-pr".into(),
         dry_run: false,
     };

@@ -8,6 +8,8 @@
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod attach;
 mod claude;
 mod claude_hooks;
+mod claude_profile;
 mod lead;

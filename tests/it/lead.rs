@@ -294,3 +294,66 @@ fn add_repo_gives_a_worktree_in_each_repository() {
     );
     assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
 }
+
+/// The lead's session runs on the settings' profile (or `--profile`), and
+/// `--print` never shows the key.
+#[test]
+fn the_lead_runs_on_the_profile_and_print_hides_the_key() {
+    let e = Env::with_repo();
+    let lead = recorder(&e);
+    let mut c = e.cmd("mt-profile");
+    c.args([
+        "add",
+        "work",
+        "--api-key-stdin",
+        "--base-url",
+        "http://127.0.0.1:9/api",
+    ])
+    .stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-lead-secret-77\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    e.ok("mt-config", &["set", "profile", "work"]);
+    let o = e
+        .cmd("mt-lead")
+        .env("MT_LEAD_CMD", &lead)
+        .env("ANTHROPIC_API_KEY", "sk-callers")
+        .args(["--no-watch"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let env = fs::read_to_string(e.root.join("lead.env")).unwrap();
+    assert!(
+        env.contains("\nANTHROPIC_API_KEY=sk-lead-secret-77\n"),
+        "{env}"
+    );
+    assert!(
+        env.contains("\nANTHROPIC_BASE_URL=http://127.0.0.1:9/api\n"),
+        "{env}"
+    );
+    let out = e
+        .cmd("mt-lead")
+        .env("MT_LEAD_CMD", &lead)
+        .args(["--print"])
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:9/api"),
+        "{shown}"
+    );
+    assert!(!shown.contains("sk-lead-secret-77"), "{shown}");
+    let o = e
+        .cmd("mt-lead")
+        .env("MT_LEAD_CMD", &lead)
+        .args(["--no-watch", "--profile", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
+}

@@ -10,6 +10,8 @@
 
 mod support;
 
+mod archive;
+mod attach;
 mod channel;
 mod config;
 mod defects;
@@ -22,6 +24,7 @@ mod lead;
 mod mail;
 mod man;
 mod pr;
+mod profile;
 mod props;
 mod props_cursor;
 mod props_hook;
@@ -29,12 +32,15 @@ mod props_mailbox;
 mod props_rules;
 mod props_settings;
 mod props_tasks;
+mod ratelimit;
 mod reap;
 mod remind;
 mod route;
 mod security;
+mod selection;
 mod sling;
 mod spawn;
+mod status;
 mod task;
 mod watch;
 mod worktree;

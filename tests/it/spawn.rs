@@ -150,6 +150,7 @@ fn agent_sees_stream_json_argv_and_clean_environment() {
             "opus",
             "--role",
             "You review.",
+            "--no-coworker-prompt",
             "--task",
             "12",
             "--channel",

@@ -35,6 +35,8 @@ pub struct Request {
     pub path: String,
     /// `x-claude-code-session-id`, when sent.
     pub session: Option<String>,
+    /// `x-api-key`, when sent.
+    pub api_key: Option<String>,
     pub body: Value,
     pub at: Instant,
 }
@@ -359,6 +361,7 @@ fn serve(stream: TcpStream, sh: &Shared) {
         let req = Request {
             path: path.clone(),
             session: header("x-claude-code-session-id"),
+            api_key: header("x-api-key"),
             body,
             at: Instant::now(),
         };

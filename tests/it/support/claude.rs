@@ -373,8 +373,8 @@ impl Drop for Team {
     }
 }
 
-/// An interactive `claude` in a pseudo-terminal: what it drew, and a way to
-/// type. Killed (with its process group) when dropped.
+/// An interactive `claude` (or a tool running it) in a pseudo-terminal: what
+/// it drew, and a way to type. Killed (with its process group) when dropped.
 pub struct Pty {
     pub pid: i32,
     child: std::process::Child,
@@ -394,11 +394,10 @@ impl Team {
         self.in_pty(c)
     }
 
-    /// Run `c` (one of mt's tools that starts `claude`, say) in a
-    /// pseudo-terminal of its own, as `interactive` does.
-    pub fn in_pty(&self, mut c: Command) -> Pty {
-        use std::os::fd::{AsRawFd, OwnedFd};
-        use std::os::unix::process::CommandExt;
+    /// Answer Claude Code's first-run questions (trust in the repository,
+    /// the API key) in its configuration. A session running meanwhile may
+    /// write its own copy back when it exits: call this before starting it.
+    pub fn answer_first_run(&self) {
         let mut conf: Value =
             serde_json::from_slice(&fs::read(self.config.join(".claude.json")).unwrap()).unwrap();
         conf["customApiKeyResponses"] =
@@ -406,6 +405,14 @@ impl Team {
         conf["messageIdleNotifThresholdMs"] = 1000.into();
         conf["projects"][self.repo.to_string_lossy().as_ref()] = serde_json::json!({"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true});
         fs::write(self.config.join(".claude.json"), conf.to_string()).unwrap();
+    }
+
+    /// Run `c` (one of mt's tools that starts `claude`, say) in a
+    /// pseudo-terminal of its own, as `interactive` does.
+    pub fn in_pty(&self, mut c: Command) -> Pty {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        self.answer_first_run();
         let size = nix::pty::Winsize {
             ws_row: 40,
             ws_col: 120,
@@ -503,6 +510,24 @@ impl Pty {
                 .collect::<String>()
                 .contains(&want)
         });
+    }
+}
+
+impl Pty {
+    /// Wait (up to `PATIENCE`) for the program to exit; its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "timed out waiting for the program to exit; screen:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

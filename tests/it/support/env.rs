@@ -100,6 +100,10 @@ impl Env {
             "MT_FAKE_RUN",
             "MT_FAKE_DELAY",
             "MT_FAKE_RECEIPTS",
+            "MT_FAKE_RESETS_IN",
+            "MT_PROFILE",
+            "MT_PROFILES",
+            "MT_CONFIG_HOME",
             "CLAUDE_CODE_TASK_LIST_ID",
         ]
         .into_iter()
