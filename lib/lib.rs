@@ -21,6 +21,7 @@ pub mod infra;
 pub mod mailbox;
 pub mod names;
 pub mod permissions;
+pub mod pr;
 pub mod profile;
 pub mod prompts;
 pub mod record;

@@ -18,6 +18,7 @@ pub mod mail;
 pub mod manpages;
 pub mod nudge;
 pub mod post;
+pub mod pr;
 pub mod profile;
 pub mod ps;
 pub mod read;
@@ -311,6 +312,7 @@ pub fn tools() -> Vec<Tool> {
         reap::tool(),
         sling::tool(),
         dispatch::tool(),
+        pr::tool(),
         config::tool(),
         lead::tool(),
         web::tool(),

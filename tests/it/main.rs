@@ -23,6 +23,7 @@ mod layout;
 mod lead;
 mod mail;
 mod man;
+mod pr;
 mod profile;
 mod props;
 mod props_cursor;
