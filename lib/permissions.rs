@@ -44,6 +44,16 @@ const MT_TOOLS: &[&str] = &[
     "mt-wait",
     "mt-nudge",
     "mt-remind",
+    "mt-status",
+];
+
+/// What a coworker may do with gh: open its pull request and follow it
+/// (see the coworker prompt); reviewing stays with reviewers (`mt-pr review`).
+const GH_RULES: &[&str] = &[
+    "Bash(gh pr create:*)",
+    "Bash(gh pr view:*)",
+    "Bash(gh pr checks:*)",
+    "Bash(gh pr diff:*)",
 ];
 
 /// Claude Code's task tools (they need `CLAUDE_CODE_ENABLE_TODO_TOOLS=1`).
@@ -94,6 +104,7 @@ pub fn default_profile(cwd: &Path) -> Value {
     let mut allow: Vec<String> = TASK_TOOLS.iter().map(|t| t.to_string()).collect();
     allow.push(bash("git"));
     allow.extend(MT_TOOLS.iter().map(|t| bash(t)));
+    allow.extend(GH_RULES.iter().map(|r| r.to_string()));
     for (file, programs) in BUILD_TOOLS {
         if cwd.join(file).is_file() {
             for p in *programs {

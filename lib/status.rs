@@ -398,7 +398,7 @@ fn gather_reminders(state: &StateDir) -> Result<Reminders> {
     for (stage, r) in store.list(&[Stage::Pending, Stage::Firing])? {
         out.pending += 1;
         // A condition that cannot be checked now is not due.
-        if stage == Stage::Firing || remind::is_due(&r, now).unwrap_or(false) {
+        if stage == Stage::Firing || remind::is_due(state, &r, now).unwrap_or(false) {
             out.due.push(Due { stage, reminder: r });
         }
     }

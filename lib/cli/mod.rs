@@ -19,6 +19,7 @@ pub mod mail;
 pub mod manpages;
 pub mod nudge;
 pub mod post;
+pub mod pr;
 pub mod profile;
 pub mod ps;
 pub mod read;
@@ -32,6 +33,7 @@ pub mod stop;
 pub mod task;
 pub mod wait;
 pub mod watch;
+pub mod web;
 pub mod worktree;
 
 /// Options every tool takes.
@@ -312,8 +314,10 @@ pub fn tools() -> Vec<Tool> {
         reap::tool(),
         sling::tool(),
         dispatch::tool(),
+        pr::tool(),
         config::tool(),
         lead::tool(),
+        web::tool(),
     ]
 }
 

@@ -18,8 +18,9 @@ use crate::statedir::StateDir;
 /// system record and sent as a nudge to the lead (as mt-nudge does: a
 /// running agent gets it at once, a stopped one is resumed with it; a name
 /// that is no agent gets only the record). It is due at a
-/// time, after a delay, or when every task of a Claude Code task list is
-/// completed. mt-remind check fires what is due; a rule of mt-watch runs it.
+/// time, after a delay, when every task of a Claude Code task list is
+/// completed, or when, besides, all the coworkers' pull requests are
+/// merged. mt-remind check fires what is due; a rule of mt-watch runs it.
 /// A reminder fires exactly once, however many checks run at the same time.
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -61,8 +62,9 @@ pub enum Cmd {
 #[command(group(ArgGroup::new("due").required(true).args(["when", "at", "after"])))]
 pub struct AddArgs {
     /// Fire when a condition holds: all-tasks-done (the task list has tasks
-    /// and every one is completed)
-    #[arg(long, value_name = "CONDITION", value_parser = ["all-tasks-done"])]
+    /// and every one is completed) or all-work-merged (that, and every
+    /// coworker's pull request merged, as mt-pr sync saw it)
+    #[arg(long, value_name = "CONDITION", value_parser = ["all-tasks-done", "all-work-merged"])]
     pub when: Option<String>,
 
     /// Fire at this time: RFC 3339, or HH:MM today in local time
@@ -73,7 +75,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "DURATION")]
     pub after: Option<String>,
 
-    /// Task list for --when all-tasks-done
+    /// Task list for --when all-tasks-done and all-work-merged
     #[arg(long, env = "CLAUDE_CODE_TASK_LIST_ID", value_name = "LIST")]
     pub task_list: Option<String>,
 
@@ -99,7 +101,7 @@ pub fn tool() -> Tool {
         &[
             (
                 "COMMANDS",
-                "mt-remind add (--at TIME | --after DURATION | --when all-tasks-done) [-c CHANNEL] [--to NAME] [--from NAME] [--task-list LIST] MESSAGE...\tset a reminder and print its id (ids are 1, 2, 3 ... and never reused). TIME is RFC 3339 or HH:MM (today, local time); DURATION is 30s, 10m, 2h, 1d, counted from now; all-tasks-done is due when the task list (--task-list, else $CLAUDE_CODE_TASK_LIST_ID, else the state directory's list mt-PROJECT as in mt-task(1)) has at least one task and all of them are completed. The record goes to CHANNEL ($MT_CHANNEL, general), the nudge to NAME (lead).
+                "mt-remind add (--at TIME | --after DURATION | --when all-tasks-done | --when all-work-merged) [-c CHANNEL] [--to NAME] [--from NAME] [--task-list LIST] MESSAGE...\tset a reminder and print its id (ids are 1, 2, 3 ... and never reused). TIME is RFC 3339 or HH:MM (today, local time); DURATION is 30s, 10m, 2h, 1d, counted from now; all-tasks-done is due when the task list (--task-list, else $CLAUDE_CODE_TASK_LIST_ID, else the state directory's list mt-PROJECT as in mt-task(1)) has at least one task and all of them are completed. all-work-merged is due when, besides, by what the last mt-pr sync saw, no pull request from a coworker's branch (mt/NAME) is open, at least one is merged, and every completed task owned by a coworker that worked in a worktree has a merged pull request from that coworker's branch made for it (see mt-pr(1)): a coworker that finished a task without a pull request of its own holds it back. The record goes to CHANNEL ($MT_CHANNEL, general), the nudge to NAME (lead).
 mt-remind list [--all] [--json]\tpending reminders, or all of them with --all: id, state (pending, firing, fired, cancelled), when, message; --json prints one object per line, with a stage field.
 mt-remind cancel ID\tcancel a pending reminder.
 mt-remind check [-q]\tfire every due reminder and print fired ID: MESSAGE for each; -q prints nothing.",
@@ -117,6 +119,7 @@ If a check dies after claiming, the next check takes the reminder over from firi
                 "Remind the lead to review in two hours, and when the team's tasks are done:
   $ mt-remind add --after 2h 'review the parser branch'
   $ CLAUDE_CODE_TASK_LIST_ID=team mt-remind add --when all-tasks-done 'merge and release'
+  $ mt-remind add --when all-work-merged 'everything is merged: tag the release'
 
 What is pending, and cancel one:
   $ mt-remind list
@@ -131,7 +134,7 @@ Fire what is due every 30 seconds, and as soon as a task changes (mt-watch rules
                 "0\tsuccess
 1\tcancel: the reminder already fired or was cancelled
 2\tusage error
-65\tbad input: an invalid name, id, time or duration, an empty message, no task list for --when all-tasks-done, cancel of an unknown id, a reminder file that does not parse
+65\tbad input: an invalid name, id, time or duration, an empty message, no task list for --when all-tasks-done or all-work-merged, cancel of an unknown id, a reminder file that does not parse
 69\tno state directory
 70\tinternal error
 73\tcannot create or write a file (permissions, full disk)
@@ -142,7 +145,10 @@ Fire what is due every 30 seconds, and as soon as a task changes (mt-watch rules
                 "CLAUDE_CONFIG_DIR\tClaude Code's directory, holding tasks/ (~/.claude)
 MT_REMIND_NOW\tfor tests only: an RFC 3339 time taken as the current time",
             ),
-            ("SEE ALSO", "mt-watch(1), mt-post(1), mt-files(5), mt(7)"),
+            (
+                "SEE ALSO",
+                "mt-watch(1), mt-post(1), mt-pr(1), mt-files(5), mt(7)",
+            ),
         ],
     )
 }
@@ -211,7 +217,10 @@ fn add(state: &StateDir, store: &Store, a: AddArgs) -> Result<u8> {
         let dir = crate::tasks::TaskList::new(&crate::statedir::claude_config_dir()?, &list)?
             .dir()
             .to_path_buf();
-        When::AllTasksDone { list, dir }
+        match a.when.as_deref() {
+            Some("all-work-merged") => When::AllWorkMerged { list, dir },
+            _ => When::AllTasksDone { list, dir },
+        }
     };
     let r = store.add(NewReminder {
         message,

@@ -525,6 +525,7 @@ impl Screen<'_> {
                     (Stage::Firing, _) => "firing".into(),
                     (_, When::At(t)) => format!("{} ago", age(Some(t))),
                     (_, When::AllTasksDone { .. }) => "tasks done".into(),
+                    (_, When::AllWorkMerged { .. }) => "work merged".into(),
                 };
                 vec![
                     d.reminder.id.clone(),

@@ -224,7 +224,15 @@ mod tests {
         let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
-            ["route", "reap", "dispatch", "remind", "tasks-done", "gc"]
+            [
+                "route",
+                "reap",
+                "dispatch",
+                "remind",
+                "tasks-done",
+                "pr",
+                "gc"
+            ]
         );
     }
 }

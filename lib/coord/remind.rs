@@ -1,5 +1,6 @@
 //! Reminders: a message for the channel and a nudge for the lead, due at a
-//! time or when every task of a list is completed.
+//! time, when every task of a list is completed, or when besides all the
+//! coworkers' work is merged (`all-work-merged`, by what `mt-pr sync` saw).
 //!
 //! ```text
 //! reminders/LOCK             taken to allocate ids
@@ -58,6 +59,9 @@ pub enum When {
     At(String),
     /// Every task of a list is completed (and there is at least one).
     AllTasksDone { list: String, dir: PathBuf },
+    /// As `AllTasksDone`, and every coworker's pull request is merged
+    /// (see `pr::merged`).
+    AllWorkMerged { list: String, dir: PathBuf },
 }
 
 impl std::fmt::Display for When {
@@ -65,6 +69,12 @@ impl std::fmt::Display for When {
         match self {
             When::At(t) => write!(f, "at {t}"),
             When::AllTasksDone { list, .. } => write!(f, "when all tasks of {list} are done"),
+            When::AllWorkMerged { list, .. } => {
+                write!(
+                    f,
+                    "when all tasks of {list} are done and all work is merged"
+                )
+            }
         }
     }
 }
@@ -302,7 +312,7 @@ impl Store {
                 let Some(r) = read_reminder(&self.path(Stage::Pending, &id))? else {
                     return Ok(None);
                 };
-                if !is_due(&r, now)? {
+                if !is_due(&self.state, &r, now)? {
                     return Ok(None);
                 }
                 self.claim(&id)
@@ -438,11 +448,14 @@ fn write_reminder(path: &Path, r: &Reminder) -> Result<()> {
     fsutil::write_atomic(path, text.as_bytes(), true)
 }
 
-/// Whether a reminder is due at `now`.
-pub fn is_due(r: &Reminder, now: DateTime<Utc>) -> Result<bool> {
+/// Whether a reminder of the state directory `state` is due at `now`.
+pub fn is_due(state: &StateDir, r: &Reminder, now: DateTime<Utc>) -> Result<bool> {
     match &r.when {
         When::At(t) => Ok(time::parse_stamp(t).is_some_and(|t| t <= now)),
         When::AllTasksDone { list, dir } => all_tasks_done(&task_list_of(list, dir)?),
+        When::AllWorkMerged { list, dir } => {
+            crate::pr::merged::all_work_merged(state, &task_list_of(list, dir)?)
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod browser;
 pub mod claude;
 mod env;
 mod generators;
