@@ -18,9 +18,10 @@ fn spawn_answers_the_prompt() {
     wait_for("a result", || !t.results("york").is_empty());
     let r = &t.results("york")[0];
     assert_eq!(r["result"], "hi back");
+    // The event is in events.jsonl a moment before status.json says idle.
+    wait_for("idle", || t.status("york")["state"] == "idle");
     let st = t.status("york");
     assert_eq!(st["session_id"], r["session_id"]);
-    assert_eq!(st["state"], "idle");
     // The request carried the session mt chose for the agent.
     let req = t
         .api
