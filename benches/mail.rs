@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MAIL: &str = env!("CARGO_BIN_EXE_mt-mail");
@@ -16,46 +16,14 @@ const TASK: &str = env!("CARGO_BIN_EXE_mt-task");
 const RUNS: usize = 200;
 const SIZE: usize = 1000;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+#[path = "support/timing.rs"]
+mod timing;
 
-/// CPU time (user + system) used so far by waited-for children. On a busy
-/// machine wall time mostly measures the other processes; this does not.
-fn children_cpu() -> Duration {
-    let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage only writes into the struct we pass.
-    unsafe { nix::libc::getrusage(nix::libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: nix::libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-struct Stats {
-    wall: Duration,
-    cpu: Duration,
-}
+use timing::{Stats, median};
 
 /// Time `RUNS` runs of a command; `reset` runs untimed before each one.
-fn bench(mut make: impl FnMut() -> Command, mut reset: impl FnMut()) -> Stats {
-    let mut wall = Vec::with_capacity(RUNS);
-    let mut cpu = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        reset();
-        let mut c = make();
-        c.stdout(Stdio::null()).stderr(Stdio::inherit());
-        let (t, c0) = (Instant::now(), children_cpu());
-        let st = c.status().expect("run");
-        wall.push(t.elapsed());
-        cpu.push(children_cpu().saturating_sub(c0));
-        assert!(st.success(), "{c:?} failed");
-    }
-    Stats {
-        wall: median(wall),
-        cpu: median(cpu),
-    }
+fn bench(make: impl FnMut() -> Command, mut reset: impl FnMut()) -> Stats {
+    timing::bench(RUNS, make, |_| reset())
 }
 
 fn inbox_text(n: usize) -> String {

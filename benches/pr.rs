@@ -12,53 +12,21 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PR: &str = env!("CARGO_BIN_EXE_mt-pr");
 const POST: &str = env!("CARGO_BIN_EXE_mt-post");
 const RUNS: usize = 40;
 const PULLS: u64 = 50;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+#[path = "support/timing.rs"]
+mod timing;
 
-/// CPU time (user + system) of waited-for children and theirs.
-fn children_cpu() -> Duration {
-    let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage only writes into the struct we pass.
-    unsafe { nix::libc::getrusage(nix::libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: nix::libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-#[derive(Clone, Copy)]
-struct Stats {
-    wall: Duration,
-    cpu: Duration,
-}
+use timing::Stats;
 
 /// Time `RUNS` runs of a command; `reset` runs untimed before each one.
-fn bench(mut make: impl FnMut() -> Command, mut reset: impl FnMut(usize)) -> Stats {
-    let mut wall = Vec::with_capacity(RUNS);
-    let mut cpu = Vec::with_capacity(RUNS);
-    for i in 0..RUNS {
-        reset(i);
-        let mut c = make();
-        c.stdout(Stdio::null()).stderr(Stdio::inherit());
-        let (t, c0) = (Instant::now(), children_cpu());
-        let st = c.status().expect("run");
-        wall.push(t.elapsed());
-        cpu.push(children_cpu().saturating_sub(c0));
-        assert!(st.success(), "{c:?} failed");
-    }
-    Stats {
-        wall: median(wall),
-        cpu: median(cpu),
-    }
+fn bench(make: impl FnMut() -> Command, reset: impl FnMut(usize)) -> Stats {
+    timing::bench(RUNS, make, reset)
 }
 
 /// `n` open pull requests as `gh pr list --json` gives them; `round`
