@@ -173,6 +173,16 @@ pub fn hooks_for_agent(mt_hook: &Path) -> Value {
     )
 }
 
+/// Settings' `env` object: variables Claude Code sets for the session's
+/// tools and hooks.
+pub fn env_object(vars: &[(String, std::ffi::OsString)]) -> Value {
+    let env: serde_json::Map<String, Value> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string_lossy().into_owned().into()))
+        .collect();
+    Value::Object(env)
+}
+
 /// The hooks `mt-lead` gives the lead's interactive session: the agent's,
 /// and Notification, which only interactive sessions raise.
 pub fn hooks_for_lead(mt_hook: &Path) -> Value {

@@ -182,12 +182,8 @@ pub fn mt_hook_program() -> Result<PathBuf> {
 /// the environment Claude Code needs, and the permission profile. They merge
 /// with the user's and the project's own settings.
 pub fn agent_settings(meta: &Meta, state_root: &Path, mt_hook: &Path) -> serde_json::Value {
-    let mut env = serde_json::Map::new();
-    for (k, v) in agent_env(meta, state_root) {
-        env.insert(k, v.to_string_lossy().into_owned().into());
-    }
     let mut s = crate::claude_settings::hooks_for_agent(mt_hook);
-    s["env"] = serde_json::Value::Object(env);
+    s["env"] = crate::claude_settings::env_object(&agent_env(meta, state_root));
     if let Some(p) = &meta.permissions {
         s["permissions"] = p.clone();
     }

@@ -143,11 +143,7 @@ pub fn run(args: Args) -> Result<u8> {
         ("CLAUDE_CODE_ENABLE_TODO_TOOLS".into(), "1".into()),
     ];
     let mut session = crate::claude_settings::hooks_for_lead(&mt_hook);
-    let mut env_json = serde_json::Map::new();
-    for (k, v) in &env {
-        env_json.insert(k.clone(), v.to_string_lossy().into_owned().into());
-    }
-    session["env"] = serde_json::Value::Object(env_json);
+    session["env"] = crate::claude_settings::env_object(&env);
 
     let mut argv: Vec<OsString> = vec!["--settings".into(), session.to_string().into()];
     if !args.no_lead_prompt {
