@@ -114,6 +114,12 @@ pub fn tool() -> Tool {
         "mt-spawn",
         &[
             (
+                "SETTINGS AND PROMPT",
+                "A new agent takes what its options and variables leave open from the settings files (see mt-config(1)): agent-cmd, model, channel, and permission-mode, allow and permissions together (when none of --permission-mode, --allow, --permissions is given), and profile. A resume takes them from meta.json instead, so editing the settings never changes a running team's agents.
+
+Every new agent gets the coworker prompt appended to its system prompt: a built-in text on how a coworker works through mt, then COWORKER.md from the config home ($MT_CONFIG_HOME, else ~/.config/mt) and from the project's .mt directory; --role comes after it. The text is composed at the first start and kept in meta.json (system_prompt) for resumes. --no-coworker-prompt leaves it out.",
+            ),
+            (
                 "EXAMPLES",
                 "Start a coworker in the background on a task, in its own worktree:
   $ mt-spawn york --detach --worktree --task 12 --prompt 'Fix the parser bug in #12'
