@@ -146,6 +146,22 @@ pub struct Appender {
 impl Appender {
     /// Lock the channel for appending, creating it on first use.
     pub fn open(state: &StateDir, name: &str, opts: WriteOptions) -> Result<Appender> {
+        Appender::open_with(state, name, opts, true)
+    }
+
+    /// `open` for mt-sync's import: records other hosts wrote still land
+    /// in a channel archived here (archiving is this host's view; what
+    /// others posted is not lost).
+    pub fn open_importing(state: &StateDir, name: &str, opts: WriteOptions) -> Result<Appender> {
+        Appender::open_with(state, name, opts, false)
+    }
+
+    fn open_with(
+        state: &StateDir,
+        name: &str,
+        opts: WriteOptions,
+        refuse_archived: bool,
+    ) -> Result<Appender> {
         // Names may come from files (reminders, hook payloads): the check is
         // here, where the name becomes a directory.
         crate::names::check("channel", name)?;
@@ -156,7 +172,7 @@ impl Appender {
         let lock = lock::exclusive(&dir.join("LOCK"))?;
         // Checked under the lock that archiving takes: a post lands before
         // the archive or is refused after it.
-        if archive::marked(&dir) {
+        if refuse_archived && archive::marked(&dir) {
             return Err(archive::refusal(name));
         }
         let segs = list_segments(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
@@ -208,25 +224,39 @@ impl Appender {
     /// Stage one record; it is written by a later `flush` or `commit`.
     /// Returns the stored line (without newline).
     pub fn append(&mut self, d: &Draft) -> Result<String> {
-        let size = self.len + self.pending.len() as u64;
-        if size > 0 && size >= self.opts.segment_bytes {
-            self.roll()?;
-        }
         // One clock read: the id's time and the timestamp agree.
         let now = chrono::Utc::now();
         let rec = Record {
-            seq: self.next_seq,
+            seq: 0,
             id: crate::infra::id::new_id(now.timestamp_millis().max(0) as u64),
             timestamp: time::stamp(now),
             from: d.from.clone(),
             kind: d.kind.clone(),
             content: d.content.clone(),
-            channel: self.name.clone(),
+            channel: String::new(),
             mentions: record::mentions(&d.content),
             reply_to: d.reply_to.clone(),
             session_id: d.session_id.clone(),
             meta: d.meta.clone(),
+            origin: None,
+            origin_seq: None,
         };
+        self.stage(rec)
+    }
+
+    /// Stage a record written elsewhere (mt-sync's import): its id, time,
+    /// sender and origin are kept; it gets this channel's next seq.
+    pub fn append_record(&mut self, rec: &Record) -> Result<String> {
+        self.stage(rec.clone())
+    }
+
+    fn stage(&mut self, mut rec: Record) -> Result<String> {
+        let size = self.len + self.pending.len() as u64;
+        if size > 0 && size >= self.opts.segment_bytes {
+            self.roll()?;
+        }
+        rec.seq = self.next_seq;
+        rec.channel.clone_from(&self.name);
         let line = serde_json::to_string(&rec).context("cannot encode record")?;
         self.pending.extend_from_slice(line.as_bytes());
         self.pending.push(b'\n');

@@ -122,6 +122,20 @@ pub const KEYS: &[Key] = &[
         default: None,
         help: "the auth profile agents start with (see mt-profile)",
     },
+    Key {
+        name: "host",
+        env: Some("MT_HOST"),
+        kind: Kind::Text,
+        default: None,
+        help: "this machine's name in mt-sync (set it globally, not in the project file); unset: the hostname",
+    },
+    Key {
+        name: "sync-remote",
+        env: Some("MT_SYNC_REMOTE"),
+        kind: Kind::Text,
+        default: Some("origin"),
+        help: "the git remote mt-sync exchanges channels and tasks through",
+    },
 ];
 
 /// A key by name.
@@ -529,7 +543,7 @@ fn check(key: &Key, s: &str) -> Result<String, String> {
         "channel" => crate::names::check("channel", s)
             .map(|_| s.to_string())
             .map_err(|e| e.to_string()),
-        "profile" => crate::names::check("profile", s)
+        "profile" | "host" => crate::names::check(key.name, s)
             .map(|_| s.to_string())
             .map_err(|e| e.to_string()),
         _ => Ok(s.to_string()),

@@ -31,6 +31,7 @@ pub mod statedir;
 pub mod status;
 pub mod stream;
 pub mod supervise;
+pub mod sync;
 pub mod tasks;
 pub mod watch;
 pub mod web;

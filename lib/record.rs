@@ -30,6 +30,13 @@ pub struct Record {
     pub session_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub meta: Option<Value>,
+    /// The host that wrote the record, on records mt-sync brought from
+    /// another host; absent on records written here.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub origin: Option<String>,
+    /// The record's seq in that host's channel.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub origin_seq: Option<u64>,
 }
 
 fn default_type() -> String {
@@ -190,6 +197,8 @@ mod tests {
             reply_to: None,
             session_id: None,
             meta: None,
+            origin: None,
+            origin_seq: None,
         };
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(

@@ -342,6 +342,38 @@ pub enum Claim {
     Refused(Refusal),
 }
 
+/// What a claim of a task would do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Take,
+    AlreadyYours,
+    Refuse(Refusal),
+}
+
+/// Whether `owner` may claim `t`, whose blockers `open` are not completed:
+/// a pending task with no other owner and no open blocker.
+pub fn judge_claim(t: &Task, owner: &str, open: &[u64]) -> Verdict {
+    match (t.status(), t.owner()) {
+        (Some(Status::InProgress), Some(a)) if a == owner => Verdict::AlreadyYours,
+        (Some(Status::Completed), _) => Verdict::Refuse(Refusal::Completed),
+        (_, Some(a)) if a != owner => Verdict::Refuse(Refusal::Claimed {
+            owner: a.to_string(),
+        }),
+        (Some(Status::InProgress), _) => Verdict::Refuse(Refusal::InProgress),
+        (Some(Status::Pending), _) if !open.is_empty() => {
+            Verdict::Refuse(Refusal::Blocked { by: open.to_vec() })
+        }
+        (Some(Status::Pending), _) => Verdict::Take,
+        (None, _) => Verdict::Refuse(Refusal::Status(t.status_str().to_string())),
+    }
+}
+
+/// Make a task `owner`'s and in progress.
+pub fn take(o: &mut Map<String, Value>, owner: &str) {
+    o.insert("owner".into(), json!(owner));
+    o.insert("status".into(), json!(Status::InProgress.as_str()));
+}
+
 /// What a delete did.
 #[derive(Debug, Clone)]
 pub struct Deleted {
@@ -584,39 +616,22 @@ impl TaskList {
             Some(Err(why)) => return Ok(Claim::Refused(Refusal::Unreadable(why))),
             Some(Ok(t)) => t,
         };
-        let mut open = Vec::new();
-        for b in current.blocked_by() {
-            let done = matches!(read_task(&self.path(b), b)?,
-                Some(Ok(t)) if t.status() == Some(Status::Completed));
-            if !done {
-                open.push(b);
-            }
-        }
+        let open = self.open_blockers(&current)?;
         let mut outcome = None;
         let written = self.rewrite(id, |o| {
             let t = Task { id, doc: o.clone() };
-            let refusal = match (t.status(), t.owner()) {
-                (Some(Status::InProgress), Some(a)) if a == owner => {
+            match judge_claim(&t, owner, &open) {
+                Verdict::Take => {}
+                Verdict::AlreadyYours => {
                     outcome = Some(Claim::AlreadyYours(t));
                     return Ok(false);
                 }
-                (Some(Status::Completed), _) => Some(Refusal::Completed),
-                (_, Some(a)) if a != owner => Some(Refusal::Claimed {
-                    owner: a.to_string(),
-                }),
-                (Some(Status::InProgress), _) => Some(Refusal::InProgress),
-                (Some(Status::Pending), _) if !open.is_empty() => {
-                    Some(Refusal::Blocked { by: open.clone() })
+                Verdict::Refuse(r) => {
+                    outcome = Some(Claim::Refused(r));
+                    return Ok(false);
                 }
-                (Some(Status::Pending), _) => None,
-                (None, _) => Some(Refusal::Status(t.status_str().to_string())),
-            };
-            if let Some(r) = refusal {
-                outcome = Some(Claim::Refused(r));
-                return Ok(false);
             }
-            o.insert("owner".into(), json!(owner));
-            o.insert("status".into(), json!(Status::InProgress.as_str()));
+            take(o, owner);
             Ok(true)
         })?;
         lock.release()?;
@@ -625,6 +640,19 @@ impl TaskList {
             (None, Some(t)) => Claim::Won(t),
             (None, None) => Claim::Refused(Refusal::Missing),
         })
+    }
+
+    /// The ids among `task`'s blockers that are not completed here.
+    pub fn open_blockers(&self, task: &Task) -> Result<Vec<u64>> {
+        let mut open = Vec::new();
+        for b in task.blocked_by() {
+            let done = matches!(read_task(&self.path(b), b)?,
+                Some(Ok(t)) if t.status() == Some(Status::Completed));
+            if !done {
+                open.push(b);
+            }
+        }
+        Ok(open)
     }
 
     /// Set a task's status.
@@ -721,6 +749,100 @@ impl TaskList {
             updated,
             skipped: listing.skipped,
         })
+    }
+
+    /// The bytes of a task's file as stored; `None` when there is none.
+    pub fn raw(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.path(id);
+        match fsutil::read_regular(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Compare and swap one task's file under the list and task locks:
+    /// when it still holds `expected` (`None`: no file), write `new`
+    /// (`None`: remove it) and return the bytes now stored; otherwise
+    /// change nothing and return `None`. The high-water mark is raised to
+    /// the id, so Claude Code never hands it out again (mt-sync).
+    pub fn swap(
+        &self,
+        id: u64,
+        expected: Option<&[u8]>,
+        new: Option<&Map<String, Value>>,
+    ) -> Result<Option<Vec<u8>>> {
+        let lock = self.lock()?;
+        let task_lock = self.task_lock(id)?;
+        if self.raw(id)?.as_deref() != expected {
+            return Ok(None);
+        }
+        if id > self.high_water_mark().unwrap_or(0) {
+            fsutil::write_atomic(&self.hwm_path(), id.to_string().as_bytes(), self.durable)?;
+        }
+        task_lock.verify()?;
+        let stored = match new {
+            Some(doc) => {
+                let bytes = serde_json::to_vec_pretty(doc)?;
+                fsutil::write_atomic(&self.path(id), &bytes, self.durable)?;
+                bytes
+            }
+            None => {
+                match fs::remove_file(self.path(id)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("cannot delete task {id}"))
+                            .code(CANTCREAT);
+                    }
+                }
+                Vec::new()
+            }
+        };
+        task_lock.release()?;
+        lock.release()?;
+        Ok(Some(stored))
+    }
+
+    /// Move the task `from` (when its file still holds `expected`) to a new
+    /// id above `floor`, every local id and the high-water mark; tasks for
+    /// which `fix` says so have their `blocks`/`blockedBy` follow. Returns
+    /// the new id (mt-sync, when another host took the id first).
+    pub fn renumber(
+        &self,
+        from: u64,
+        expected: &[u8],
+        floor: u64,
+        fix: impl Fn(u64) -> bool,
+    ) -> Result<Option<u64>> {
+        let lock = self.lock()?;
+        if self.raw(from)?.as_deref() != Some(expected) {
+            return Ok(None);
+        }
+        let Some(Ok(mut task)) = read_task(&self.path(from), from)? else {
+            return Ok(None);
+        };
+        let largest = self.ids()?.last().copied().unwrap_or(0);
+        let to = largest.max(self.high_water_mark()?).max(floor) + 1;
+        task.doc.insert("id".into(), json!(to.to_string()));
+        fsutil::write_atomic(&self.hwm_path(), to.to_string().as_bytes(), self.durable)?;
+        self.write(&self.path(to), &task.doc)?;
+        fs::remove_file(self.path(from))
+            .with_context(|| format!("cannot move task {from}"))
+            .code(CANTCREAT)?;
+        for id in self.ids()? {
+            if id == to || !fix(id) {
+                continue;
+            }
+            let _ = self.rewrite(id, |o| {
+                let a = remove_id(o, "blocks", from) && add_id(o, "blocks", to);
+                let b = remove_id(o, "blockedBy", from) && add_id(o, "blockedBy", to);
+                Ok(a || b)
+            });
+        }
+        lock.release()?;
+        Ok(Some(to))
     }
 
     fn task_lock(&self, id: u64) -> Result<DirLock> {

@@ -30,6 +30,7 @@ pub mod sling;
 pub mod spawn;
 pub mod status;
 pub mod stop;
+pub mod sync;
 pub mod task;
 pub mod wait;
 pub mod watch;
@@ -315,6 +316,7 @@ pub fn tools() -> Vec<Tool> {
         sling::tool(),
         dispatch::tool(),
         pr::tool(),
+        sync::tool(),
         config::tool(),
         lead::tool(),
         web::tool(),

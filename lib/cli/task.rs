@@ -405,7 +405,12 @@ impl Ctx {
                 "who claims it? give --as AGENT or set MT_AGENT",
             ));
         };
-        match self.list.claim(id, &owner)? {
+        // Through the remote when this repository syncs with other hosts.
+        let claimed = match self.common.state() {
+            Ok(state) => crate::sync::tasks::claim(&state, &self.list, id, &owner)?,
+            Err(_) => self.list.claim(id, &owner)?,
+        };
+        match claimed {
             Claim::Won(t) => {
                 self.print_claimed(&t, a.json, "claimed");
                 self.announce(&a.announce, &owner, "claimed", &t);

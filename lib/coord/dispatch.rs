@@ -278,7 +278,7 @@ pub fn start(
     let Some(held) = held else {
         return Ok(Outcome::Started(name));
     };
-    match o.list.claim(task.id, &name)? {
+    match crate::sync::tasks::claim(state, &o.list, task.id, &name)? {
         Claim::Won(_) | Claim::AlreadyYours(_) => {}
         Claim::Refused(r) => return Ok(Outcome::Refused(r)),
     }
