@@ -172,6 +172,7 @@ fn show(args: &Args, r: &Report, took: Duration) -> Result<()> {
                 "refused": r.tasks.refused,
             },
             "status_published": r.status_published,
+            "fetches": r.fetches,
             "pushes": r.pushes,
             "ms": took.as_millis() as u64,
         });
@@ -185,16 +186,23 @@ fn show(args: &Args, r: &Report, took: Duration) -> Result<()> {
     let n: u64 = r.imported.values().sum();
     if n > 0 {
         let from: Vec<String> = r.imported.iter().map(|(h, c)| format!("{h} {c}")).collect();
-        parts.push(format!("imported {n} records ({})", from.join(", ")));
+        parts.push(format!(
+            "imported {} ({})",
+            count(n, "record"),
+            from.join(", ")
+        ));
     }
     if r.published > 0 {
-        parts.push(format!("published {} records", r.published));
+        parts.push(format!("published {}", count(r.published, "record")));
     }
     if r.tasks.published > 0 {
-        parts.push(format!("published {} task changes", r.tasks.published));
+        parts.push(format!(
+            "published {}",
+            count(r.tasks.published, "task change")
+        ));
     }
     if r.tasks.applied > 0 {
-        parts.push(format!("took {} task changes", r.tasks.applied));
+        parts.push(format!("took {}", count(r.tasks.applied, "task change")));
     }
     for (old, new) in &r.tasks.renumbered {
         parts.push(format!("task {old} moved to {new}"));
@@ -214,4 +222,12 @@ fn show(args: &Args, r: &Report, took: Duration) -> Result<()> {
         writeln!(out, "{}", parts.join("; "))?;
     }
     Ok(())
+}
+
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

@@ -109,6 +109,7 @@ pub struct Report {
     pub published: u64,
     pub tasks: tasks::Report,
     pub status_published: bool,
+    pub fetches: u32,
     pub pushes: u32,
 }
 
@@ -122,7 +123,10 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
     let tip = log::tip(repo, &me.host)?;
     log::check_owner(&me, &tip)?;
 
-    let mut report = Report::default();
+    let mut report = Report {
+        fetches: 1,
+        ..Report::default()
+    };
     let mut chans = state::Channels::load(state)?;
     log::catch_up_seen(state, &mut chans)?;
     let got = log::import(repo, state, &mut chans, &me)?;
@@ -194,6 +198,7 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
             break;
         }
         remote.fetch(&[&format!("{}*", tasks::PREFIX)])?;
+        report.fetches += 1;
         plan = tasks::plan(repo, state, &list, &me, &mut bases, &mut report.tasks)?;
         if plan.updates.is_empty() {
             break;
