@@ -14,7 +14,10 @@ fn two_hosts() -> (Env, Env) {
     let remote = a.root.join("remote.git");
     a.git(&a.root, &["init", "-q", "--bare", remote.to_str().unwrap()]);
     for e in [&a, &b] {
-        e.git(&e.repo, &["remote", "add", "origin", remote.to_str().unwrap()]);
+        e.git(
+            &e.repo,
+            &["remote", "add", "origin", remote.to_str().unwrap()],
+        );
     }
     (a, b)
 }
@@ -51,9 +54,16 @@ fn other_hosts_coworkers_show_in_mt_ps_and_mentions_of_them_go_there() {
 
     // Without --all-hosts, nothing of the other host.
     let plain = on(&a, "hosta", "mt-ps").output().unwrap();
-    assert!(!text(&plain.stdout).contains("york"), "{}", text(&plain.stdout));
+    assert!(
+        !text(&plain.stdout).contains("york"),
+        "{}",
+        text(&plain.stdout)
+    );
 
-    let all = on(&a, "hosta", "mt-ps").arg("--all-hosts").output().unwrap();
+    let all = on(&a, "hosta", "mt-ps")
+        .arg("--all-hosts")
+        .output()
+        .unwrap();
     let out = text(&all.stdout);
     assert!(all.status.success(), "{}", text(&all.stderr));
     let head = out.lines().next().unwrap_or("");
@@ -71,7 +81,8 @@ fn other_hosts_coworkers_show_in_mt_ps_and_mentions_of_them_go_there() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(
-        rows.iter().any(|r| r["name"] == "york" && r["host"] == "hostb"),
+        rows.iter()
+            .any(|r| r["name"] == "york" && r["host"] == "hostb"),
         "{rows:?}"
     );
 
@@ -88,9 +99,10 @@ fn other_hosts_coworkers_show_in_mt_ps_and_mentions_of_them_go_there() {
         text(&routed.stdout)
     );
     assert!(
-        !records(&a.state)
-            .iter()
-            .any(|r| r["content"].as_str().unwrap_or("").contains("was not delivered")),
+        !records(&a.state).iter().any(|r| r["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("was not delivered")),
         "host a reported york as unknown"
     );
     sync(&a, "hosta");
@@ -113,7 +125,10 @@ fn other_hosts_coworkers_show_in_mt_ps_and_mentions_of_them_go_there() {
 #[test]
 fn an_unknown_name_in_an_imported_record_is_reported_by_its_own_host_only() {
     let (a, b) = two_hosts();
-    on(&a, "hosta", "mt-post").arg("@nobody hello").output().unwrap();
+    on(&a, "hosta", "mt-post")
+        .arg("@nobody hello")
+        .output()
+        .unwrap();
     on(&a, "hosta", "mt-route").output().unwrap();
     sync(&a, "hosta");
     sync(&b, "hostb");
@@ -122,7 +137,10 @@ fn an_unknown_name_in_an_imported_record_is_reported_by_its_own_host_only() {
         records(state)
             .iter()
             .filter(|r| {
-                r["content"].as_str().unwrap_or("").contains("was not delivered")
+                r["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("was not delivered")
                     && r["origin"].is_null()
             })
             .count()
