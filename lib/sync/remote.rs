@@ -242,7 +242,8 @@ impl<'r> Remote<'r> {
     /// that may pass (network, time-outs, locks), 69 when the remote
     /// refused our credentials.
     fn failure(&self, what: &str, e: git2::Error) -> anyhow::Error {
-        let code = if e.code() == ErrorCode::Auth || e.class() == ErrorClass::Ssh {
+        let unsupported = e.message().contains("unsupported URL protocol");
+        let code = if unsupported || e.code() == ErrorCode::Auth || e.class() == ErrorClass::Ssh {
             UNAVAILABLE
         } else {
             TEMPFAIL
