@@ -608,6 +608,104 @@ fn three_hosts_claim_the_same_twenty_tasks() {
     files_show_winners(&hs, &winners);
 }
 
+#[test]
+fn claims_race_while_watchers_exchange() {
+    let net = Net::new();
+    let hosts = net.hosts(3);
+    let hs = refs(&hosts);
+    let ids = shared_tasks(&hs, 10);
+    let mut watchers = Kids::default();
+    for h in &hs {
+        watchers.add(h.watch("50ms"));
+    }
+    let races = claim_race(&hs, &ids, 3);
+    stop_watchers(&hs, watchers);
+    let winners = one_winner_each(&races);
+    files_show_winners(&hs, &winners);
+}
+
+/// Claude Code's own claim (the file) on one host against `mt-task claim`
+/// on the others, with watchers exchanging: one owner everywhere; a
+/// refused mt-task claim names the owner and its host.
+#[test]
+fn file_claims_race_mt_task_claims() {
+    let net = Net::new();
+    let hosts = net.hosts(3);
+    let hs = refs(&hosts);
+    let ids = shared_tasks(&hs, 6);
+    let mut watchers = Kids::default();
+    for h in &hs {
+        watchers.add(h.watch("50ms"));
+    }
+    let races = std::sync::Mutex::new(Vec::new());
+    thread::scope(|s| {
+        s.spawn(|| {
+            for &id in &ids {
+                write_task_file(hs[0], id, |t| {
+                    t.insert("owner".into(), "fa-h1".into());
+                    t.insert("status".into(), "in_progress".into());
+                });
+            }
+        });
+        for h in &hs[1..] {
+            let races = &races;
+            let ids = &ids;
+            s.spawn(move || {
+                for &id in ids {
+                    let agent = format!("agent-{}", h.name);
+                    let o = h.run("mt-task", &["claim", &id.to_string(), "--as", &agent]);
+                    races.lock().unwrap().push((id, h.name.clone(), o));
+                }
+            });
+        }
+    });
+    stop_watchers(&hs, watchers);
+    converge(&hs);
+    let races = races.into_inner().unwrap();
+    for &id in &ids {
+        let owner = hs[0].task(id)["owner"].as_str().unwrap().to_string();
+        for h in &hs {
+            let t = h.task(id);
+            assert_eq!(t["owner"], owner.as_str(), "{} task {id}: {t}", h.name);
+            assert_eq!(t["status"], "in_progress", "{} task {id}: {t}", h.name);
+        }
+        let won: Vec<&String> = races
+            .iter()
+            .filter(|(i, _, o)| *i == id && o.status.code() == Some(0))
+            .map(|(_, h, _)| h)
+            .collect();
+        if owner == "fa-h1" {
+            assert!(won.is_empty(), "task {id}: fa-h1 owns it, yet {won:?} won");
+        } else {
+            assert_eq!(won.len(), 1, "task {id}: owner {owner}, won {won:?}");
+            assert_eq!(format!("agent-{}", won[0]), owner, "task {id}");
+            // h1's file claim lost: said on h1, to fa-h1.
+            let said = hs[0].general().into_iter().any(|r| {
+                r["from"] == "mt-sync"
+                    && content(&r).contains("@fa-h1")
+                    && content(&r).contains(&format!("task {id} "))
+            });
+            assert!(said, "h1: no mt-sync record for @fa-h1 on task {id}");
+        }
+        for (i, h, o) in &races {
+            if *i != id || o.status.code() == Some(0) {
+                continue;
+            }
+            let err = text(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{h} task {id}: {err}");
+            let host = owner
+                .strip_prefix("fa-")
+                .or(owner.strip_prefix("agent-"))
+                .unwrap();
+            assert!(
+                err.contains(&format!("already claimed by {owner} (host {host})")),
+                "{h} task {id}: {err}"
+            );
+        }
+    }
+    check_channels(&hs, "general", &BTreeSet::new());
+}
+
 /// Write a task file as Claude Code does: a temporary file renamed over it.
 fn write_task_file(h: &Host, id: u64, f: impl FnOnce(&mut serde_json::Map<String, Value>)) {
     let mut t = h.task(id);
@@ -738,30 +836,45 @@ fn task_id_collision_moves_the_later_task() {
     }
 }
 
-#[test]
-fn crash_points_lose_and_double_nothing() {
-    let net = Net::new();
-    let hosts = net.hosts(3);
-    let hs = refs(&hosts);
+/// For each crash point: every host posts (on two channels), the others
+/// publish, host 1 creates a task and claims the previous one through its
+/// file, and its exchange is aborted at the point; then plain exchanges:
+/// every record and task exactly once everywhere, the claim everywhere.
+fn crash_points(hs: &[&Host]) {
     let mut expected = BTreeSet::new();
+    let mut expected_dev = BTreeSet::new();
     let mut subjects = Vec::new();
+    let mut claimed: Vec<(u64, String)> = Vec::new();
+    let mut last: Option<u64> = None;
     for (i, point) in ["fetched", "imported", "pushing", "pushed"]
         .into_iter()
         .enumerate()
     {
         // Something to import for the crashing host, and something of its own.
-        for h in &hs {
+        for h in hs {
             for k in 1..=3 {
                 let c = format!("{}-{point}-{k}", h.name);
                 h.post("w1", &c);
                 expected.insert(c);
             }
+            let c = format!("{}-{point}-dev", h.name);
+            h.ok("mt-post", &["-c", "dev", "--from", "w2", &c]);
+            expected_dev.insert(c);
         }
         hs[1].sync();
         hs[2].sync();
         let subject = format!("task made before {point}");
-        hs[0].create_task(&subject);
+        let id = hs[0].create_task(&subject);
         subjects.push(subject);
+        if let Some(prev) = last {
+            let owner = format!("crash-{i}");
+            write_task_file(hs[0], prev, |t| {
+                t.insert("owner".into(), owner.clone().into());
+                t.insert("status".into(), "in_progress".into());
+            });
+            claimed.push((prev, owner));
+        }
+        last = Some(id);
         let o = hs[0]
             .cmd("mt-sync")
             .env("MT_SYNC_CRASH", point)
@@ -779,17 +892,43 @@ fn crash_points_lose_and_double_nothing() {
         if i % 2 == 0 {
             hs[1].sync();
         }
-        converge(&hs);
-        check_channels(&hs, "general", &expected);
-        for h in &hs {
+        converge(hs);
+        check_channels(hs, "general", &expected);
+        check_channels(hs, "dev", &expected_dev);
+        for h in hs {
             let tasks = h.tasks();
             for s in &subjects {
                 let n = tasks.iter().filter(|t| t["subject"] == *s).count();
                 assert_eq!(n, 1, "{} after {point}: {s:?} in {tasks:?}", h.name);
             }
             assert_eq!(tasks.len(), subjects.len(), "{}: {tasks:?}", h.name);
+            for (id, owner) in &claimed {
+                let t = h.task(*id);
+                assert_eq!(t["owner"], owner.as_str(), "{} after {point}: {t}", h.name);
+                assert_eq!(t["status"], "in_progress", "{} after {point}: {t}", h.name);
+            }
         }
     }
+}
+
+#[test]
+fn crash_points_lose_and_double_nothing() {
+    let net = Net::new();
+    let hosts = net.hosts(3);
+    crash_points(&refs(&hosts));
+}
+
+#[test]
+fn crash_points_over_git_daemon() {
+    let net = Net::new();
+    let Some(daemon) = Daemon::start(&net) else {
+        return;
+    };
+    let hosts = net.hosts(3);
+    for h in &hosts {
+        h.git(&["remote", "set-url", "origin", &daemon.url()]);
+    }
+    crash_points(&refs(&hosts));
 }
 
 /// A small PRNG (xorshift64*), seeded from MT_TEST_SEED or the clock.
@@ -1131,6 +1270,47 @@ fn over_git_daemon() {
     }
 }
 
+/// The remote is `origin`, else the sync-remote setting (MT_SYNC_REMOTE),
+/// else --remote; a name with no remote exits 69 naming it.
+#[test]
+fn remote_chosen_by_setting_and_flag() {
+    let net = Net::new();
+    let hosts = net.hosts(2);
+    let (h1, h2) = (&hosts[0], &hosts[1]);
+    let good = net.remote.to_str().unwrap().to_string();
+    h1.git(&[
+        "remote",
+        "set-url",
+        "origin",
+        net.root.join("nowhere.git").to_str().unwrap(),
+    ]);
+    h1.git(&["remote", "add", "team", &good]);
+    h1.post("w1", "h1-1");
+    let o = h1.run("mt-sync", &[]);
+    assert_eq!(o.status.code(), Some(TEMPFAIL), "{}", text(&o.stderr));
+    let o = h1
+        .cmd("mt-sync")
+        .env("MT_SYNC_REMOTE", "team")
+        .args(["--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    h1.post("w1", "h1-2");
+    let r: Value =
+        serde_json::from_str(&h1.ok("mt-sync", &["--json", "--remote", "team"])).unwrap();
+    assert_eq!(r["published"], 1, "{r}");
+    let o = h1.run("mt-sync", &["--remote", "nope"]);
+    assert_eq!(o.status.code(), Some(UNAVAILABLE), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("nope"), "{}", text(&o.stderr));
+    let r = h2.sync();
+    assert_eq!(r["imported"]["h1"], 2, "{r}");
+    check_channels(
+        &[h1, h2],
+        "general",
+        &BTreeSet::from(["h1-1".to_string(), "h1-2".to_string()]),
+    );
+}
+
 /// A repository with no remote, as a host would have it.
 fn lone_host(net: &Net) -> Host {
     let base = net.root.join("lone");
@@ -1205,6 +1385,25 @@ fn sync_without_a_remote_exits_69_and_leaves_no_sync_state() {
     let recs = h.general();
     assert_eq!(recs.len(), 1);
     assert!(recs[0].get("origin").is_none());
+}
+
+/// The first exchange under a name claims it, whatever it published (a
+/// task here, no record): a second machine with that name is refused.
+#[test]
+#[ignore = "bug: a host name is claimed only by publishing channel records (refs/mt/log/HOST); a host that synced first with only tasks/status is the one refused (78) once a second machine with the same name publishes records"]
+fn host_name_claimed_by_the_first_exchange() {
+    let net = Net::new();
+    let a = net.host_in("a", "same");
+    let b = net.host_in("b", "same");
+    a.create_task("task of a");
+    let r = a.sync();
+    assert_eq!(r["tasks"]["published"], 1, "{r}");
+    b.post("w1", "from b");
+    let o = b.run("mt-sync", &["--json"]);
+    assert_eq!(o.status.code(), Some(CONFIG), "b: {}", text(&o.stderr));
+    a.post("w1", "from a");
+    let r = a.sync();
+    assert_eq!(r["published"], 1, "{r}");
 }
 
 #[test]
