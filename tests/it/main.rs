@@ -43,6 +43,7 @@ mod sling;
 mod spawn;
 mod status;
 mod sync;
+mod sync_hosts;
 mod task;
 mod watch;
 mod web;

@@ -1422,7 +1422,6 @@ fn single_machine_unchanged() {
 }
 
 #[test]
-#[ignore = "bug: mt-sync with no remote exits 69 but first writes sync/host.json, after which every mt-task claim goes through the missing remote and exits 69"]
 fn sync_without_a_remote_exits_69_and_leaves_no_sync_state() {
     let net = Net::new();
     let h = lone_host(&net);
