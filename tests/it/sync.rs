@@ -706,6 +706,49 @@ fn file_claims_race_mt_task_claims() {
     check_channels(&hs, "general", &BTreeSet::new());
 }
 
+/// Concurrent edits of the same task on two hosts merge field by field
+/// (the remote's wins a field both changed); a deletion wins over an edit;
+/// a completion reaches every host.
+#[test]
+fn task_edits_merge_and_deletion_wins() {
+    let net = Net::new();
+    let hosts = net.hosts(3);
+    let hs = refs(&hosts);
+    let ids = shared_tasks(&hs, 3);
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    // a: different fields on h1 and h2.
+    hs[0].ok(
+        "mt-task",
+        &["update", &a.to_string(), "--subject", "subject by h1"],
+    );
+    hs[1].ok(
+        "mt-task",
+        &["update", &a.to_string(), "--description", "described by h2"],
+    );
+    // b: edited on h1, deleted on h2.
+    hs[0].ok(
+        "mt-task",
+        &["update", &b.to_string(), "--description", "edited by h1"],
+    );
+    hs[1].ok("mt-task", &["delete", &b.to_string()]);
+    // c: completed on h3.
+    hs[2].ok("mt-task", &["done", &c.to_string()]);
+    thread::scope(|s| {
+        for h in &hs {
+            s.spawn(move || h.sync());
+        }
+    });
+    converge(&hs);
+    for h in &hs {
+        let t = h.task(a);
+        assert_eq!(t["subject"], "subject by h1", "{}: {t}", h.name);
+        assert_eq!(t["description"], "described by h2", "{}: {t}", h.name);
+        assert!(!h.task_file(b).exists(), "{}: task {b} still there", h.name);
+        assert_eq!(h.task(c)["status"], "completed", "{}", h.name);
+        assert_eq!(h.tasks().len(), 2, "{}", h.name);
+    }
+}
+
 /// Write a task file as Claude Code does: a temporary file renamed over it.
 fn write_task_file(h: &Host, id: u64, f: impl FnOnce(&mut serde_json::Map<String, Value>)) {
     let mut t = h.task(id);
