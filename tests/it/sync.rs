@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -1172,17 +1172,17 @@ impl Daemon {
     /// None (skipping, unless MT_CI forbids it) where git has no daemon.
     fn start(net: &Net) -> Option<Daemon> {
         let exec = Command::new("git").arg("--exec-path").output().unwrap();
-        let has = Path::new(text(&exec.stdout).trim())
-            .join("git-daemon")
-            .is_file();
-        if !has {
+        // The daemon itself, not `git daemon` (which would run it as a
+        // child of its own, left behind when `git` is killed), in a
+        // process group of its own with the children it forks.
+        let program = Path::new(text(&exec.stdout).trim()).join("git-daemon");
+        if !program.is_file() {
             skip("git daemon is not installed");
             return None;
         }
         let port = free_port();
-        let child = Command::new("git")
+        let child = Command::new(&program)
             .args([
-                "daemon",
                 "--export-all",
                 "--enable=receive-pack",
                 "--listen=127.0.0.1",
@@ -1193,6 +1193,7 @@ impl Daemon {
             ])
             .env("HOME", net.root.join("home"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1217,7 +1218,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The daemon and the upload-pack/receive-pack it forked.
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
