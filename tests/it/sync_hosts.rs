@@ -148,3 +148,36 @@ fn an_unknown_name_in_an_imported_record_is_reported_by_its_own_host_only() {
     assert_eq!(unknown(&a.state), 1, "host a reports it once");
     assert_eq!(unknown(&b.state), 0, "host b reports nothing of its own");
 }
+
+/// The hot-path tools link neither libgit2's transport nor TLS or ssh:
+/// none of their functions is in the symbol tables of mt-post, mt-read and
+/// mt-hook (`nm`), while mt-sync's has them.
+#[test]
+fn the_hot_path_tools_do_not_link_git_transports_tls_or_ssh() {
+    let symbols = |bin: &str| {
+        let o = Command::new("nm")
+            .arg("--defined-only")
+            .arg(crate::support::bin(bin))
+            .output()
+            .expect("nm");
+        assert!(o.status.success(), "nm {bin}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let transport = [
+        "git_remote_push",
+        "git_remote_fetch",
+        "SSL_new",
+        "libssh2_session_init_ex",
+    ];
+    let sync = symbols("mt-sync");
+    for f in transport {
+        assert!(sync.contains(f), "mt-sync lacks {f}");
+    }
+    for bin in ["mt-post", "mt-read", "mt-hook"] {
+        let s = symbols(bin);
+        for f in transport {
+            assert!(!s.contains(f), "{bin} links {f}");
+        }
+        assert!(!s.contains("4sync6remote"), "{bin} links mt::sync::remote");
+    }
+}
