@@ -1083,7 +1083,7 @@ fn killed_at_random_points(clear_locks: bool) {
 }
 
 #[test]
-#[ignore = "bug: an exchange killed while libgit2 holds a lock file (.git/refs/mt/**/NAME.lock, .git/shallow.lock, FETCH_HEAD.lock, or the file remote's refs/mt/**/NAME.lock) leaves it behind, and every later mt-sync exits 75 'try again' until someone deletes it"]
+#[ignore = "bug: an exchange killed while it holds a git lock file (.git/refs/mt/**/NAME.lock, .git/shallow.lock, .git/FETCH_HEAD.lock, refs/mt-push/N.lock, or a file remote's refs/mt/**/NAME.lock) leaves it, and every later exchange fails (exit 73, 75 or 70) until someone deletes it; fails in some runs only (see the stale_* tests)"]
 fn sync_killed_at_random_points() {
     killed_at_random_points(false);
 }
@@ -1092,7 +1092,7 @@ fn sync_killed_at_random_points() {
 /// file of a ref under refs/mt/ (an hour old). The next exchange, which
 /// holds sync/LOCK, should go through.
 #[test]
-#[ignore = "bug: a stale .git/refs/mt/log/HOST.lock left by a killed exchange makes every later mt-sync exit 75 'try again' (fetch cannot lock the ref)"]
+#[ignore = "bug: a stale .git/refs/mt/log/HOST.lock left by a killed exchange makes every later mt-sync fail: exit 73 'cannot update ref' (file remote; ends --watch), exit 75 'cannot fetch' over the network"]
 fn stale_ref_lock_of_a_killed_exchange_does_not_stop_the_next() {
     let net = Net::new();
     let hosts = net.hosts(2);
