@@ -1083,7 +1083,6 @@ fn killed_at_random_points(clear_locks: bool) {
 }
 
 #[test]
-#[ignore = "bug: an exchange killed while it holds a git lock file (.git/refs/mt/**/NAME.lock, .git/shallow.lock, .git/FETCH_HEAD.lock, refs/mt-push/N.lock, or a file remote's refs/mt/**/NAME.lock) leaves it, and every later exchange fails (exit 73, 75 or 70) until someone deletes it; fails in some runs only (see the stale_* tests)"]
 fn sync_killed_at_random_points() {
     killed_at_random_points(false);
 }
@@ -1092,7 +1091,6 @@ fn sync_killed_at_random_points() {
 /// file of a ref under refs/mt/ (an hour old). The next exchange, which
 /// holds sync/LOCK, should go through.
 #[test]
-#[ignore = "bug: a stale .git/refs/mt/log/HOST.lock left by a killed exchange makes every later mt-sync fail: exit 73 'cannot update ref' (file remote; ends --watch), exit 75 'cannot fetch' over the network"]
 fn stale_ref_lock_of_a_killed_exchange_does_not_stop_the_next() {
     let net = Net::new();
     let hosts = net.hosts(2);
@@ -1120,7 +1118,6 @@ fn stale_ref_lock_of_a_killed_exchange_does_not_stop_the_next() {
 /// the lock of refs/mt-push/0: the next exchange should go through (and
 /// not end `mt-sync --watch`, which stops on anything but exit 75).
 #[test]
-#[ignore = "bug: a stale .git/refs/mt-push/0.lock (network remote) makes every later mt-sync exit 70, which also ends mt-sync --watch"]
 fn stale_outbox_lock_of_a_killed_exchange_does_not_stop_the_next() {
     let net = Net::new();
     let Some(daemon) = Daemon::start(&net) else {
@@ -1495,7 +1492,6 @@ fn sync_without_a_remote_exits_69_and_leaves_no_sync_state() {
 /// The first exchange under a name claims it, whatever it published (a
 /// task here, no record): a second machine with that name is refused.
 #[test]
-#[ignore = "bug: a host name is claimed only by publishing channel records (refs/mt/log/HOST); a host that synced first with only tasks/status is the one refused (78) once a second machine with the same name publishes records"]
 fn host_name_claimed_by_the_first_exchange() {
     let net = Net::new();
     let a = net.host_in("a", "same");
