@@ -1536,3 +1536,81 @@ fn host_name_conflict() {
     let got: Vec<String> = c.general().iter().map(|r| content(r).to_string()).collect();
     assert_eq!(got, ["from a"]);
 }
+
+/// A host cut off from the network for a while (its tools run in a
+/// network namespace of their own, where the daemon's address leads
+/// nowhere) while the others go on: its exchanges exit 75, its claims are
+/// refused rather than made blind, its posts wait; back online, one
+/// exchange each brings every record everywhere once and the tasks agree.
+#[test]
+fn a_host_offline_for_a_while_catches_up() {
+    let net = Net::new();
+    let Some(daemon) = Daemon::start(&net) else {
+        return;
+    };
+    if Command::new("unshare")
+        .args(["-rn", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        skip("no network namespaces here (unshare -rn)");
+        return;
+    }
+    let hosts = net.hosts(3);
+    let hs = refs(&hosts);
+    for h in &hs {
+        h.git(&["remote", "set-url", "origin", &daemon.url()]);
+    }
+    let id = hs[0].create_task("ship it");
+    converge(&hs);
+    let offline = |h: &Host, tool: &str, args: &[&str]| {
+        let inner = h.cmd(tool);
+        let mut c = Command::new("unshare");
+        c.arg("-rn")
+            .arg(inner.get_program())
+            .args(args)
+            .current_dir(&h.repo)
+            .env_clear();
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c.output().unwrap()
+    };
+    let mut expected = BTreeSet::new();
+    for k in 1..=10 {
+        for h in &hs {
+            let msg = format!("{}-w1-{k}", h.name);
+            h.post("w1", &msg);
+            expected.insert(msg);
+        }
+        let o = offline(hs[2], "mt-sync", &["--json"]);
+        assert_eq!(o.status.code(), Some(TEMPFAIL), "{}", text(&o.stderr));
+        hs[0].sync_patiently();
+        hs[1].sync_patiently();
+    }
+    let claim = offline(
+        hs[2],
+        "mt-task",
+        &["claim", &id.to_string(), "--as", "agent-h3"],
+    );
+    assert_eq!(
+        claim.status.code(),
+        Some(TEMPFAIL),
+        "{}",
+        text(&claim.stderr)
+    );
+    hs[1].ok("mt-task", &["claim", &id.to_string(), "--as", "agent-h2"]);
+    assert_ne!(
+        hs[2].task(id)["owner"],
+        "agent-h3",
+        "an offline claim was made"
+    );
+    converge(&hs);
+    check_channels(&hs, "general", &expected);
+    for h in &hs {
+        assert_eq!(h.task(id)["owner"], "agent-h2", "on {}", h.name);
+    }
+}
