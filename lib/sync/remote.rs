@@ -331,10 +331,12 @@ fn remove_locks(dir: &Path, age: Option<Duration>) {
         let p = e.path();
         match e.file_type() {
             Ok(t) if t.is_dir() => remove_locks(&p, age),
-            Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "lock") => {
-                if age.is_none_or(|a| is_older(&p, a)) {
-                    let _ = std::fs::remove_file(&p);
-                }
+            Ok(t)
+                if t.is_file()
+                    && p.extension().is_some_and(|x| x == "lock")
+                    && age.is_none_or(|a| is_older(&p, a)) =>
+            {
+                let _ = std::fs::remove_file(&p);
             }
             _ => {}
         }
