@@ -99,6 +99,10 @@ refs/mt/status/HOST\tHOST's coworkers (agents, a JSON array) for mt-ps --all-hos
                 "Nothing is lost and nothing is applied twice when an exchange is killed at any point, the remote is unreachable, or a push is refused: records are published from the position of the last successful push, and an import is checked against the largest origin seq already in the channel, which is read back from the channel itself after a crash. The state lives in sync/ in the state directory (see mt-files(5)).",
             ),
             (
+                "OUTPUT",
+                "Without --json, one line per exchange that did something (records imported per host, records and task changes published, task versions taken, tasks moved, claims lost), nothing for an exchange that found nothing to do. With --json, one object per exchange: imported (per host, records appended), published (records), tasks (published, applied, renumbered as [old, new] pairs, lost as {task, loser, winner, host}, refused: task changes another host beat this one to in the last round, planned again next exchange), status_published, fetches and pushes (round trips to the remote: an exchange with nothing to publish makes one fetch and no push), ms.",
+            ),
+            (
                 "EXAMPLES",
                 "Name this machine and sync every 5 seconds from the watcher:
   $ mt-config set --global host laptop
