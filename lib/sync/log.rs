@@ -156,7 +156,14 @@ pub fn outgoing(
     for name in channel_names(state)? {
         let cs = st.channels.entry(name.clone()).or_default();
         let published = heads.get(&name).copied().unwrap_or(0);
-        let mut reader = Reader::resume(state, &name, cs.export.into())?;
+        let mut reader = if published < cs.published {
+            // The remote lost what it had taken (restored from a backup):
+            // publish again from what it still has.
+            cs.published = published;
+            Reader::after_seq(state, &name, published)?
+        } else {
+            Reader::resume(state, &name, cs.export.into())?
+        };
         let mut lines = Vec::new();
         let mut last = published;
         let mut n = 0;
@@ -214,8 +221,10 @@ pub fn publish(repo: &Repository, me: &Identity, tip: &Tip, out: &Outgoing) -> R
 
 /// After the push took `out`: the export positions move past it.
 pub fn published(st: &mut Channels, out: &Outgoing) {
-    for (name, (_, _, end)) in &out.per_channel {
-        st.channels.entry(name.clone()).or_default().export = *end;
+    for (name, (_, last, end)) in &out.per_channel {
+        let cs = st.channels.entry(name.clone()).or_default();
+        cs.export = *end;
+        cs.published = *last;
     }
 }
 

@@ -115,6 +115,11 @@ pub struct ChannelState {
     /// Per host, the largest origin seq imported into this channel.
     #[serde(default)]
     pub seen: BTreeMap<String, u64>,
+    /// The largest seq of this host's that the remote took: a published
+    /// log that says less went back (a restored remote), and publishing
+    /// starts again from there.
+    #[serde(default)]
+    pub published: u64,
 }
 
 /// `channels.json`.
@@ -133,8 +138,10 @@ impl Channels {
         Ok(read_json(&dir(state).join("channels.json"))?.unwrap_or_default())
     }
 
+    /// Write `channels.json` unless it holds this already (an idle
+    /// exchange writes nothing).
     pub fn save(&self, state: &StateDir) -> Result<()> {
-        write_json(&dir(state).join("channels.json"), self)
+        write_if_changed(&dir(state).join("channels.json"), self)
     }
 }
 
@@ -161,7 +168,7 @@ impl Tasks {
     }
 
     pub fn save(&self, state: &StateDir) -> Result<()> {
-        write_json(&dir(state).join("tasks.json"), self)
+        write_if_changed(&dir(state).join("tasks.json"), self)
     }
 }
 
@@ -175,10 +182,7 @@ pub fn load_hosts(state: &StateDir) -> Result<Hosts> {
 
 /// Write `hosts.json` when it changed.
 pub fn save_hosts(state: &StateDir, hosts: &Hosts) -> Result<()> {
-    if load_hosts(state).ok().as_ref() == Some(hosts) && dir(state).join("hosts.json").exists() {
-        return Ok(());
-    }
-    write_json(&dir(state).join("hosts.json"), hosts)
+    write_if_changed(&dir(state).join("hosts.json"), hosts)
 }
 
 /// Whether `name` is a coworker on another host, as last synced.
@@ -204,8 +208,20 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(v)?;
     bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    fsutil::write_atomic(path, &encode(v)?, fsutil::fsync_enabled())
+}
+
+fn write_if_changed<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let bytes = encode(v)?;
+    if fsutil::read_regular(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
     fsutil::write_atomic(path, &bytes, fsutil::fsync_enabled())
 }

@@ -181,3 +181,81 @@ fn the_hot_path_tools_do_not_link_git_transports_tls_or_ssh() {
         assert!(!s.contains("4sync6remote"), "{bin} links mt::sync::remote");
     }
 }
+
+/// A remote restored from an older copy has lost records it had taken:
+/// the host that wrote them publishes them again, and nobody gets one
+/// twice.
+#[test]
+fn a_remote_restored_from_a_backup_gets_the_lost_records_again() {
+    let (a, b) = two_hosts();
+    let remote = a.root.join("remote.git");
+    let backup = a.root.join("backup.git");
+    let post = |msg: &str| {
+        let o = on(&a, "hosta", "mt-post").arg(msg).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    post("before the backup");
+    sync(&a, "hosta");
+    let cp = Command::new("cp")
+        .args(["-a", remote.to_str().unwrap(), backup.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    post("after the backup");
+    sync(&a, "hosta");
+    std::fs::remove_dir_all(&remote).unwrap();
+    std::fs::rename(&backup, &remote).unwrap();
+    sync(&b, "hostb");
+    sync(&a, "hosta");
+    sync(&b, "hostb");
+    let got: Vec<String> = records(&b.state)
+        .iter()
+        .filter(|r| r["origin"] == "hosta")
+        .map(|r| r["content"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(got, ["before the backup", "after the backup"]);
+}
+
+/// An exchange with nothing new makes one fetch, no push, and writes
+/// none of its state files.
+#[test]
+fn an_idle_exchange_fetches_once_pushes_nothing_and_writes_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = two_hosts();
+    on(&a, "hosta", "mt-post").arg("hello").output().unwrap();
+    on(&a, "hosta", "mt-task")
+        .args(["create", "a task"])
+        .output()
+        .unwrap();
+    for _ in 0..2 {
+        sync(&a, "hosta");
+        sync(&b, "hostb");
+    }
+    let files = |e: &Env| {
+        let dir = e.state.join("sync");
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|f| f.unwrap())
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".json"))
+            .map(|f| {
+                (
+                    f.file_name().to_string_lossy().into_owned(),
+                    f.metadata().unwrap().ino(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(&b);
+    assert!(before.len() >= 3, "{before:?}");
+    let o = on(&b, "hostb", "mt-sync").arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (r["fetches"].as_u64(), r["pushes"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(files(&b), before, "an idle exchange replaced a state file");
+}
