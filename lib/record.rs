@@ -62,6 +62,9 @@ pub struct View<'a> {
     pub mentions: Vec<String>,
     #[serde(default, borrow)]
     pub reply_to: Option<std::borrow::Cow<'a, str>>,
+    /// The host that wrote it, on records mt-sync imported.
+    #[serde(default, borrow)]
+    pub origin: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl View<'_> {

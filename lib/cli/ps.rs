@@ -10,6 +10,7 @@ use super::{Common, Tool};
 use crate::agent;
 use crate::exit::{NO, OK};
 use crate::infra::time;
+use crate::names;
 use crate::stream;
 
 /// List agents and what they are doing
@@ -25,6 +26,11 @@ pub struct Args {
     /// One JSON object per agent, with full values
     #[arg(long)]
     pub json: bool,
+
+    /// Also show the coworkers of the other hosts, as the last mt-sync
+    /// exchange saw them (read-only), with a HOST column
+    #[arg(long)]
+    pub all_hosts: bool,
 
     #[command(flatten)]
     pub common: Common,
@@ -99,6 +105,20 @@ pub fn row_json(r: &Row) -> Value {
     v
 }
 
+/// This host's name and the other hosts' coworkers from mt-sync's
+/// `hosts.json`; a repository that never synced is one host, named as
+/// mt-sync would name it.
+fn hosts(state: &crate::statedir::StateDir) -> Result<(Option<String>, crate::sync::state::Hosts)> {
+    let me = match crate::sync::state::Identity::load(state)? {
+        Some(me) => me.host,
+        None => crate::config::Settings::load()?
+            .text("host")
+            .map(Ok)
+            .unwrap_or_else(crate::sync::default_host)?,
+    };
+    Ok((Some(me), crate::sync::state::load_hosts(state)?))
+}
+
 /// How long ago `stamp` was, in its largest unit (`3s`, `5m`, `2h`); `-`
 /// when there is none.
 pub fn age(stamp: Option<&str>) -> String {
@@ -171,20 +191,66 @@ pub fn run(args: Args) -> Result<u8> {
         rows
     };
     let mut out = BufWriter::new(io::stdout().lock());
+    let (here, others) = match args.all_hosts {
+        true => hosts(&state)?,
+        false => (None, Default::default()),
+    };
     if args.json {
         for r in &rows {
-            serde_json::to_writer(&mut out, &row_json(r))?;
+            let mut v = row_json(r);
+            if let (Some(h), Value::Object(o)) = (&here, &mut v) {
+                o.insert("host".into(), h.clone().into());
+            }
+            serde_json::to_writer(&mut out, &v)?;
             out.write_all(b"\n")?;
         }
-    } else if !rows.is_empty() {
-        let head: Vec<String> = [
+        for (host, rs) in &others {
+            for r in rs {
+                let mut v = serde_json::to_value(r)?;
+                if let Value::Object(o) = &mut v {
+                    o.insert("host".into(), host.clone().into());
+                }
+                serde_json::to_writer(&mut out, &v)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    } else if !rows.is_empty() || others.values().any(|r| !r.is_empty()) {
+        let mut head: Vec<String> = [
             "NAME", "STATE", "LAST", "TASK", "WORKTREE", "SESSION", "TOKENS", "COST", "EXIT",
         ]
         .map(String::from)
         .to_vec();
-        let table: Vec<Vec<String>> = std::iter::once(head)
-            .chain(rows.iter().map(cells))
-            .collect();
+        let mut body: Vec<Vec<String>> = rows.iter().map(cells).collect();
+        if let Some(h) = &here {
+            head.insert(0, "HOST".into());
+            for r in &mut body {
+                r.insert(0, h.clone());
+            }
+            for (host, rs) in &others {
+                for r in rs {
+                    let dash = || "-".to_string();
+                    body.push(vec![
+                        names::printable(host).into_owned(),
+                        names::printable(&r.name).into_owned(),
+                        names::printable(&r.state).into_owned(),
+                        dash(),
+                        r.task
+                            .as_deref()
+                            .map(|t| names::printable(t).into_owned())
+                            .unwrap_or_else(dash),
+                        r.worktree
+                            .as_deref()
+                            .map(|t| names::printable(t).into_owned())
+                            .unwrap_or_else(dash),
+                        dash(),
+                        dash(),
+                        dash(),
+                        r.exit_code.map(|c| c.to_string()).unwrap_or_else(dash),
+                    ]);
+                }
+            }
+        }
+        let table: Vec<Vec<String>> = std::iter::once(head).chain(body).collect();
         let widths: Vec<usize> = (0..table[0].len())
             .map(|i| {
                 table

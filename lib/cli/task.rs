@@ -254,17 +254,22 @@ A task is blocked while a task in its blockedBy is not completed (a missing one 
             ),
             ("TASK LIST", TASK_LIST_DEFAULT),
             (
+                "SEVERAL HOSTS",
+                "In a repository that syncs with other hosts (mt-sync(1) has run), claim asks the remote: the claim is judged on the remote's version of the task and made with a compare-and-swap of the task's ref, and only a claim the remote took is answered with success; another host's claim that got there first is refused, naming the owner and the host. Without the remote there is no claim (exit 75 or 69). Other changes are published by the next exchange.",
+            ),
+            (
                 "EXIT STATUS",
                 "0\tsuccess
 1\tclaim refused (the reason is printed: claimed, completed, blocked, missing), or no such task
-2\tusage error, or no task list (none named and no state directory)",
+2\tusage error, or no task list (none named and no state directory)
+75\tclaim: the remote did not answer (several hosts)",
             ),
             ("", super::EXIT_COMMON),
             (
                 "ENVIRONMENT",
                 "MT_FSYNC\t0 skips syncing replaced files",
             ),
-            ("SEE ALSO", "mt-mail(1), mt-post(1), mt(7)"),
+            ("SEE ALSO", "mt-mail(1), mt-post(1), mt-sync(1), mt(7)"),
         ],
     )
 }

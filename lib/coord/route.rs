@@ -75,6 +75,8 @@ pub enum Outcome {
     Reader,
     /// Nobody of that name; reported on the channel.
     Unknown,
+    /// A coworker of another host (mt-sync's hosts.json).
+    Elsewhere,
     /// Delivery failed with this error; `reported` when this mention is the
     /// one reported on the channel for its name.
     Failed { error: String, reported: bool },
@@ -105,6 +107,7 @@ impl std::fmt::Display for Action {
             Outcome::Team(t) if self.dry_run => write!(f, "would write to its inbox in team {t}"),
             Outcome::Team(t) => write!(f, "written to its inbox in team {t}"),
             Outcome::Reader => write!(f, "reads the channel itself"),
+            Outcome::Elsewhere => write!(f, "a coworker on another host; mt-sync carries it"),
             Outcome::Unknown if self.dry_run => write!(f, "unknown, would report"),
             Outcome::Unknown => write!(f, "unknown, reported"),
             Outcome::Failed { error, reported } => {
@@ -135,6 +138,9 @@ struct Rec {
     from: String,
     content: String,
     mentions: Vec<String>,
+    /// Written on another host (mt-sync): that host reports names it
+    /// does not know, not this one.
+    imported: bool,
 }
 
 impl Rec {
@@ -156,6 +162,7 @@ impl Rec {
             from: v.from.to_string(),
             content,
             mentions,
+            imported: v.origin.is_some(),
         }
     }
 }
@@ -255,12 +262,19 @@ impl Run<'_> {
         let text = compact(&self.o.channel, rec.seq, &rec.from, &rec.content);
         let mut unknown = Vec::new();
         for to in self.targets(rec)? {
-            let outcome = match self.deliver(&to, &rec.from, &text) {
+            let mut outcome = match self.deliver(&to, &rec.from, &text) {
                 Ok(o) => o,
                 Err(e) => self.failed(rec, &to, &e)?,
             };
             if outcome == Outcome::Unknown {
-                unknown.push(to.clone());
+                // A coworker on another host gets it there (mt-sync
+                // carries the record); an imported record's unknown names
+                // are its own host's to report.
+                if crate::sync::state::is_remote_agent(self.state, &to) {
+                    outcome = Outcome::Elsewhere;
+                } else if !rec.imported {
+                    unknown.push(to.clone());
+                }
             }
             each(&Action {
                 seq: rec.seq,

@@ -116,12 +116,18 @@ pub struct Report {
 /// One exchange with the remote (see the module comment).
 pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<Report> {
     let _lock = state::lock(state)?;
-    let me = Identity::establish(state, &opts.host)?;
+    // The remote first: a repository without one does not become a synced
+    // one (claims would then wait for a remote that is not there).
     let remote = Remote::open(repo, &opts.remote, opts.timeout)?;
+    let me = Identity::establish(state, &opts.host)?;
     remote.fetch(&["refs/mt/*"])?;
     crash_point("fetched");
     let tip = log::tip(repo, &me.host)?;
     log::check_owner(&me, &tip)?;
+    state::save_hosts(
+        state,
+        &status::others(repo, Some(&me.host))?.into_iter().collect(),
+    )?;
 
     let mut report = Report {
         fetches: 1,

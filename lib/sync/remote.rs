@@ -92,6 +92,9 @@ impl<'r> Remote<'r> {
     /// Mirror the remote's refs matching `patterns` (each under
     /// `refs/mt/`, `*` allowed) into the same local names.
     pub fn fetch(&self, patterns: &[&str]) -> Result<()> {
+        if let Some(path) = &self.local {
+            return self.fetch_local(path, patterns);
+        }
         let specs: Vec<String> = patterns.iter().map(|p| format!("+{p}:{p}")).collect();
         let mut remote = self.repo.find_remote(&self.name)?;
         let mut opts = FetchOptions::new();
@@ -101,6 +104,31 @@ impl<'r> Remote<'r> {
         remote
             .fetch(&specs, Some(&mut opts), Some("mt-sync: fetch"))
             .map_err(|e| self.failure("fetch from", e))
+    }
+
+    /// A remote on this file system is read directly: the new objects are
+    /// copied loose (libgit2's local transport would write one pack per
+    /// fetch, and nothing here ever repacks them), then the refs are set.
+    fn fetch_local(&self, path: &Path, patterns: &[&str]) -> Result<()> {
+        let there = Repository::open(path).map_err(|e| self.failure("open", e))?;
+        for pattern in patterns {
+            for r in there
+                .references_glob(pattern)
+                .map_err(|e| self.failure("list the refs of", e))?
+            {
+                let r = r.map_err(|e| self.failure("read a ref of", e))?;
+                let (Ok(name), Some(id)) = (r.name(), r.target()) else {
+                    continue;
+                };
+                if local_ref(self.repo, name)? == Some(id) {
+                    continue;
+                }
+                copy_objects(&there, self.repo, id)
+                    .map_err(|e| self.failure("copy objects from", e))?;
+                set_local_ref(self.repo, name, id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Apply `updates` on the remote, each a compare-and-swap of its own.
@@ -116,23 +144,10 @@ impl<'r> Remote<'r> {
 
     fn push_local(&self, path: &Path, updates: &[Update]) -> Result<Vec<Outcome>> {
         let there = Repository::open(path).map_err(|e| self.failure("open", e))?;
-        let mut walk = self.repo.revwalk()?;
         for u in updates {
-            walk.push(u.new)?;
-            if let Some(old) = u.old {
-                // Best effort: the remote has `old` already.
-                let _ = walk.hide(old);
-            }
-        }
-        let mut pack = self.repo.packbuilder()?;
-        pack.insert_walk(&mut walk)?;
-        if pack.object_count() > 0 {
-            let dir = there.path().join("objects").join("pack");
-            pack.write(&dir, 0o444)
+            copy_objects(self.repo, &there, u.new)
                 .map_err(|e| self.failure("write objects to", e))?;
         }
-        // Opened again so the new pack is seen.
-        let there = Repository::open(path).map_err(|e| self.failure("open", e))?;
         let mut out = Vec::with_capacity(updates.len());
         for u in updates {
             let done = match u.old {
@@ -242,7 +257,8 @@ impl<'r> Remote<'r> {
     /// that may pass (network, time-outs, locks), 69 when the remote
     /// refused our credentials.
     fn failure(&self, what: &str, e: git2::Error) -> anyhow::Error {
-        let code = if e.code() == ErrorCode::Auth || e.class() == ErrorClass::Ssh {
+        let unsupported = e.message().contains("unsupported URL protocol");
+        let code = if unsupported || e.code() == ErrorCode::Auth || e.class() == ErrorClass::Ssh {
             UNAVAILABLE
         } else {
             TEMPFAIL
@@ -260,6 +276,53 @@ impl<'r> Remote<'r> {
         };
         fail(code, format!("{msg}{hint}"))
     }
+}
+
+/// Copy the commit `tip` and whatever it needs that `to` lacks, loose.
+/// Commits are written oldest first, each after its tree, so a commit in
+/// `to` always has its whole history there, even after a crash.
+fn copy_objects(from: &Repository, to: &Repository, tip: Oid) -> Result<(), git2::Error> {
+    let (src, dst) = (from.odb()?, to.odb()?);
+    let mut commits = Vec::new();
+    let mut met = std::collections::HashSet::new();
+    let mut stack = vec![tip];
+    while let Some(c) = stack.pop() {
+        if !met.insert(c) || dst.exists(c) {
+            continue;
+        }
+        commits.push(c);
+        stack.extend(from.find_commit(c)?.parent_ids());
+    }
+    for &c in commits.iter().rev() {
+        copy_tree(from, &src, &dst, from.find_commit(c)?.tree_id())?;
+        let obj = src.read(c)?;
+        dst.write(obj.kind(), obj.data())?;
+    }
+    Ok(())
+}
+
+fn copy_tree(
+    from: &Repository,
+    src: &git2::Odb<'_>,
+    dst: &git2::Odb<'_>,
+    tree: Oid,
+) -> Result<(), git2::Error> {
+    if dst.exists(tree) {
+        return Ok(());
+    }
+    for e in from.find_tree(tree)?.iter() {
+        match e.kind() {
+            Some(git2::ObjectType::Tree) => copy_tree(from, src, dst, e.id())?,
+            _ if dst.exists(e.id()) => {}
+            _ => {
+                let obj = src.read(e.id())?;
+                dst.write(obj.kind(), obj.data())?;
+            }
+        }
+    }
+    let obj = src.read(tree)?;
+    dst.write(obj.kind(), obj.data())?;
+    Ok(())
 }
 
 /// The file system path of a remote URL that names one (a path, or

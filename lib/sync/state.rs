@@ -165,6 +165,29 @@ impl Tasks {
     }
 }
 
+/// `hosts.json`: the other hosts' coworkers as last fetched, for mt-ps
+/// --all-hosts and mt-route, which read it without touching git.
+pub type Hosts = BTreeMap<String, Vec<super::status::Row>>;
+
+pub fn load_hosts(state: &StateDir) -> Result<Hosts> {
+    Ok(read_json(&dir(state).join("hosts.json"))?.unwrap_or_default())
+}
+
+/// Write `hosts.json` when it changed.
+pub fn save_hosts(state: &StateDir, hosts: &Hosts) -> Result<()> {
+    if load_hosts(state).ok().as_ref() == Some(hosts) && dir(state).join("hosts.json").exists() {
+        return Ok(());
+    }
+    write_json(&dir(state).join("hosts.json"), hosts)
+}
+
+/// Whether `name` is a coworker on another host, as last synced.
+pub fn is_remote_agent(state: &StateDir, name: &str) -> bool {
+    load_hosts(state)
+        .map(|h| h.values().flatten().any(|r| r.name == name))
+        .unwrap_or(false)
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match fsutil::read_regular(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {

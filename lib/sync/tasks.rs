@@ -484,13 +484,33 @@ pub fn claim(state: &StateDir, list: &TaskList, id: u64, owner: &str) -> Result<
             continue;
         }
         remote::set_local_ref(&repo, &name, new)?;
-        // The remote's word is the claim; the local file follows, merging
-        // whatever was changed here meanwhile.
-        let mut stored = None;
+        // The remote's word is the claim; the local file follows, keeping
+        // what was changed here and not yet published (the next exchange
+        // publishes it on top of the claim).
+        let base_v = bases
+            .tasks
+            .get(&id)
+            .and_then(|b| Oid::from_str(&b.commit).ok())
+            .and_then(|c| read_version(&repo, c).ok());
+        let claimed = Version::Live(doc.clone());
         for _ in 0..8 {
             let now = list.raw(id)?;
-            if let Some(s) = list.swap(id, now.as_deref(), Some(&doc))? {
-                stored = Some(s);
+            let now_v = match &now {
+                None => Version::Deleted,
+                Some(b) => match serde_json::from_slice(b) {
+                    Ok(Value::Object(d)) => Version::Live(d),
+                    _ => claimed.clone(),
+                },
+            };
+            let target = match &base_v {
+                Some(bv) if now_v != *bv => merge(bv, &now_v, &claimed).0,
+                _ => claimed.clone(),
+            };
+            let write = match &target {
+                Version::Live(d) => Some(d),
+                Version::Deleted => None,
+            };
+            if list.swap(id, now.as_deref(), write)?.is_some() {
                 break;
             }
         }
@@ -498,7 +518,7 @@ pub fn claim(state: &StateDir, list: &TaskList, id: u64, owner: &str) -> Result<
             id,
             TaskBase {
                 commit: new.to_string(),
-                hash: hash(&stored.unwrap_or_default()),
+                hash: hash(&serde_json::to_vec_pretty(&doc)?),
             },
         );
         bases.save(state)?;

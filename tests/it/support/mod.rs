@@ -133,4 +133,7 @@ pub const SETTINGS_ENV: &[&str] = &[
     "MT_PROFILE",
     "MT_LEAD_CMD",
     "MT_CONFIG_HOME",
+    "MT_HOST",
+    "MT_SYNC_REMOTE",
+    "MT_SYNC_TOKEN",
 ];
