@@ -742,22 +742,27 @@ fn main() {
     for h in [&a, &b] {
         h.sync(true, &[]);
     }
-    let mut watchers = Background(Vec::new());
-    for h in [&a, &b] {
-        let err = fs::File::create(world.dir.join(format!("watch-{}.err", h.name))).unwrap();
-        let mut c = h.cmd(SYNC, true);
-        c.args(["--watch", "--every", "1s", "-q"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err);
-        watchers.0.push(c.spawn().expect("start mt-sync --watch"));
-    }
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
         | 1;
     let mut rng = Rng(seed);
+    // The two hosts' timers run at a random phase to each other, as on
+    // hosts started independently: b's watcher starts 0-1 s after a's.
+    let phase = rng.below(Duration::from_millis(1000));
+    let mut watchers = Background(Vec::new());
+    for h in [&a, &b] {
+        if h.name == b.name {
+            std::thread::sleep(phase);
+        }
+        let err = fs::File::create(world.dir.join(format!("watch-{}.err", h.name))).unwrap();
+        let mut c = h.cmd(SYNC, true);
+        c.args(["--watch", "--every", "1s", "-q"])
+            .stdout(Stdio::null())
+            .stderr(err);
+        watchers.0.push(c.spawn().expect("start mt-sync --watch"));
+    }
     std::thread::sleep(Duration::from_millis(1500));
     let chan = b.channel_dir("general");
     let mut lat = Vec::new();
@@ -794,7 +799,10 @@ fn main() {
         .iter()
         .map(|d| format!("{:.2}", d.as_secs_f64()))
         .collect();
-    println!("  seed {seed:x}; seconds from mt-post on a to the record in b's channel, sorted:");
+    println!(
+        "  seed {seed:x}; b's watcher started {:.2} s after a's; seconds from mt-post on a to the record in b's channel, sorted:",
+        phase.as_secs_f64()
+    );
     println!("  {}", show.join(" "));
     if lat.is_empty() {
         println!("  no post arrived within 10 s");
