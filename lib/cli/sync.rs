@@ -1,10 +1,14 @@
 //! mt-sync: exchange channels and tasks with other hosts through the git
 //! remote.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde_json::json;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -33,7 +37,8 @@ use crate::sync::{self, Options, Report};
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
-    /// Keep exchanging, every --every, until killed
+    /// Keep exchanging, every --every, until SIGTERM, SIGINT or SIGHUP
+    /// (which let the exchange under way finish)
     #[arg(long)]
     pub watch: bool,
 
@@ -94,6 +99,10 @@ refs/mt/status/HOST\tHOST's coworkers (agents, a JSON array) for mt-ps --all-hos
                 "Nothing is lost and nothing is applied twice when an exchange is killed at any point, the remote is unreachable, or a push is refused: records are published from the position of the last successful push, and an import is checked against the largest origin seq already in the channel, which is read back from the channel itself after a crash. The state lives in sync/ in the state directory (see mt-files(5)).",
             ),
             (
+                "OUTPUT",
+                "Without --json, one line per exchange that did something (records imported per host, records and task changes published, task versions taken, tasks moved, claims lost), nothing for an exchange that found nothing to do. With --json, one object per exchange: imported (per host, records appended), published (records), tasks (published, applied, renumbered as [old, new] pairs, lost as {task, loser, winner, host}, refused: task changes another host beat this one to in the last round, planned again next exchange), status_published, fetches and pushes (round trips to the remote: an exchange with nothing to publish makes one fetch and no push), ms.",
+            ),
+            (
                 "EXAMPLES",
                 "Name this machine and sync every 5 seconds from the watcher:
   $ mt-config set --global host laptop
@@ -144,6 +153,15 @@ pub fn run(args: Args) -> Result<u8> {
         show(&args, &report, started.elapsed())?;
         return Ok(OK);
     }
+    // SIGTERM, SIGINT and SIGHUP wait for the exchange under way to end:
+    // blocked, and read from a descriptor between exchanges.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block().context("cannot block signals")?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("cannot create a signal descriptor")?;
     loop {
         let started = Instant::now();
         match sync::exchange(&state, &repo, &opts) {
@@ -152,7 +170,29 @@ pub fn run(args: Args) -> Result<u8> {
             Err(e) if exit::code_of(&e) == TEMPFAIL => exit::warn(format_args!("{e:#}")),
             Err(e) => return Err(e),
         }
-        std::thread::sleep(args.every.saturating_sub(started.elapsed()));
+        if stop_within(&signals, args.every.saturating_sub(started.elapsed()))? {
+            return Ok(OK);
+        }
+    }
+}
+
+/// Wait `wait` for a signal on `signals`; whether one came.
+fn stop_within(signals: &SignalFd, wait: Duration) -> Result<bool> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if signals.read_signal().ok().flatten().is_some() {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("cannot wait"),
+        }
     }
 }
 

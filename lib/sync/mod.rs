@@ -116,6 +116,7 @@ pub struct Report {
 /// One exchange with the remote (see the module comment).
 pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<Report> {
     let _lock = state::lock(state)?;
+    remote::clear_stale_locks(repo);
     // The remote first: a repository without one does not become a synced
     // one (claims would then wait for a remote that is not there).
     let remote = Remote::open(repo, &opts.remote, opts.timeout)?;
@@ -142,7 +143,9 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
 
     let out = log::outgoing(state, &mut chans, &me, &tip.heads)?;
     let mut updates = Vec::new();
-    if out.count > 0 {
+    // The first exchange publishes the log even with no records: the
+    // name is taken then, and another machine given it is refused.
+    if out.count > 0 || tip.commit.is_none() {
         updates.push(log::publish(repo, &me, &tip, &out)?);
     }
     if opts.status
@@ -151,6 +154,7 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
         updates.push(u);
     }
     let fixed = updates.len();
+    let publishes_log = out.count > 0 || tip.commit.is_none();
     let list = crate::tasks::TaskList::from_env(Some(&opts.list))?;
     let mut bases = state::Tasks::load(state)?;
     let mut plan = tasks::plan(repo, state, &list, &me, &mut bases, &mut report.tasks)?;
@@ -168,7 +172,7 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
             remote::set_local_ref(repo, &u.refname, u.new)?;
         }
     }
-    let log_refused = if out.count > 0 {
+    let log_refused = if publishes_log {
         match &outcomes[0] {
             Outcome::Done => {
                 log::published(&mut chans, &out);
@@ -181,7 +185,7 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
         None
     };
     report.status_published = opts.status
-        && fixed > usize::from(out.count > 0)
+        && fixed > usize::from(publishes_log)
         && outcomes.get(fixed - 1) == Some(&Outcome::Done);
     chans.save(state)?;
 

@@ -99,8 +99,9 @@ impl<'r> Remote<'r> {
         let mut remote = self.repo.find_remote(&self.name)?;
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks());
-        // Tags and the remote's HEAD are none of mt's business.
+        // Tags, FETCH_HEAD and the remote's HEAD are none of mt's business.
         opts.download_tags(git2::AutotagOption::None);
+        opts.update_fetchhead(false);
         remote
             .fetch(&specs, Some(&mut opts), Some("mt-sync: fetch"))
             .map_err(|e| self.failure("fetch from", e))
@@ -144,6 +145,9 @@ impl<'r> Remote<'r> {
 
     fn push_local(&self, path: &Path, updates: &[Update]) -> Result<Vec<Outcome>> {
         let there = Repository::open(path).map_err(|e| self.failure("open", e))?;
+        for u in updates {
+            clear_remote_lock(&there, &u.refname);
+        }
         for u in updates {
             copy_objects(self.repo, &there, u.new)
                 .map_err(|e| self.failure("write objects to", e))?;
@@ -275,6 +279,67 @@ impl<'r> Remote<'r> {
             String::new()
         };
         fail(code, format!("{msg}{hint}"))
+    }
+}
+
+/// How old a lock file of a shared ref must be to count as left by a
+/// killed writer: a ref update takes milliseconds.
+const STALE: Duration = Duration::from_secs(60);
+
+/// Remove the lock files an exchange killed half way may have left in the
+/// local repository. Only mt-sync, holding sync/LOCK as the caller does,
+/// writes refs under refs/mt/ and refs/mt-push/ here, so any lock file
+/// there is stale; `shallow.lock` (libgit2's fetch takes it) only when the
+/// repository is not shallow and the lock is old.
+pub fn clear_stale_locks(repo: &Repository) {
+    let common = repo.commondir();
+    for sub in ["refs/mt", "refs/mt-push"] {
+        remove_locks(&common.join(sub), None);
+    }
+    // A fetch killed while indexing a pack it received.
+    remove_locks(&common.join("objects/pack"), Some(STALE));
+    let shallow = common.join("shallow.lock");
+    if !repo.is_shallow() && is_older(&shallow, STALE) {
+        let _ = std::fs::remove_file(shallow);
+    }
+}
+
+/// Remove the lock file of `refname` on a remote on this file system when
+/// a killed writer left it: at once for this host's own refs would need
+/// knowing the host here, so by age for every ref.
+fn clear_remote_lock(there: &Repository, refname: &str) {
+    let lock = there.commondir().join(format!("{refname}.lock"));
+    if is_older(&lock, STALE) {
+        let _ = std::fs::remove_file(lock);
+    }
+}
+
+fn is_older(path: &Path, age: Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e >= age)
+}
+
+/// Every `*.lock` file under `dir` (older than `age`, when given).
+fn remove_locks(dir: &Path, age: Option<Duration>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => remove_locks(&p, age),
+            Ok(t)
+                if t.is_file()
+                    && p.extension().is_some_and(|x| x == "lock")
+                    && age.is_none_or(|a| is_older(&p, a)) =>
+            {
+                let _ = std::fs::remove_file(&p);
+            }
+            _ => {}
+        }
     }
 }
 

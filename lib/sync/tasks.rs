@@ -419,6 +419,7 @@ pub fn claim(state: &StateDir, list: &TaskList, id: u64, owner: &str) -> Result<
     let opts = Options::from_settings(&settings, state)?;
     let repo = super::open_repo()?;
     let _lock = state::lock(state)?;
+    remote::clear_stale_locks(&repo);
     let me = Identity::establish(state, &opts.host)?;
     let remote = Remote::open(&repo, &opts.remote, opts.timeout)?;
     let mut bases = Tasks::load(state)?;

@@ -42,6 +42,7 @@ mod selection;
 mod sling;
 mod spawn;
 mod status;
+mod sync;
 mod sync_hosts;
 mod task;
 mod watch;
