@@ -471,3 +471,53 @@ pub fn set_local_ref(repo: &Repository, name: &str, id: Oid) -> Result<()> {
         .code(crate::exit::CANTCREAT)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_urls_name_a_path_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let top = repo.workdir().unwrap().to_path_buf();
+        assert_eq!(
+            local_path(&repo, "/srv/x.git"),
+            Some(PathBuf::from("/srv/x.git"))
+        );
+        assert_eq!(
+            local_path(&repo, "file:///srv/x.git"),
+            Some(PathBuf::from("/srv/x.git"))
+        );
+        assert_eq!(local_path(&repo, "../x.git"), Some(top.join("../x.git")));
+        for net in [
+            "git@github.com:o/r.git",
+            "https://github.com/o/r.git",
+            "ssh://git@host/r.git",
+            "git://127.0.0.1:9418/r.git",
+            "host:r.git",
+        ] {
+            assert_eq!(local_path(&repo, net), None, "{net}");
+        }
+    }
+
+    #[test]
+    fn only_lock_files_are_removed_and_shared_ones_only_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let refs = repo.commondir().join("refs/mt/log");
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::write(refs.join("a.lock"), "").unwrap();
+        std::fs::write(refs.join("a"), "").unwrap();
+        let pack = repo.commondir().join("objects/pack");
+        std::fs::create_dir_all(&pack).unwrap();
+        std::fs::write(pack.join("new.idx.lock"), "").unwrap();
+        clear_stale_locks(&repo);
+        assert!(!refs.join("a.lock").exists());
+        assert!(refs.join("a").exists());
+        assert!(
+            pack.join("new.idx.lock").exists(),
+            "a fresh pack lock is kept"
+        );
+    }
+}

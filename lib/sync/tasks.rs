@@ -531,3 +531,65 @@ pub fn claim(state: &StateDir, list: &TaskList, id: u64, owner: &str) -> Result<
     ))
     .context("claim not made")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn live(v: Value) -> Version {
+        match v {
+            Value::Object(m) => Version::Live(m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn fields_changed_on_either_side_are_both_kept() {
+        let base =
+            live(json!({"id": "1", "subject": "a", "description": "d", "status": "pending"}));
+        let local =
+            live(json!({"id": "1", "subject": "a", "description": "new d", "status": "pending"}));
+        let remote =
+            live(json!({"id": "1", "subject": "b", "description": "d", "status": "pending"}));
+        let (m, lost) = merge(&base, &local, &remote);
+        assert_eq!(
+            m,
+            live(json!({"id": "1", "subject": "b", "description": "new d", "status": "pending"}))
+        );
+        assert_eq!(lost, None);
+    }
+
+    #[test]
+    fn a_claim_both_sides_made_goes_to_the_remote_and_names_the_loser() {
+        let base = live(json!({"id": "1", "status": "pending"}));
+        let local = live(json!({"id": "1", "status": "in_progress", "owner": "york"}));
+        let remote = live(json!({"id": "1", "status": "in_progress", "owner": "park"}));
+        let (m, lost) = merge(&base, &local, &remote);
+        assert_eq!(m, remote);
+        assert_eq!(lost, Some(("york".into(), "park".into())));
+    }
+
+    #[test]
+    fn a_deletion_wins_over_an_edit() {
+        let base = live(json!({"id": "1", "subject": "a"}));
+        let edited = live(json!({"id": "1", "subject": "b"}));
+        assert_eq!(merge(&base, &Version::Deleted, &edited).0, Version::Deleted);
+        assert_eq!(merge(&base, &edited, &Version::Deleted).0, Version::Deleted);
+    }
+
+    #[test]
+    fn a_field_removed_here_stays_removed() {
+        let base = live(json!({"id": "1", "owner": "york", "status": "pending"}));
+        let local = live(json!({"id": "1", "status": "pending"}));
+        let (m, _) = merge(&base, &local, &base);
+        assert_eq!(m, local);
+    }
+
+    #[test]
+    fn the_file_hash_is_stable() {
+        // Stored in tasks.json: it must not change between builds.
+        assert_eq!(hash(b""), "cbf29ce484222325");
+        assert_eq!(hash(b"a"), "af63dc4c8601ec8c");
+    }
+}
