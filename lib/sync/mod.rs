@@ -145,7 +145,8 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
     let mut updates = Vec::new();
     // The first exchange publishes the log even with no records: the
     // name is taken then, and another machine given it is refused.
-    if out.count > 0 || tip.commit.is_none() {
+    let publishes_log = out.count > 0 || tip.commit.is_none();
+    if publishes_log {
         updates.push(log::publish(repo, &me, &tip, &out)?);
     }
     if opts.status
@@ -154,16 +155,19 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
         updates.push(u);
     }
     let fixed = updates.len();
-    let publishes_log = out.count > 0 || tip.commit.is_none();
     let list = crate::tasks::TaskList::from_env(Some(&opts.list))?;
     let mut bases = state::Tasks::load(state)?;
-    let mut plan = tasks::plan(repo, state, &list, &me, &mut bases, &mut report.tasks)?;
+    let plan = tasks::plan(repo, state, &list, &me, &mut bases, &mut report.tasks)?;
     updates.extend(plan.updates.iter().cloned());
 
     let mut outcomes = Vec::new();
     if !updates.is_empty() {
         crash_point("pushing");
-        outcomes = remote.push(&updates)?;
+        // The task files already took the remote's versions: what was
+        // agreed is kept even when the push fails.
+        outcomes = remote.push(&updates).inspect_err(|_| {
+            let _ = bases.save(state);
+        })?;
         report.pushes += 1;
         crash_point("pushed");
     }
@@ -172,50 +176,33 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
             remote::set_local_ref(repo, &u.refname, u.new)?;
         }
     }
-    let log_refused = if publishes_log {
-        match &outcomes[0] {
-            Outcome::Done => {
-                log::published(&mut chans, &out);
-                report.published = out.count;
-                None
-            }
-            Outcome::Refused(why) => Some(why.clone()),
+    let log_refused = match outcomes.first() {
+        Some(Outcome::Refused(why)) if publishes_log => Some(why.clone()),
+        Some(Outcome::Done) if publishes_log => {
+            log::published(&mut chans, &out);
+            report.published = out.count;
+            None
         }
-    } else {
-        None
+        _ => None,
     };
-    report.status_published = opts.status
-        && fixed > usize::from(publishes_log)
-        && outcomes.get(fixed - 1) == Some(&Outcome::Done);
+    report.status_published =
+        fixed > usize::from(publishes_log) && outcomes.get(fixed - 1) == Some(&Outcome::Done);
     chans.save(state)?;
 
-    // Tasks: what another host beat us to is planned again on its newer
-    // version, a few rounds at most; the rest waits for the next exchange.
-    let mut task_outcomes = outcomes.split_off(fixed.min(outcomes.len()));
-    for round in 0..4 {
-        let refused = tasks::apply(
-            repo,
-            state,
-            &list,
-            &me,
-            &mut bases,
-            &plan,
-            &task_outcomes,
-            &mut report.tasks,
-        )?;
-        bases.save(state)?;
-        if refused == 0 || round == 3 {
-            break;
-        }
-        remote.fetch(&[&format!("{}*", tasks::PREFIX)])?;
-        report.fetches += 1;
-        plan = tasks::plan(repo, state, &list, &me, &mut bases, &mut report.tasks)?;
-        if plan.updates.is_empty() {
-            break;
-        }
-        task_outcomes = remote.push(&plan.updates)?;
-        report.pushes += 1;
-    }
+    let task_outcomes = outcomes.split_off(fixed.min(outcomes.len()));
+    let rounds = task_rounds(
+        repo,
+        state,
+        &remote,
+        &list,
+        &me,
+        &mut bases,
+        plan,
+        task_outcomes,
+        &mut report,
+    );
+    bases.save(state)?;
+    rounds?;
     if let Some(why) = log_refused {
         return Err(fail(
             TEMPFAIL,
@@ -225,6 +212,38 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
         ));
     }
     Ok(report)
+}
+
+/// Settle the first push's task updates; what another host beat us to is
+/// planned again on its newer version, a few rounds at most, and the rest
+/// waits for the next exchange.
+#[allow(clippy::too_many_arguments)]
+fn task_rounds(
+    repo: &Repository,
+    state: &StateDir,
+    remote: &Remote<'_>,
+    list: &crate::tasks::TaskList,
+    me: &Identity,
+    bases: &mut state::Tasks,
+    mut plan: tasks::Plan,
+    mut outcomes: Vec<Outcome>,
+    report: &mut Report,
+) -> Result<()> {
+    for round in 0..4 {
+        let refused = tasks::apply(repo, list, bases, &plan, &outcomes, &mut report.tasks)?;
+        if refused == 0 || round == 3 {
+            break;
+        }
+        remote.fetch(&[&format!("{}*", tasks::PREFIX)])?;
+        report.fetches += 1;
+        plan = tasks::plan(repo, state, list, me, bases, &mut report.tasks)?;
+        if plan.updates.is_empty() {
+            break;
+        }
+        outcomes = remote.push(&plan.updates)?;
+        report.pushes += 1;
+    }
+    Ok(())
 }
 
 /// A commit by mt-sync for `host`.

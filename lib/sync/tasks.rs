@@ -367,12 +367,9 @@ fn merge(base: &Version, local: &Version, remote: &Version) -> (Version, Option<
 
 /// After a push: record what the remote took, write the merged versions
 /// to the local files. Returns how many updates were refused.
-#[allow(clippy::too_many_arguments)]
 pub fn apply(
     repo: &Repository,
-    _state: &StateDir,
     list: &TaskList,
-    _me: &Identity,
     bases: &mut Tasks,
     plan: &Plan,
     outcomes: &[Outcome],
