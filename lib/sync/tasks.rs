@@ -188,6 +188,19 @@ pub fn plan(
             });
             base_v = Some(lv.clone());
         }
+        // A task this host created whose create went through unanswered
+        // (the push took, the reply was lost): ours, not a collision.
+        if base.is_none()
+            && local.is_some()
+            && let Some(r) = r
+            && creator(repo, r).as_deref() == Some(me.host.as_str())
+        {
+            base_v = Some(read_version(repo, r)?);
+            base = Some(TaskBase {
+                commit: r.to_string(),
+                hash: String::new(),
+            });
+        }
         let local_hash = hash(local.as_deref().unwrap_or_default());
         let local_changed = match (&local_v, &base, &base_v) {
             (_, Some(b), _) if b.hash == local_hash && local.is_some() => false,
@@ -288,6 +301,18 @@ impl Plan {
         });
         self.pending.push(Pending { id, local, write });
     }
+}
+
+/// The host that created the task whose newest version is `tip`.
+fn creator(repo: &Repository, tip: Oid) -> Option<String> {
+    let mut c = repo.find_commit(tip).ok()?;
+    for _ in 0..100_000 {
+        match c.parent(0) {
+            Ok(p) => c = p,
+            Err(_) => return super::commit_host(repo, c.id()),
+        }
+    }
+    None
 }
 
 /// The version of the task at `tip` or before it equal to `v`, if any.
