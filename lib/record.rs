@@ -74,8 +74,9 @@ impl View<'_> {
     }
 }
 
-/// The readable one-line form: local time, seq, sender, type unless `text`,
-/// content; further lines of the content are indented by four spaces.
+/// The readable one-line form: local time, seq, sender (`name@host` for a
+/// record from another host), type unless `text`, content; further lines
+/// of the content are indented by four spaces.
 pub fn render_text(v: &View<'_>, out: &mut impl std::io::Write) -> std::io::Result<()> {
     let when = crate::infra::time::parse_stamp(&v.timestamp)
         .map(|t| {
@@ -87,6 +88,10 @@ pub fn render_text(v: &View<'_>, out: &mut impl std::io::Write) -> std::io::Resu
     // Whoever wrote the record, it cannot drive the reader's terminal.
     let p = names::printable;
     write!(out, "{} #{} {}", p(&when), v.seq, p(&v.from))?;
+    // A record from another host says which (mt-sync).
+    if let Some(host) = &v.origin {
+        write!(out, "@{}", p(host))?;
+    }
     if !v.kind.is_empty() && v.kind != "text" {
         write!(out, " [{}]", p(&v.kind))?;
     }

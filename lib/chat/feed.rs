@@ -42,7 +42,11 @@ impl Msg {
             },
             start: end - line.len() as u64 - 1,
             to_me: v.mentions_name(me),
-            from: v.from.into_owned(),
+            // A record from another host says which (mt-sync).
+            from: match v.origin {
+                Some(host) => format!("{}@{host}", v.from),
+                None => v.from.into_owned(),
+            },
             kind: v.kind.into_owned(),
             content: v.content.into_owned(),
             timestamp: v.timestamp.into_owned(),

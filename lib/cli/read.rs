@@ -100,7 +100,7 @@ A question and every answer to it (ids are in the JSON form):
             ),
             (
                 "OUTPUT",
-                "The default form is one line per message: local date and time, #seq, sender, the type in brackets unless it is text, and the content; further lines of the content are indented by four spaces. With --json each record is printed exactly as stored.
+                "The default form is one line per message: local date and time, #seq, sender (sender@host for a record mt-sync brought from another host), the type in brackets unless it is text, and the content; further lines of the content are indented by four spaces. With --json each record is printed exactly as stored.
 
 Malformed lines are skipped with a warning on standard error. A record still being written is not shown until it is complete.",
             ),

@@ -122,6 +122,17 @@ fn other_hosts_coworkers_show_in_mt_ps_and_mentions_of_them_go_there() {
         .find(|r| r["content"] == "@york please look at the parser")
         .unwrap();
     assert_eq!(m["origin"], "hosta");
+    // mt-read's text form tells remote records by their host.
+    let read = on(&b, "hostb", "mt-read")
+        .args(["--as", "someone"])
+        .output()
+        .unwrap();
+    let shown = text(&read.stdout);
+    assert!(
+        shown.contains("lead@hosta: @york please look at the parser"),
+        "{shown}"
+    );
+    assert!(shown.contains(" york [status]: started"), "{shown}");
 }
 
 #[test]
