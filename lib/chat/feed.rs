@@ -225,3 +225,17 @@ impl Forward {
             .find(|&s| s > self.pos.segment))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_from_another_host_names_its_host() {
+        let line = br#"{"seq":3,"id":"x","timestamp":"t","from":"york","type":"text","content":"hi","channel":"general","mentions":[],"origin":"build","origin_seq":9}"#;
+        let m = Msg::of(line, 1, 200, "me").unwrap();
+        assert_eq!(m.from, "york@build");
+        let here = br#"{"seq":4,"id":"y","timestamp":"t","from":"york","content":"hi","channel":"general"}"#;
+        assert_eq!(Msg::of(here, 1, 300, "me").unwrap().from, "york");
+    }
+}
