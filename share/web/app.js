@@ -107,6 +107,12 @@ async function showChannels(main) {
   main.append(ul);
 }
 
+// A record mt-sync brought from another host names it: york@build.
+function sender(rec) {
+  const from = visible(rec.from);
+  return typeof rec.origin === 'string' ? from + '@' + visible(rec.origin) : from;
+}
+
 function messageRow(rec) {
   const row = el('article', 'msg');
   row.dataset.seq = rec.seq;
@@ -114,7 +120,7 @@ function messageRow(rec) {
   if (Array.isArray(rec.mentions) && rec.mentions.includes(session.person)) row.classList.add('mention');
   if (rec.type && rec.type !== 'text') row.classList.add('kind');
   const head = el('div', 'head');
-  head.append(el('span', 'from', visible(rec.from)));
+  head.append(el('span', 'from', sender(rec)));
   if (rec.type && rec.type !== 'text') head.append(el('span', 'type', visible(rec.type)));
   const t = el('time', 'dim', when(rec.timestamp));
   t.title = visible(rec.timestamp || '');
@@ -130,7 +136,7 @@ function notifyMention(channel, rec) {
   if (!('Notification' in window) || Notification.permission !== 'granted') return;
   if (rec.from === session.person) return;
   if (!(Array.isArray(rec.mentions) && rec.mentions.includes(session.person))) return;
-  new Notification(visible(rec.from) + ' in #' + channel, { body: visible(rec.content || '').slice(0, 200), tag: 'mt-' + channel + '-' + rec.seq });
+  new Notification(sender(rec) + ' in #' + channel, { body: visible(rec.content || '').slice(0, 200), tag: 'mt-' + channel + '-' + rec.seq });
 }
 
 async function showChannel(main, name) {

@@ -639,3 +639,37 @@ fn the_hot_path_tools_do_not_link_the_server() {
         assert!(!s.contains("3web"), "{bin} links mt::web");
     }
 }
+
+/// A record mt-sync brought from another host shows its sender as
+/// name@host, the host's name as text like any other.
+#[test]
+fn a_record_from_another_host_shows_its_host() {
+    let Some(mut b) = Browser::launch("web::a_record_from_another_host_shows_its_host") else {
+        return;
+    };
+    let e = Env::new();
+    e.ok("mt-post", &["written here"]);
+    let seg = e.state.join("channels/general/00000000000000000001.jsonl");
+    let imported = json!({
+        "seq": 2, "id": "01M8TF3YY82RFEVXMWZDY8T382", "timestamp": "2026-12-02T04:10:03.592Z",
+        "from": "york", "type": "text", "content": "written elsewhere", "channel": "general",
+        "mentions": [], "origin": "build<b>x</b>", "origin_seq": 7,
+    });
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    writeln!(f, "{imported}").unwrap();
+    drop(f);
+    let w = Web::start(&e, &["-l", "127.0.0.1:0"]);
+    open(&mut b, &w, "/c/general");
+    b.wait_until(
+        "both messages",
+        "document.querySelectorAll('.msg').length === 2",
+    );
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('.msg .from')].map(f => f.textContent)"),
+        json!(["lead", "york@build<b>x</b>"])
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('.log b').length"),
+        json!(0)
+    );
+}
