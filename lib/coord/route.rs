@@ -77,6 +77,9 @@ pub enum Outcome {
     Unknown,
     /// A coworker of another host (mt-sync's hosts.json).
     Elsewhere,
+    /// Nobody of that name here, in a record from another host: that
+    /// host reports it.
+    UnknownHere,
     /// Delivery failed with this error; `reported` when this mention is the
     /// one reported on the channel for its name.
     Failed { error: String, reported: bool },
@@ -108,6 +111,7 @@ impl std::fmt::Display for Action {
             Outcome::Team(t) => write!(f, "written to its inbox in team {t}"),
             Outcome::Reader => write!(f, "reads the channel itself"),
             Outcome::Elsewhere => write!(f, "a coworker on another host; mt-sync carries it"),
+            Outcome::UnknownHere => write!(f, "unknown here; the record's own host reports it"),
             Outcome::Unknown if self.dry_run => write!(f, "unknown, would report"),
             Outcome::Unknown => write!(f, "unknown, reported"),
             Outcome::Failed { error, reported } => {
@@ -272,7 +276,9 @@ impl Run<'_> {
                 // are its own host's to report.
                 if crate::sync::state::is_remote_agent(self.state, &to) {
                     outcome = Outcome::Elsewhere;
-                } else if !rec.imported {
+                } else if rec.imported {
+                    outcome = Outcome::UnknownHere;
+                } else {
                     unknown.push(to.clone());
                 }
             }

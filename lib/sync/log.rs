@@ -29,6 +29,9 @@ use crate::statedir::StateDir;
 
 pub const PREFIX: &str = "refs/mt/log/";
 
+/// The most records of one channel one exchange publishes.
+const BATCH: u64 = 50_000;
+
 pub fn refname(host: &str) -> String {
     format!("{PREFIX}{host}")
 }
@@ -183,7 +186,9 @@ pub fn outgoing(
             lines.push(b'\n');
             last = rec.seq;
             n += 1;
-            Ok(true)
+            // A long backlog (sync turned on for an old channel) goes out
+            // over several exchanges, in bounded commits.
+            Ok(n < BATCH)
         })?;
         let end: Pos = reader.position().into();
         if n == 0 {

@@ -145,7 +145,12 @@ fn an_unknown_name_in_an_imported_record_is_reported_by_its_own_host_only() {
     on(&a, "hosta", "mt-route").output().unwrap();
     sync(&a, "hosta");
     sync(&b, "hostb");
-    on(&b, "hostb", "mt-route").output().unwrap();
+    let routed = on(&b, "hostb", "mt-route").output().unwrap();
+    assert!(
+        text(&routed.stdout).contains("nobody: unknown here; the record's own host reports it"),
+        "{}",
+        text(&routed.stdout)
+    );
     let unknown = |state: &Path| {
         records(state)
             .iter()
@@ -328,4 +333,42 @@ fn a_task_created_by_an_exchange_that_died_stays_ours() {
             .any(|r| r["content"].as_str().unwrap_or("").contains("is now task")),
         "host a moved its own task"
     );
+}
+
+/// A long backlog (sync turned on for a channel with a history) goes out
+/// in bounded commits over a few exchanges, and arrives whole and once.
+#[test]
+fn a_long_backlog_is_published_in_bounded_commits() {
+    let (a, b) = two_hosts();
+    let n = 120_000;
+    let lines: String = (1..=n).map(|i| format!("backlog {i}\n")).collect();
+    let mut post = on(&a, "hosta", "mt-post")
+        .arg("--lines")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    post.stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(post.wait().unwrap().success());
+    let mut published = Vec::new();
+    for _ in 0..5 {
+        let o = on(&a, "hosta", "mt-sync").arg("--json").output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        published.push(r["published"].as_u64().unwrap());
+    }
+    assert_eq!(published, [50_000, 50_000, 20_000, 0, 0]);
+    for _ in 0..3 {
+        sync(&b, "hostb");
+    }
+    let got = records(&b.state);
+    assert_eq!(got.len(), n);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r["origin_seq"], i as u64 + 1);
+        assert_eq!(r["seq"], i as u64 + 1);
+    }
 }
