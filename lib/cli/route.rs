@@ -68,6 +68,8 @@ NAME has never been started; left in its inbox\tagents/NAME/inbox/ exists but no
 written to its inbox in team TEAM\ta member of the agent team, not an mt agent, got the message in ~/.claude/teams/TEAM/inboxes/NAME.json
 reads the channel itself\tthe lead, or a name with a cursor (cursors/NAME/)
 unknown, reported\tnobody of that name: a system record from mt-route says the record was not delivered to it
+a coworker on another host; mt-sync carries it\tthe name is a coworker of another host (mt-sync(1)): that host's mt-route delivers the record once it arrives there
+unknown here; the record's own host reports it\ta record mt-sync brought from another host names nobody here; not reported again
 failed: ERROR; reported\tthe delivery failed (the agent did not start, its inbox could not be written, ...): the error is also on standard error and in a system record from mt-route, once per name and run. Routing goes on with the next mention. A later mention of an agent whose delivery failed is not tried again in the same run: the message is put in its inbox (delivery to NAME failed earlier in this run; left in its inbox), or fails again without a new report
 
 With --dry-run the same lines say what would be done (would nudge, would resume, ...).

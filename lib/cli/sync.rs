@@ -86,7 +86,7 @@ The team's task list (--list, $CLAUDE_CODE_TASK_LIST_ID, else the project's) is 
             ),
             (
                 "REFS",
-                "refs/mt/log/HOST\tthe records HOST wrote: one commit per exchange that had any, holding host, heads (the largest seq published per channel) and records/CHANNEL (JSON Lines).
+                "refs/mt/log/HOST\tthe records HOST wrote: one commit per exchange that had any, holding host, heads (the largest seq published per channel) and records/CHANNEL (JSON Lines); at most 50,000 records of a channel per exchange, so a long backlog goes out over a few.
 refs/mt/tasks/ID\tthe versions of task ID: task.json, or deleted.
 refs/mt/status/HOST\tHOST's coworkers (agents, a JSON array) for mt-ps --all-hosts.",
             ),
