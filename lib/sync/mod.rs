@@ -157,7 +157,13 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
     let fixed = updates.len();
     let list = crate::tasks::TaskList::from_env(Some(&opts.list))?;
     let mut bases = state::Tasks::load(state)?;
-    let plan = tasks::plan(repo, state, &list, &me, &mut bases, &mut report.tasks)?;
+    let side = tasks::Side {
+        repo,
+        state,
+        list: &list,
+        me: &me,
+    };
+    let plan = tasks::plan(&side, &mut bases, &mut report.tasks)?;
     updates.extend(plan.updates.iter().cloned());
 
     let mut outcomes = Vec::new();
@@ -190,17 +196,7 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
     chans.save(state)?;
 
     let task_outcomes = outcomes.split_off(fixed.min(outcomes.len()));
-    let rounds = task_rounds(
-        repo,
-        state,
-        &remote,
-        &list,
-        &me,
-        &mut bases,
-        plan,
-        task_outcomes,
-        &mut report,
-    );
+    let rounds = task_rounds(&side, &remote, &mut bases, plan, task_outcomes, &mut report);
     bases.save(state)?;
     rounds?;
     if let Some(why) = log_refused {
@@ -217,26 +213,22 @@ pub fn exchange(state: &StateDir, repo: &Repository, opts: &Options) -> Result<R
 /// Settle the first push's task updates; what another host beat us to is
 /// planned again on its newer version, a few rounds at most, and the rest
 /// waits for the next exchange.
-#[allow(clippy::too_many_arguments)]
 fn task_rounds(
-    repo: &Repository,
-    state: &StateDir,
+    side: &tasks::Side<'_>,
     remote: &Remote<'_>,
-    list: &crate::tasks::TaskList,
-    me: &Identity,
     bases: &mut state::Tasks,
     mut plan: tasks::Plan,
     mut outcomes: Vec<Outcome>,
     report: &mut Report,
 ) -> Result<()> {
     for round in 0..4 {
-        let refused = tasks::apply(repo, list, bases, &plan, &outcomes, &mut report.tasks)?;
+        let refused = tasks::apply(side, bases, &plan, &outcomes, &mut report.tasks)?;
         if refused == 0 || round == 3 {
             break;
         }
         remote.fetch(&[&format!("{}*", tasks::PREFIX)])?;
         report.fetches += 1;
-        plan = tasks::plan(repo, state, list, me, bases, &mut report.tasks)?;
+        plan = tasks::plan(side, bases, &mut report.tasks)?;
         if plan.updates.is_empty() {
             break;
         }

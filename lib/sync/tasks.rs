@@ -104,6 +104,16 @@ pub struct Report {
     pub refused: u64,
 }
 
+/// What the task part of an exchange works on: this host's repository,
+/// state directory, task list and identity.
+#[derive(Clone, Copy)]
+pub struct Side<'a> {
+    pub repo: &'a Repository,
+    pub state: &'a StateDir,
+    pub list: &'a TaskList,
+    pub me: &'a Identity,
+}
+
 /// One pushed version and what it means locally once taken.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -124,14 +134,13 @@ pub struct Plan {
 /// Compare every task's local file, agreed version and remote version;
 /// write remote changes to the local files now and plan the pushes for
 /// local changes.
-pub fn plan(
-    repo: &Repository,
-    state: &StateDir,
-    list: &TaskList,
-    me: &Identity,
-    bases: &mut Tasks,
-    report: &mut Report,
-) -> Result<Plan> {
+pub fn plan(cx: &Side<'_>, bases: &mut Tasks, report: &mut Report) -> Result<Plan> {
+    let Side {
+        repo,
+        state,
+        list,
+        me,
+    } = *cx;
     let mut remote_ids: BTreeMap<u64, Oid> = BTreeMap::new();
     for r in repo.references_glob(&format!("{PREFIX}*"))? {
         let r = r?;
@@ -393,13 +402,13 @@ fn merge(base: &Version, local: &Version, remote: &Version) -> (Version, Option<
 /// After a push: record what the remote took, write the merged versions
 /// to the local files. Returns how many updates were refused.
 pub fn apply(
-    repo: &Repository,
-    list: &TaskList,
+    cx: &Side<'_>,
     bases: &mut Tasks,
     plan: &Plan,
     outcomes: &[Outcome],
     report: &mut Report,
 ) -> Result<u64> {
+    let Side { repo, list, .. } = *cx;
     let mut refused = 0;
     for ((u, p), o) in plan.updates.iter().zip(&plan.pending).zip(outcomes) {
         if *o != Outcome::Done {
