@@ -33,7 +33,8 @@ use crate::sync::{self, Options, Report};
 /// they came from. Task changes are compare-and-swap updates of one ref
 /// per task, so of two hosts changing the same version of a task exactly
 /// one wins; a claim through mt-task or mt-dispatch is acknowledged only
-/// once the remote took it.
+/// once the remote took it. The team's task list (--list) is carried;
+/// reminders and agents stay on their host.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
@@ -81,8 +82,7 @@ pub fn tool() -> Tool {
             (
                 "SETTINGS",
                 "host\tthis machine's name among the hosts (default: the hostname, lower case). A state directory keeps the name of its first exchange; set it in the global settings file, not the project's, which other hosts may share.
-sync-remote\tthe remote (default origin); --remote overrides it.
-The team's task list (--list, $CLAUDE_CODE_TASK_LIST_ID, else the project's) is carried; reminders and agents stay on their host.",
+sync-remote\tthe remote (default origin); --remote overrides it.",
             ),
             (
                 "REFS",
@@ -122,6 +122,12 @@ Keep exchanging every second in a terminal:
 78\tthe host name is used by another machine, differs from the one this repository syncs as, or a settings file is invalid",
             ),
             ("", super::EXIT_COMMON),
+            (
+                "ENVIRONMENT",
+                "MT_HOST, MT_SYNC_REMOTE\tthe host and sync-remote settings
+MT_SYNC_TOKEN\tthe password (a token) given to an https remote that asks for one; ssh remotes use the ssh agent ($SSH_AUTH_SOCK). No git credential helper is run.
+MT_FSYNC\t0 skips syncing the channels and state files written",
+            ),
             (
                 "SEE ALSO",
                 "mt-task(1), mt-ps(1), mt-watch(1), mt-config(1), mt-files(5), mt-guarantees(7)",
