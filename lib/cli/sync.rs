@@ -104,9 +104,9 @@ refs/mt/status/HOST\tHOST's coworkers (agents, a JSON array) for mt-ps --all-hos
             ),
             (
                 "EXAMPLES",
-                "Name this machine and sync every 5 seconds from the watcher:
+                "Name this machine and sync every 5 seconds from the watcher (the default rules carry this rule commented out):
   $ mt-config set --global host laptop
-  $ echo 'name=sync @every 5s mt-sync -q' >> \"$(git rev-parse --git-common-dir)/mt/watch/rules\"
+  $ sed -i 's/^# name=sync /name=sync /' \"$(git rev-parse --git-common-dir)/mt/watch/rules\"
 
 Everyone's coworkers, on every host:
   $ mt-ps --all-hosts
