@@ -188,6 +188,37 @@ pub fn create_temp<T>(
 /// in place of the directory is refused, one in place of `path` is replaced
 /// (rename never follows it), and swapping the directory meanwhile cannot
 /// move the write elsewhere.
+/// A JSON state file: `None` when it does not exist, exit 65 naming the
+/// file and `hint` (what to do about it) when it does not parse.
+pub fn read_json<T: for<'de> serde::Deserialize<'de>>(
+    path: &Path,
+    hint: &str,
+) -> Result<Option<T>> {
+    match read_regular(path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            fail(
+                crate::exit::DATAERR,
+                format!("{} does not parse ({e}); {hint}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// `v` as a JSON state file: pretty, one final newline, replaced whole
+/// (synced unless `MT_FSYNC=0`).
+pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    write_atomic(path, &json_bytes(v)?, fsync_enabled())
+}
+
+/// What `write_json` writes.
+pub fn json_bytes<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(v).context("cannot encode JSON")?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::changes::Entry;
-use crate::exit::{CANTCREAT, Coded, DATAERR, fail};
+use crate::exit::{CANTCREAT, Coded};
 use crate::infra::{fsutil, lock};
 use crate::statedir::StateDir;
 
@@ -107,7 +107,7 @@ impl Store {
     }
 
     pub fn save(&self, k: &Kept) -> Result<()> {
-        write_json(&self.state_path(), k)
+        fsutil::write_json(&self.state_path(), k)
     }
 
     pub fn intent(&self) -> Result<Option<Intent>> {
@@ -170,23 +170,5 @@ fn remove(path: &std::path::Path) -> Result<()> {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Result<Option<T>> {
-    match fsutil::read_regular(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            fail(
-                DATAERR,
-                format!(
-                    "{} does not parse ({e}); move it aside to start afresh",
-                    path.display()
-                ),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display()))),
-    }
-}
-
-fn write_json<T: Serialize>(path: &std::path::Path, v: &T) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(v)?;
-    text.push(b'\n');
-    fsutil::write_atomic(path, &text, fsutil::fsync_enabled())
+    fsutil::read_json(path, "move it aside to start afresh")
 }

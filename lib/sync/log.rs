@@ -87,26 +87,10 @@ pub fn check_owner(me: &Identity, tip: &Tip) -> Result<()> {
     }
 }
 
-/// The channels of this state directory.
-pub fn channel_names(state: &StateDir) -> Result<Vec<String>> {
-    let dir = state.channels();
-    let mut out = Vec::new();
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    for e in rd {
-        let e = e?;
-        if let Some(n) = e.file_name().to_str()
-            && crate::names::is_valid(n)
-            && e.path().is_dir()
-        {
-            out.push(n.to_string());
-        }
-    }
-    out.sort();
-    Ok(out)
+/// Every channel, archived ones too: what was written in one before it
+/// was archived still goes out.
+fn channel_names(state: &StateDir) -> Result<Vec<String>> {
+    channel::list_channels_by(state, channel::Listing::All)
 }
 
 #[derive(Deserialize)]

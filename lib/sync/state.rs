@@ -6,14 +6,14 @@
 //! version, and every step is arranged so that an old version only makes
 //! the next exchange look again, never apply anything twice.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::channel::Position;
-use crate::exit::{CONFIG, DATAERR, fail};
+use crate::exit::{CONFIG, fail};
 use crate::infra::{fsutil, lock};
 use crate::statedir::StateDir;
 
@@ -66,7 +66,7 @@ impl Identity {
             host: host.to_string(),
             instance: crate::infra::id::new_id(chrono::Utc::now().timestamp_millis().max(0) as u64),
         };
-        write_json(&path, &me)?;
+        fsutil::write_json(&path, &me)?;
         Ok(me)
     }
 
@@ -193,33 +193,11 @@ pub fn is_remote_agent(state: &StateDir, name: &str) -> bool {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match fsutil::read_regular(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            fail(
-                DATAERR,
-                format!(
-                    "{} does not parse ({e}); move it away and mt-sync starts that part over",
-                    path.display()
-                ),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec_pretty(v)?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    fsutil::write_atomic(path, &encode(v)?, fsutil::fsync_enabled())
+    fsutil::read_json(path, "move it away and mt-sync starts that part over")
 }
 
 fn write_if_changed<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let bytes = encode(v)?;
+    let bytes = fsutil::json_bytes(v)?;
     if fsutil::read_regular(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }

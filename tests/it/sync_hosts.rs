@@ -172,15 +172,7 @@ fn an_unknown_name_in_an_imported_record_is_reported_by_its_own_host_only() {
 /// mt-hook (`nm`), while mt-sync's has them.
 #[test]
 fn the_hot_path_tools_do_not_link_git_transports_tls_or_ssh() {
-    let symbols = |bin: &str| {
-        let o = Command::new("nm")
-            .arg("--defined-only")
-            .arg(crate::support::bin(bin))
-            .output()
-            .expect("nm");
-        assert!(o.status.success(), "nm {bin}: {}", text(&o.stderr));
-        text(&o.stdout)
-    };
+    use crate::support::symbols;
     let transport = [
         "git_remote_push",
         "git_remote_fetch",

@@ -621,15 +621,7 @@ fn bad_input_is_refused_with_a_clear_error() {
 /// the linker cargo uses), while mt-web's has both.
 #[test]
 fn the_hot_path_tools_do_not_link_the_server() {
-    let symbols = |bin: &str| {
-        let o = std::process::Command::new("nm")
-            .arg("--defined-only")
-            .arg(crate::support::bin(bin))
-            .output()
-            .expect("nm");
-        assert!(o.status.success(), "nm {bin}: {}", text(&o.stderr));
-        text(&o.stdout)
-    };
+    use crate::support::symbols;
     let web = symbols("mt-web");
     assert!(web.contains("httparse") && web.contains("serve_connection"));
     for bin in ["mt-post", "mt-read", "mt-hook"] {

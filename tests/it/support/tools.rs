@@ -15,6 +15,22 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The defined symbols of a built tool (`nm --defined-only`; nm comes with
+/// the linker cargo uses), for the checks of what a tool links.
+pub fn symbols(name: &str) -> String {
+    let o = std::process::Command::new("nm")
+        .arg("--defined-only")
+        .arg(bin(name))
+        .output()
+        .expect("nm");
+    assert!(
+        o.status.success(),
+        "nm {name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// The directory holding the built binaries.
 pub fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_mt-post"))
