@@ -364,3 +364,29 @@ fn a_long_backlog_is_published_in_bounded_commits() {
         assert_eq!(r["seq"], i as u64 + 1);
     }
 }
+
+/// With --no-status a host keeps its coworkers to itself: the others'
+/// mt-ps --all-hosts does not list them, and no status ref is published.
+#[test]
+fn no_status_publishes_no_coworkers() {
+    let (a, b) = two_hosts();
+    b.spawn("york", "echo", &[]);
+    b.wait_idle("york");
+    let o = on(&b, "hostb", "mt-sync")
+        .arg("--no-status")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    sync(&a, "hosta");
+    let all = on(&a, "hosta", "mt-ps")
+        .arg("--all-hosts")
+        .output()
+        .unwrap();
+    assert!(!text(&all.stdout).contains("york"), "{}", text(&all.stdout));
+    let refs = a.git(
+        &a.root.join("remote.git"),
+        &["for-each-ref", "refs/mt/status/"],
+    );
+    assert!(!refs.contains("hostb"), "{refs}");
+    assert!(refs.contains("hosta"), "{refs}");
+}
